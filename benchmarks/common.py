@@ -1,0 +1,47 @@
+"""Shared helpers for the benchmark scripts: where the data is, and a timing helper."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import statistics
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """$EXLM_DATA_DIR, or shared/data beside the repository; None when absent."""
+    candidates = [os.environ.get("EXLM_DATA_DIR")] + [str(p / "shared" / "data") for p in REPO.parents]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "zinc").is_dir():
+            return Path(candidate)
+    return None
+
+
+def benchmark_smiles(n: int, split: str = "train") -> tuple[list[str], str]:
+    """n drug-like SMILES: the ZINC corpus when present, else randomized SMILES of our sample drugs."""
+    data = shared_data_dir()
+    if data is not None:
+        with gzip.open(data / "zinc" / f"moses_{split}.csv.gz", "rt") as handle:
+            next(handle)
+            smiles = [line.strip() for _, line in zip(range(n), handle)]
+        return smiles, f"ZINC moses_{split} (first {len(smiles)})"
+    import csv
+
+    from exlm_chem.tokenizer import randomize_smiles
+
+    with open(REPO / "data" / "drugs.csv") as handle:
+        drugs = [row["smiles"] for row in csv.DictReader(handle)]
+    smiles = [randomize_smiles(drugs[i % len(drugs)], seed=i) for i in range(n)]
+    return smiles, f"{n} randomized SMILES of data/drugs.csv (shared data absent)"
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -1,0 +1,33 @@
+"""exlm-chem: SMILES representation learning with ExLM (states-expanded masked language models).
+
+Importing the package is cheap: each public name is loaded from its module on first use
+(PEP 562), so torch, RDKit and DeepChem load only when the code that needs them runs.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "InputError": "errors",
+    "tokenize_smiles": "tokenizer",
+    "SmilesTokenizer": "tokenizer",
+    "read_molecules": "io",
+    "read_molecule_chunks": "io",
+    "read_smiles": "io",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'exlm_chem' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,62 @@
+"""Where the shipped default model lives, and what this installation runs on."""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from .errors import InputError
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "weights"
+NO_DEFAULT_MODEL = (
+    "no pretrained model installed yet: pass a model directory (e.g. --model DIR, "
+    "made by `exlm-chem pretrain`)"
+)
+
+
+def default_model_dir() -> Path:
+    """The default model shipped inside the package; InputError if it is not installed."""
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        raise InputError(NO_DEFAULT_MODEL)
+    return DEFAULT_MODEL_DIR
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 matrix instructions (AMX or AVX-512 BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("amx_bf16", "avx512_bf16"))
+
+
+def _installed(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def describe_environment() -> dict[str, str]:
+    """Versions and devices, without importing the heavy libraries (DeepChem is slow to import)."""
+    import torch
+
+    from . import __version__
+
+    if torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} GPU)"
+    else:
+        device = "cpu (no CUDA GPU)"
+    default = DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / "config.json").is_file() else "not installed yet"
+    return {
+        "exlm-chem": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "rdkit": _installed("rdkit"),
+        "deepchem": _installed("deepchem"),
+        "device": device,
+        "cpu threads": str(torch.get_num_threads()),
+        "cpu native bf16": "yes" if cpu_has_native_bf16() else "no",
+        "default model": str(default),
+    }

@@ -1,0 +1,267 @@
+"""Reading molecule files as streams of records, and writing files atomically.
+
+Supported inputs (each may be gzipped, ``.gz``):
+
+- ``.csv`` / ``.tsv``: a SMILES column chosen by name; by default the first column named
+  smiles, mol or canonical_smiles (any case);
+- ``.smi`` / ``.smiles`` / ``.txt`` and files without a known extension: one molecule per line,
+  SMILES first, an optional name second (whitespace-separated). A ZINC tranche header line
+  (``smiles zinc_id``) is skipped; PubChem ``CID-SMILES`` files (``cid<TAB>smiles``, no header)
+  are recognised by their integer first field;
+- ``.sdf`` / ``.sd``: read with RDKit, written out as canonical SMILES.
+
+Files are read in chunks, so a file of any size streams in bounded memory. Every record keeps
+its row number (1-based line number in text files, where a CSV header is line 1; 1-based
+record number in SDF files) so that errors can name it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from .errors import InputError
+
+DEFAULT_SMILES_COLUMNS = ("smiles", "mol", "canonical_smiles")
+MISSING_VALUES = {"", "nan", "na", "none", "null"}
+MAX_SMILES_CHARS = 4096
+DEFAULT_CHUNK_SIZE = 10_000
+
+
+class MoleculeRecord(NamedTuple):
+    """One molecule read from a file. ``error`` says why the record is unusable, or is None."""
+
+    row: int
+    id: str
+    smiles: str
+    error: str | None = None
+
+
+def _base_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _open_text(path: Path):
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    # Undecodable bytes become U+FFFD so that the record holding them can be named.
+    return opener(path, "rt", encoding="utf-8", errors="replace", newline="")
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a molecule file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+
+
+def _make_record(path: Path, row: int, mol_id: str, smiles: str, max_chars: int) -> MoleculeRecord:
+    smiles = smiles.strip()
+    error = None
+    if "\ufffd" in smiles or "\ufffd" in mol_id:
+        raise InputError(f"{path}: row {row}: bytes that are not valid UTF-8")
+    if smiles.lower() in MISSING_VALUES:
+        smiles, error = "", "empty SMILES"
+    elif len(smiles) > max_chars:
+        error = f"SMILES of {len(smiles)} characters is longer than the limit of {max_chars}"
+    return MoleculeRecord(row, mol_id, smiles, error)
+
+
+def _resolve_column(path: Path, columns: list[str], wanted: str | None, what: str) -> str:
+    if wanted is not None:
+        if wanted in columns:
+            return wanted
+        raise InputError(f"{path}: no {what} column {wanted!r}; the columns are: {', '.join(columns)}")
+    for candidate in DEFAULT_SMILES_COLUMNS:
+        for column in columns:
+            if column.strip().lower() == candidate:
+                return column
+    raise InputError(
+        f"{path}: no SMILES column (looked for {', '.join(DEFAULT_SMILES_COLUMNS)}); "
+        f"the columns are: {', '.join(columns)}; choose one with --smiles-column"
+    )
+
+
+def _read_table(path, smiles_column, id_column, chunk_size, max_chars) -> Iterator[list[MoleculeRecord]]:
+    import pandas as pd
+
+    sep = "\t" if _base_suffix(path) == ".tsv" else ","
+    options = dict(
+        sep=sep,
+        dtype=str,
+        keep_default_na=False,
+        na_filter=False,
+        skip_blank_lines=False,
+        encoding="utf-8",
+        encoding_errors="replace",
+    )
+    try:
+        columns = list(pd.read_csv(path, nrows=0, **options).columns)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: file is empty") from None
+    except (pd.errors.ParserError, EOFError, OSError) as exc:
+        raise InputError(f"{path}: cannot read as a table: {exc}") from None
+    smiles_column = _resolve_column(path, columns, smiles_column, "SMILES")
+    if id_column is not None:
+        id_column = _resolve_column(path, columns, id_column, "id")
+    usecols = [smiles_column] + ([id_column] if id_column and id_column != smiles_column else [])
+    row = 2  # the header is line 1
+    try:
+        for frame in pd.read_csv(path, usecols=usecols, chunksize=chunk_size, **options):
+            smiles_values = frame[smiles_column].tolist()
+            ids = frame[id_column].tolist() if id_column else [str(row + i) for i in range(len(frame))]
+            yield [
+                _make_record(path, row + i, str(mol_id), s, max_chars)
+                for i, (mol_id, s) in enumerate(zip(ids, smiles_values))
+            ]
+            row += len(frame)
+    except (pd.errors.ParserError, EOFError, OSError) as exc:
+        raise InputError(f"{path}: cannot read as a table near row {row}: {exc}") from None
+
+
+def _read_lines(path, chunk_size, max_chars) -> Iterator[list[MoleculeRecord]]:
+    chunk: list[MoleculeRecord] = []
+    pubchem = None  # decided on the first data line
+    try:
+        with _open_text(path) as handle:
+            for row, line in enumerate(handle, start=1):
+                fields = line.split()
+                if not fields or fields[0].startswith("#"):
+                    continue
+                if pubchem is None:
+                    if fields[0].lower() in ("smiles", "smi"):
+                        continue  # a header line, as in ZINC tranche files
+                    pubchem = fields[0].isdigit() and len(fields) >= 2
+                if pubchem:
+                    mol_id, smiles = fields[0], fields[1] if len(fields) > 1 else ""
+                else:
+                    smiles, mol_id = fields[0], fields[1] if len(fields) > 1 else str(row)
+                chunk.append(_make_record(path, row, mol_id, smiles, max_chars))
+                if len(chunk) >= chunk_size:
+                    yield chunk
+                    chunk = []
+    except (EOFError, OSError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    if chunk:
+        yield chunk
+
+
+def _read_sdf(path, id_column, chunk_size, max_chars) -> Iterator[list[MoleculeRecord]]:
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    chunk: list[MoleculeRecord] = []
+    try:
+        with opener(path, "rb") as handle:
+            for row, mol in enumerate(Chem.ForwardSDMolSupplier(handle), start=1):
+                if mol is None:
+                    chunk.append(MoleculeRecord(row, str(row), "", "RDKit cannot read this SDF record"))
+                else:
+                    prop = id_column or "_Name"
+                    mol_id = mol.GetProp(prop) if mol.HasProp(prop) else ""
+                    chunk.append(_make_record(path, row, mol_id or str(row), Chem.MolToSmiles(mol), max_chars))
+                if len(chunk) >= chunk_size:
+                    yield chunk
+                    chunk = []
+    except (EOFError, OSError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    if chunk:
+        yield chunk
+
+
+def read_molecule_chunks(
+    path: str | os.PathLike,
+    smiles_column: str | None = None,
+    id_column: str | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    errors: str = "raise",
+    max_smiles_chars: int = MAX_SMILES_CHARS,
+) -> Iterator[list[MoleculeRecord]]:
+    """Stream a molecule file as lists of at most ``chunk_size`` records.
+
+    ``errors="raise"`` stops at the first empty or over-long SMILES with an `InputError` that
+    names the file and row; ``errors="keep"`` yields such records with their ``error`` set.
+    Bytes that are not UTF-8 always raise. A file with no molecules raises `InputError`.
+    """
+    if errors not in ("raise", "keep"):
+        raise InputError(f"errors must be 'raise' or 'keep', not {errors!r}")
+    path = Path(path)
+    _check_readable(path)
+    suffix = _base_suffix(path)
+    if suffix in (".csv", ".tsv"):
+        chunks = _read_table(path, smiles_column, id_column, chunk_size, max_smiles_chars)
+    elif suffix in (".sdf", ".sd"):
+        chunks = _read_sdf(path, id_column, chunk_size, max_smiles_chars)
+    else:
+        chunks = _read_lines(path, chunk_size, max_smiles_chars)
+    found = False
+    for chunk in chunks:
+        if errors == "raise":
+            for record in chunk:
+                if record.error:
+                    raise InputError(f"{path}: row {record.row}: {record.error}")
+        found = found or bool(chunk)
+        yield chunk
+    if not found:
+        raise InputError(f"{path}: no molecules found")
+
+
+def read_molecules(path: str | os.PathLike, **options) -> Iterator[MoleculeRecord]:
+    """Stream a molecule file record by record (options as in `read_molecule_chunks`)."""
+    for chunk in read_molecule_chunks(path, **options):
+        yield from chunk
+
+
+def read_smiles(path: str | os.PathLike, **options) -> list[str]:
+    """All SMILES of a file as a list (for files that fit in memory)."""
+    return [record.smiles for record in read_molecules(path, **options)]
+
+
+# -- atomic writing -----------------------------------------------------------------------
+
+
+def check_writable_dir(directory: Path, what: str = "output") -> None:
+    """Raise InputError unless ``directory`` exists and is writable."""
+    if not directory.is_dir():
+        raise InputError(f"{directory}: {what} folder does not exist")
+    if not os.access(directory, os.W_OK):
+        raise InputError(f"{directory}: {what} folder is not writable")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    On any exception (Ctrl-C included) the temporary file is removed, so ``path`` is either
+    the complete new file or untouched.
+    """
+    path = Path(path)
+    check_writable_dir(path.parent if str(path.parent) else Path("."))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,366 @@
+"""Atom-level SMILES tokenization, the vocabulary, and encoding to padded id tensors.
+
+`tokenize_smiles` uses the standard SMILES regex (Schwaller et al., 2019, as in DeepChem's
+`BasicSmilesTokenizer`) but never drops a character: text the regex does not cover is an
+error that names the character and its position.
+
+`SmilesTokenizer` saves to and loads from the Hugging Face `tokenizer.json` format (a WordLevel
+model behind a regex Split pre-tokenizer), so `tokenizers.Tokenizer.from_file` reads our files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+SMILES_REGEX = (
+    r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>>?|\*|\$"
+    r"|\%[0-9]{2}|[0-9])"
+)
+SELFIES_REGEX = r"(\[[^\]]*\]|\.)"
+_SMILES_RE = re.compile(SMILES_REGEX)
+# For whole batches joined by newlines: the same tokens as SMILES_REGEX with the single
+# characters folded into one class (faster), plus the newline as a separator that no bracket
+# atom may swallow.
+_SMILES_BATCH_RE = re.compile(r"\[[^\]\n]+]|Br?|Cl?|>>?|%[0-9]{2}|[NOSPFIbcnosp()=#+\\/:~@?*$.0-9\n-]")
+_SELFIES_RE = re.compile(SELFIES_REGEX)
+
+PAD, BOS, EOS, MASK, UNK = "<pad>", "<s>", "</s>", "<mask>", "<unk>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, MASK, UNK)
+DEFAULT_MAX_LENGTH = 128
+
+
+def _regex_tokens(text: str, pattern: re.Pattern, kind: str) -> list[str]:
+    tokens = pattern.findall(text)
+    if len("".join(tokens)) == len(text):
+        return tokens
+    # Matches are ordered and disjoint, so a length mismatch means a gap: find its start.
+    position = 0
+    for match in pattern.finditer(text):
+        if match.start() != position:
+            break
+        position = match.end()
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    raise ValueError(
+        f"cannot tokenize {kind} {shown!r}: unexpected character {text[position]!r} at position {position}"
+    )
+
+
+def tokenize_smiles(smiles: str) -> list[str]:
+    """Split a SMILES string into atom-level tokens; ``"".join(tokens) == smiles`` always holds.
+
+    Raises ValueError naming the first character the SMILES regex does not cover.
+    """
+    return _regex_tokens(smiles, _SMILES_RE, "SMILES")
+
+
+def parse_smiles(smiles: str):
+    """RDKit molecule for a SMILES, or None when RDKit cannot parse it (quietly)."""
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    return Chem.MolFromSmiles(smiles) if smiles else None
+
+
+def canonicalize_smiles(smiles: str) -> str:
+    """RDKit canonical SMILES; ValueError when RDKit cannot parse the input."""
+    from rdkit import Chem
+
+    mol = parse_smiles(smiles)
+    if mol is None:
+        raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
+    return Chem.MolToSmiles(mol)
+
+
+def randomize_smiles(smiles: str, seed: int = -1) -> str:
+    """A random valid SMILES of the same molecule (augmentation); seed -1 means unseeded."""
+    from rdkit import Chem
+
+    mol = parse_smiles(smiles)
+    if mol is None:
+        raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
+    return Chem.MolToRandomSmilesVect(mol, 1, randomSeed=seed)[0]
+
+
+class SmilesTokenizer:
+    """Vocabulary and encoder for SMILES (or SELFIES) strings.
+
+    Ids 0-4 are the special tokens ``<pad> <s> </s> <mask> <unk>``. A sequence is encoded as
+    ``<s> t1 ... tn </s>``, truncated to ``max_length`` ids (special tokens included).
+    Tokens outside the vocabulary become ``<unk>``; both unknown tokens and truncations are
+    counted in ``unknown_count`` and ``truncated_count``.
+
+    Parameters
+    ----------
+    tokens: the vocabulary in id order; special tokens are put first if missing.
+    max_length: the longest encoded sequence, special tokens included.
+    mode: ``"smiles"`` (atom-level regex) or ``"selfies"`` (SMILES converted with `selfies`).
+    canonicalize: rewrite each SMILES to RDKit's canonical form before tokenizing.
+    randomize: rewrite each SMILES to a random equivalent SMILES (training augmentation).
+    """
+
+    def __init__(
+        self,
+        tokens: Sequence[str],
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        mode: str = "smiles",
+        canonicalize: bool = False,
+        randomize: bool = False,
+    ):
+        if mode not in ("smiles", "selfies"):
+            raise InputError(f"tokenizer mode must be 'smiles' or 'selfies', not {mode!r}")
+        if max_length < 3:
+            raise InputError(f"max_length must be at least 3, not {max_length}")
+        ordered = list(SPECIAL_TOKENS) + [t for t in tokens if t not in SPECIAL_TOKENS]
+        if len(set(ordered)) != len(ordered):
+            raise InputError("the vocabulary lists a token twice")
+        self.id_to_token = ordered
+        self.token_to_id = {t: i for i, t in enumerate(ordered)}
+        self._batch_vocab = {**self.token_to_id, "\n": -1}
+        self.max_length = max_length
+        self.mode = mode
+        self.canonicalize = canonicalize
+        self.randomize = randomize
+        self.pad_id, self.bos_id, self.eos_id, self.mask_id, self.unk_id = range(5)
+        self.unknown_count = 0
+        self.truncated_count = 0
+
+    # -- building -------------------------------------------------------------------------
+
+    @classmethod
+    def from_corpus(cls, smiles: Iterable[str], min_count: int = 1, **options) -> SmilesTokenizer:
+        """Build the vocabulary from a corpus: every token seen at least ``min_count`` times.
+
+        SMILES that cannot be tokenized are skipped (and counted in a log message).
+        """
+        probe = cls([], **options)
+        counts: Counter[str] = Counter()
+        skipped = 0
+        for s in smiles:
+            try:
+                counts.update(probe.tokenize(s))
+            except ValueError:
+                skipped += 1
+        if skipped:
+            logger.warning("vocabulary: skipped %d SMILES that could not be tokenized", skipped)
+        kept = sorted(t for t, c in counts.items() if c >= min_count)
+        # Frequent tokens first: stable, readable ids.
+        kept.sort(key=lambda t: -counts[t])
+        return cls(kept, **options)
+
+    def __len__(self) -> int:
+        return len(self.id_to_token)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.id_to_token)
+
+    # -- tokenizing and encoding ----------------------------------------------------------
+
+    def preprocess(self, smiles: str) -> str:
+        """Apply the optional RDKit canonicalization or randomization."""
+        if self.randomize:
+            return randomize_smiles(smiles)
+        if self.canonicalize:
+            return canonicalize_smiles(smiles)
+        return smiles
+
+    def tokenize(self, smiles: str) -> list[str]:
+        """Tokens of one SMILES (SELFIES tokens in ``selfies`` mode), without special tokens."""
+        smiles = self.preprocess(smiles)
+        if self.mode == "smiles":
+            return tokenize_smiles(smiles)
+        import selfies
+
+        try:
+            encoded = selfies.encoder(smiles)
+        except selfies.EncoderError as exc:
+            raise ValueError(f"cannot convert SMILES {smiles!r} to SELFIES: {exc}") from None
+        return _regex_tokens(encoded, _SELFIES_RE, "SELFIES")
+
+    def _token_lists(self, smiles: Sequence[str]) -> list[list[str]]:
+        return [self.tokenize(s) for s in smiles]
+
+    def _flat_ids(self, smiles: Sequence[str]) -> np.ndarray | None:
+        """Ids of all tokens of the batch, rows separated by -1, from a single regex pass.
+
+        This is the fast path for plain SMILES; None where it does not apply.
+        """
+        if self.mode != "smiles" or self.randomize or self.canonicalize or not smiles:
+            return None
+        text = "\n".join(smiles)
+        if text.count("\n") != len(smiles) - 1:
+            return None  # a SMILES holds a newline itself
+        tokens = _SMILES_BATCH_RE.findall(text)
+        if len("".join(tokens)) != len(text):
+            for s in smiles:
+                tokenize_smiles(s)  # raises, naming the character and position
+        get = self._batch_vocab.get
+        return np.fromiter(map(get, tokens, repeat(self.unk_id)), dtype=np.int64, count=len(tokens))
+
+    def encode(self, smiles: str) -> list[int]:
+        """Ids of ``<s> tokens </s>`` for one SMILES, truncated to ``max_length``."""
+        ids = self.encode_batch([smiles])[0]
+        return ids[ids != self.pad_id].tolist()
+
+    def encode_batch(self, smiles: Sequence[str], max_length: int | None = None) -> torch.Tensor:
+        """Encode SMILES to a (batch, longest) LongTensor padded with ``<pad>`` (id 0).
+
+        Raises ValueError for a SMILES that cannot be tokenized.
+        """
+        max_length = max_length or self.max_length
+        limit = max_length - 2
+        flat = self._flat_ids(smiles)
+        if flat is None:
+            id_lists = [[self.token_to_id.get(t, self.unk_id) for t in tokens] for tokens in self._token_lists(smiles)]
+            flat = np.fromiter(
+                chain.from_iterable(chain(ids, (-1,)) for ids in id_lists),
+                dtype=np.int64,
+                count=sum(map(len, id_lists)) + len(id_lists),
+            )[:-1]
+        batch = len(smiles)
+        # Row of each flat entry, and its column once <s> takes column 0.
+        separator = flat < 0
+        row = np.cumsum(separator) - separator
+        starts = np.concatenate([[0], np.flatnonzero(separator) + 1])
+        column = np.arange(len(flat)) - starts[row] + 1
+        is_token = ~separator
+        lengths = np.bincount(row[is_token], minlength=batch)
+        keep = is_token & (column <= limit)
+        truncated = int(np.count_nonzero(lengths > limit))
+        lengths = np.minimum(lengths, limit)
+        unknown = int(np.count_nonzero(flat[keep] == self.unk_id))
+        self.unknown_count += unknown
+        if truncated:
+            self.truncated_count += truncated
+            logger.warning("truncated %d of %d SMILES to %d tokens", truncated, batch, max_length)
+        out = np.full((batch, int(lengths.max(initial=0)) + 2), self.pad_id, dtype=np.int64)
+        out[row[keep], column[keep]] = flat[keep]
+        out[:, 0] = self.bos_id
+        out[np.arange(batch), lengths + 1] = self.eos_id
+        return torch.from_numpy(out)
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        """The string of a sequence of ids (a SMILES; SELFIES are decoded back to SMILES)."""
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        specials = {self.pad_id, self.bos_id, self.eos_id}
+        tokens = [self.id_to_token[i] for i in ids if not (skip_special_tokens and i in specials)]
+        text = "".join(tokens)
+        if self.mode == "selfies" and skip_special_tokens:
+            import selfies
+
+            return selfies.decoder(text)
+        return text
+
+    # -- saving and loading ---------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """The Hugging Face ``tokenizer.json`` representation."""
+        pattern = SMILES_REGEX if self.mode == "smiles" else SELFIES_REGEX
+
+        def template_piece(name, kind):
+            return {kind: {"id": name, "type_id": 0}}
+
+        return {
+            "version": "1.0",
+            "truncation": {
+                "direction": "Right",
+                "max_length": self.max_length,
+                "strategy": "LongestFirst",
+                "stride": 0,
+            },
+            "padding": None,
+            "added_tokens": [
+                {
+                    "id": i,
+                    "content": t,
+                    "single_word": False,
+                    "lstrip": False,
+                    "rstrip": False,
+                    "normalized": False,
+                    "special": True,
+                }
+                for i, t in enumerate(SPECIAL_TOKENS)
+            ],
+            "normalizer": None,
+            "pre_tokenizer": {
+                "type": "Split",
+                "pattern": {"Regex": pattern},
+                "behavior": "Isolated",
+                "invert": False,
+            },
+            "post_processor": {
+                "type": "TemplateProcessing",
+                "single": [
+                    template_piece(BOS, "SpecialToken"),
+                    template_piece("A", "Sequence"),
+                    template_piece(EOS, "SpecialToken"),
+                ],
+                "pair": [
+                    template_piece(BOS, "SpecialToken"),
+                    template_piece("A", "Sequence"),
+                    template_piece(EOS, "SpecialToken"),
+                    {"Sequence": {"id": "B", "type_id": 1}},
+                    {"SpecialToken": {"id": EOS, "type_id": 1}},
+                ],
+                "special_tokens": {
+                    t: {"id": t, "ids": [self.token_to_id[t]], "tokens": [t]} for t in (BOS, EOS)
+                },
+            },
+            "decoder": None,
+            "model": {"type": "WordLevel", "vocab": dict(self.token_to_id), "unk_token": UNK},
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the tokenizer as one JSON file (atomically)."""
+        from .io import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: str | Path, **options) -> SmilesTokenizer:
+        """Read a tokenizer written by `save` (or any compatible WordLevel tokenizer.json)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            vocab = data["model"]["vocab"]
+            pattern = data["pre_tokenizer"]["pattern"]["Regex"]
+            max_length = (data.get("truncation") or {}).get("max_length", DEFAULT_MAX_LENGTH)
+        except FileNotFoundError:
+            raise InputError(f"{path}: tokenizer file not found") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}: not a tokenizer.json file ({exc.__class__.__name__}: {exc})") from None
+        if pattern not in (SMILES_REGEX, SELFIES_REGEX):
+            raise InputError(f"{path}: unknown pre-tokenizer pattern {pattern!r}")
+        tokens = sorted(vocab, key=vocab.get)
+        if tuple(tokens[:5]) != SPECIAL_TOKENS or [vocab[t] for t in tokens] != list(range(len(tokens))):
+            raise InputError(f"{path}: the vocabulary must hold ids 0..n-1 with {SPECIAL_TOKENS} first")
+        mode = "smiles" if pattern == SMILES_REGEX else "selfies"
+        return cls(tokens, max_length=max_length, mode=mode, **options)
+
+
+def tokenize_file(path, smiles_column: str | None = None, tokenizer: SmilesTokenizer | None = None):
+    """Yield ``(record, tokens)`` for each molecule of a file, or ``(record, ids)`` with a tokenizer.
+
+    A SMILES that cannot be tokenized raises InputError naming the file and row.
+    """
+    from .io import read_molecules
+
+    for record in read_molecules(path, smiles_column=smiles_column):
+        try:
+            yield record, (tokenizer.encode(record.smiles) if tokenizer else tokenize_smiles(record.smiles))
+        except ValueError as exc:
+            raise InputError(f"{path}: row {record.row}: {exc}") from None

@@ -1,0 +1,50 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_shared_data() -> Path | None:
+    """The shared data folder: $EXLM_DATA_DIR, or shared/data beside the repository."""
+    candidates = [os.environ.get("EXLM_DATA_DIR")] + [str(p / "shared" / "data") for p in REPO.parents]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "zinc").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = find_shared_data()
+    if path is None:
+        pytest.skip("shared data folder not found (set EXLM_DATA_DIR to the folder holding zinc/ and moleculenet/)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def drug_smiles() -> list[str]:
+    import csv
+
+    with open(REPO / "data" / "drugs.csv") as handle:
+        return [row["smiles"] for row in csv.DictReader(handle)]
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run the exlm-chem command in-process; returns (exit status, stdout, stderr)."""
+    from exlm_chem import cli
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["exlm-chem", *map(str, args)])
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
