@@ -15,6 +15,9 @@ _PUBLIC = {
     "read_molecules": "io",
     "read_molecule_chunks": "io",
     "read_smiles": "io",
+    "ExLMConfig": "model",
+    "ExLMModel": "model",
+    "dag_log_likelihood": "model",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

@@ -1,0 +1,244 @@
+"""The ExLM model: pretraining loss (ExLM or plain MLM), embedding forward, save and load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+from ..tokenizer import SmilesTokenizer
+from .config import ExLMConfig
+from .dag import TransitionHead, dag_best_path, dag_log_likelihood
+from .encoder import Encoder
+from .expansion import choose_mask_positions, expand_states, pack_selected
+
+# Special-token ids, fixed by SmilesTokenizer.
+PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3
+
+WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE = "model.safetensors", "config.json", "tokenizer.json"
+FORMAT_NAME = "exlm-chem"
+
+
+class LMHead(nn.Module):
+    """RoBERTa-style token prediction: dense, GELU, LayerNorm, then the tied embedding and a bias."""
+
+    def __init__(self, config: ExLMConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: torch.Tensor, embedding_weight: torch.Tensor) -> torch.Tensor:
+        x = self.norm(F.gelu(self.dense(hidden)))
+        return F.linear(x, embedding_weight.to(x.dtype), self.bias.to(x.dtype))
+
+
+@dataclass
+class PretrainOutput:
+    loss: torch.Tensor  # scalar: mean of the finite per-molecule losses
+    molecule_loss: torch.Tensor  # (B,) per-molecule loss, possibly inf for ExLM
+    num_dropped: int  # molecules whose loss was not finite
+    predictions: torch.Tensor | None = None  # (B, M_max) predicted tokens at the masked positions
+    targets: torch.Tensor | None = None  # (B, M_max) original tokens at the masked positions
+    target_valid: torch.Tensor | None = None  # (B, M_max)
+
+
+@dataclass
+class EmbeddingOutput:
+    hidden: torch.Tensor | list[torch.Tensor]  # (B, N, d), or one per layer
+    token_states: torch.Tensor  # (B, N) True for the states of real tokens (not <s>, </s>, padding)
+    valid: torch.Tensor  # (B, N) True for non-padding states
+    pooled: torch.Tensor | None = None  # (B, d)
+
+
+class ExLMModel(nn.Module):
+    """Encoder, token-prediction head and (for ExLM) the transition head."""
+
+    def __init__(self, config: ExLMConfig, tokenizer: SmilesTokenizer | None = None):
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.encoder = Encoder(config)
+        self.lm_head = LMHead(config)
+        self.transition_head = (
+            TransitionHead(config.hidden_size, config.transition_heads, config.max_states)
+            if config.objective == "exlm"
+            else None
+        )
+        self.register_buffer("expand_ids", torch.tensor([BOS_ID, EOS_ID, MASK_ID]), persistent=False)
+        self.register_buffer("special_ids", torch.tensor([PAD_ID, BOS_ID, EOS_ID, MASK_ID]), persistent=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        total = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            total -= self.encoder.embed_tokens.weight.numel()
+            if self.transition_head is not None:
+                total -= self.transition_head.state_embedding.weight.numel()
+        return total
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden, self.encoder.embed_tokens.weight)
+
+    # -- pretraining ------------------------------------------------------------------------
+
+    def choose_masks(self, ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mask positions for pretraining: rate ``config.mask_rate``, at least one per molecule."""
+        return choose_mask_positions(ids, self.config.mask_rate, self.special_ids, generator)
+
+    def forward(self, ids: torch.Tensor, mask_positions: torch.Tensor, with_predictions: bool = False) -> PretrainOutput:
+        """Pretraining loss of a padded batch ``ids`` (B, L) with ``mask_positions`` (B, L) masked."""
+        masked_ids = ids.masked_fill(mask_positions, MASK_ID)
+        batch = expand_states(masked_ids, self.config.k, self.expand_ids, PAD_ID)
+        hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
+        if self.transition_head is None:
+            return self._mlm_loss(hidden, ids, mask_positions, with_predictions)
+        return self._exlm_loss(hidden, batch.expanded, ids, mask_positions, with_predictions)
+
+    def _mlm_loss(self, hidden, ids, mask_positions, with_predictions) -> PretrainOutput:
+        # k = 1: states and tokens coincide, so the masked positions index the hidden states.
+        rows = mask_positions.nonzero()[:, 0]
+        logits = self._logits(hidden[mask_positions]).float()
+        token_loss = F.cross_entropy(logits, ids[mask_positions], reduction="none")
+        counts = mask_positions.sum(1).to(token_loss.dtype)
+        molecule_loss = torch.zeros_like(counts).index_add_(0, rows, token_loss) / counts.clamp(min=1)
+        output = PretrainOutput(molecule_loss.mean(), molecule_loss, 0)
+        if with_predictions:
+            index, valid = pack_selected(mask_positions)
+            predicted = torch.zeros_like(ids)
+            predicted[mask_positions] = logits.argmax(-1)
+            output.predictions = predicted.gather(1, index)
+            output.targets, output.target_valid = ids.gather(1, index), valid
+        return output
+
+    def _exlm_loss(self, hidden, expanded, ids, mask_positions, with_predictions) -> PretrainOutput:
+        # Only the expanded states take part in the DAG: gather them to the front.
+        states, state_valid = pack_selected(expanded)  # (B, S)
+        state_hidden = hidden.gather(1, states[..., None].expand(-1, -1, hidden.shape[-1]))
+        log_probs = F.log_softmax(self._logits(state_hidden).float(), dim=-1)  # (B, S, V)
+        # Target Y = [<s>, masked tokens in order, </s>].
+        in_target = mask_positions | (ids == BOS_ID) | (ids == EOS_ID)
+        target_index, target_valid = pack_selected(in_target)
+        targets = ids.gather(1, target_index)  # (B, T)
+        emission = log_probs.gather(2, targets[:, None, :].expand(-1, states.shape[1], -1))  # (B, S, T)
+        log_e = self.transition_head(state_hidden, states, state_valid)
+        num_states, target_len = state_valid.sum(1), target_valid.sum(1)
+        log_likelihood = dag_log_likelihood(emission, log_e, num_states, target_len)
+        molecule_loss = -log_likelihood / target_len
+        finite = torch.isfinite(molecule_loss)
+        loss = molecule_loss[finite].mean() if finite.any() else (state_hidden.sum() * 0.0)
+        output = PretrainOutput(loss, molecule_loss, int((~finite).sum()))
+        if with_predictions:
+            # Decode without looking at the targets: the best path of M + 2 states, scoring
+            # each state by its most probable token; its inner states predict the masked tokens.
+            best_logp, best_token = log_probs.max(-1)  # (B, S)
+            path = dag_best_path(best_logp[..., None].expand(-1, -1, targets.shape[1]), log_e, num_states, target_len)
+            predicted = best_token.gather(1, path)  # (B, T)
+            inner = target_valid.clone()
+            inner[:, 0] = False
+            inner[torch.arange(len(ids)), target_len - 1] = False
+            index, valid = pack_selected(inner)
+            output.predictions = predicted.gather(1, index)
+            output.targets, output.target_valid = targets.gather(1, index), valid
+        return output
+
+    # -- embedding --------------------------------------------------------------------------
+
+    def embed_states(self, ids: torch.Tensor, pooling: str | None = "mean", return_all_layers: bool = False) -> EmbeddingOutput:
+        """Hidden states of unmasked molecules; ``<s>`` and ``</s>`` expanded as in pretraining.
+
+        pooling: ``mean`` over the real-token states, ``cls`` (the first ``<s>`` state), or None.
+        """
+        batch = expand_states(ids, self.config.k, self.expand_ids, PAD_ID)
+        hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid, return_all_layers=return_all_layers)
+        token_states = batch.valid & ~batch.expanded
+        output = EmbeddingOutput(hidden, token_states, batch.valid)
+        if pooling is not None:
+            output.pooled = pool_states(hidden[-1] if return_all_layers else hidden, token_states, pooling)
+        return output
+
+
+def pool_states(hidden: torch.Tensor, token_states: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Molecule vectors (B, d) from hidden states (B, N, d)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "mean":
+        weights = token_states.to(hidden.dtype)[..., None]
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+    raise InputError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+
+
+# -- saving and loading ---------------------------------------------------------------------
+
+
+def save_model(model: ExLMModel, directory: str | Path, tokenizer: SmilesTokenizer | None = None, dtype=torch.float32) -> Path:
+    """Write safetensors weights, a JSON config and the tokenizer into ``directory`` (atomically)."""
+    from safetensors.torch import save_file
+
+    from ..io import atomic_path, atomic_write_text
+
+    tokenizer = tokenizer or model.tokenizer
+    if tokenizer is None:
+        raise InputError("save_model needs the tokenizer the model was trained with")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().to("cpu", dtype).contiguous() for name, tensor in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    tokenizer.save(directory / TOKENIZER_FILE)
+    config = {"format": FORMAT_NAME, "format_version": 1, "dtype": str(dtype).removeprefix("torch."), "config": model.config.to_dict()}
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2))
+    return directory
+
+
+def load_model_directory(directory: str | Path, device: str | torch.device | None = None) -> ExLMModel:
+    """Read a model directory written by `save_model`; the tokenizer is at ``model.tokenizer``.
+
+    Weights are read with safetensors only (never a pickle); a missing, truncated or
+    mismatched file raises InputError naming it.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a model directory (no such folder)")
+    for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE):
+        if not (directory / name).is_file():
+            raise InputError(f"{directory}: not a model directory ({name} is missing)")
+    try:
+        meta = json.loads((directory / CONFIG_FILE).read_text())
+        if meta.get("format") != FORMAT_NAME:
+            raise ValueError(f"format is {meta.get('format')!r}, not {FORMAT_NAME!r}")
+        config = ExLMConfig.from_dict(meta["config"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{directory / CONFIG_FILE}: not an exlm-chem model config ({exc})") from None
+    tokenizer = SmilesTokenizer.load(directory / TOKENIZER_FILE)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise InputError(
+            f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the config says {config.vocab_size}"
+        )
+    try:
+        state = load_file(str(directory / WEIGHTS_FILE))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{directory / WEIGHTS_FILE}: unreadable or truncated weights ({exc})") from None
+    model = ExLMModel(config, tokenizer)
+    try:
+        model.load_state_dict({name: tensor.float() for name, tensor in state.items()})
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise InputError(f"{directory / WEIGHTS_FILE}: weights do not match the config ({' '.join(first[:2])})") from None
+    model.eval()
+    return model.to(device) if device is not None else model

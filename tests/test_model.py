@@ -1,0 +1,259 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, dag_log_likelihood
+from exlm_chem.model import dag_best_path
+from exlm_chem.model.dag import TransitionHead
+from exlm_chem.model.encoder import apply_rotary, rotary_tables
+from exlm_chem.model.expansion import expand_states
+
+EXPAND = torch.tensor([1, 2, 3])  # <s>, </s>, <mask>
+
+
+def random_dag(num_states, target_lens, vocab_paths=None, seed=0, dtype=torch.float64):
+    """Random emissions and row-normalised transitions over j > i (ragged batch)."""
+    g = torch.Generator().manual_seed(seed)
+    B, S, T = len(num_states), max(num_states), max(target_lens)
+    emission = torch.randn(B, S, T, generator=g, dtype=dtype).log_softmax(-1)
+    scores = torch.randn(B, S, S, generator=g, dtype=dtype)
+    allowed = torch.ones(S, S, dtype=torch.bool).triu(1).expand(B, S, S).clone()
+    for b, n in enumerate(num_states):
+        allowed[b, n:, :] = False
+        allowed[b, :, n:] = False
+    transition = scores.masked_fill(~allowed, float("-inf")).log_softmax(-1).nan_to_num(nan=float("-inf"))
+    transition = transition.masked_fill(~allowed, float("-inf"))
+    return emission, transition
+
+
+def brute_force(emission, transition, num_states, target_lens):
+    out = []
+    for b, (S, T) in enumerate(zip(num_states, target_lens)):
+        scores = []
+        if T == 1:
+            scores = [emission[b, 0, 0]] if S == 1 else []
+        for inner in itertools.combinations(range(1, S - 1), T - 2) if T >= 2 else []:
+            path = (0, *inner, S - 1)
+            score = sum(emission[b, u, i] for i, u in enumerate(path))
+            score = score + sum(transition[b, path[i - 1], path[i]] for i in range(1, T))
+            scores.append(score)
+        out.append(torch.logsumexp(torch.stack(scores), 0) if scores else torch.tensor(float("-inf"), dtype=emission.dtype))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dag_equals_brute_force_on_ragged_batches(seed):
+    num_states = [8, 12, 4, 9, 6]
+    target_lens = [4, 3, 3, 6, 7]  # the last one has no path: 7 states needed, 6 exist
+    emission, transition = random_dag(num_states, target_lens, seed=seed)
+    ours = dag_log_likelihood(emission, transition, torch.tensor(num_states), torch.tensor(target_lens))
+    expected = brute_force(emission, transition, num_states, target_lens)
+    assert ours.dtype == torch.float64
+    assert torch.isinf(ours[-1]) and ours[-1] < 0
+    torch.testing.assert_close(ours[:-1], expected[:-1], rtol=1e-10, atol=1e-10)
+
+
+def test_dag_gradcheck():
+    num_states, target_lens = [6, 8, 5], [3, 5, 4]
+    emission, transition = random_dag(num_states, target_lens, seed=7)
+    allowed = torch.isfinite(transition)
+    emission.requires_grad_(True)
+    finite_values = transition[allowed].clone().requires_grad_(True)
+
+    def fn(emission, values):
+        full = torch.full_like(transition, float("-inf")).masked_scatter(allowed, values)
+        return dag_log_likelihood(emission, full, torch.tensor(num_states), torch.tensor(target_lens))
+
+    assert torch.autograd.gradcheck(fn, (emission, finite_values), eps=1e-6, atol=1e-6)
+
+
+def test_dag_gradient_is_finite_with_impossible_molecules():
+    emission, transition = random_dag([5, 4], [3, 6], dtype=torch.float32)
+    emission.requires_grad_(True)
+    result = dag_log_likelihood(emission, transition, torch.tensor([5, 4]), torch.tensor([3, 6]))
+    result[0].backward()
+    assert torch.isfinite(emission.grad).all()
+
+
+def test_best_path_is_the_highest_scoring_path():
+    num_states, target_lens = [7, 9], [4, 5]
+    emission, transition = random_dag(num_states, target_lens, seed=3)
+    path = dag_best_path(emission, transition, torch.tensor(num_states), torch.tensor(target_lens))
+    for b, (S, T) in enumerate(zip(num_states, target_lens)):
+        best = max(
+            itertools.combinations(range(1, S - 1), T - 2),
+            key=lambda inner: sum(emission[b, u, i] for i, u in enumerate((0, *inner, S - 1)))
+            + sum(transition[b, a, c] for a, c in zip((0, *inner), (*inner, S - 1))),
+        )
+        assert path[b, :T].tolist() == [0, *best, S - 1]
+
+
+def test_expansion_hand_worked_example():
+    # <s> C <mask> O </s>  and a shorter padded molecule  <s> <mask> </s>
+    ids = torch.tensor([[1, 5, 3, 6, 2], [1, 3, 2, 0, 0]])
+    batch = expand_states(ids, k=2, expand_ids=EXPAND, pad_id=0)
+    assert batch.ids.tolist() == [[1, 1, 5, 3, 3, 6, 2, 2], [1, 1, 3, 3, 2, 2, 0, 0]]
+    assert batch.p1.tolist() == [[0, 0, 1, 2, 2, 3, 4, 4], [0, 0, 1, 1, 2, 2, 0, 0]]
+    assert batch.p2.tolist() == [[1, 2, 0, 1, 2, 0, 1, 2], [1, 2, 1, 2, 1, 2, 0, 0]]
+    assert batch.valid.tolist() == [[True] * 8, [True] * 6 + [False] * 2]
+    assert batch.expanded.tolist() == [
+        [True, True, False, True, True, False, True, True],
+        [True] * 6 + [False] * 2,
+    ]
+    # n real tokens and M masks give n + 2 + (M + 2)(k - 1) states.
+    k = 4
+    batch = expand_states(ids, k=k, expand_ids=EXPAND, pad_id=0)
+    assert batch.valid.sum(1).tolist() == [3 + 2 + 3 * (k - 1), 1 + 2 + 3 * (k - 1)]
+    assert batch.expanded.sum(1).tolist() == [k * 3, k * 3]
+
+
+def test_expansion_with_k1_has_zero_p2():
+    ids = torch.tensor([[1, 5, 3, 2]])
+    batch = expand_states(ids, k=1, expand_ids=EXPAND, pad_id=0)
+    assert torch.equal(batch.ids, ids) and batch.p2.abs().sum() == 0 and batch.p1.tolist() == [[0, 1, 2, 3]]
+
+
+@pytest.mark.parametrize("half", [0, 1])
+def test_rope_scores_depend_only_on_position_differences(half):
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 1, 1, 1, 16, generator=g)
+    p = torch.tensor([[3, 7]]), torch.tensor([[1, 2]])
+
+    def score(shift):
+        p1, p2 = p[0] + (shift if half == 0 else 0), p[1] + (shift if half == 1 else 0)
+        cos, sin = rotary_tables(p1, p2, 16, 10_000.0)
+        rq = apply_rotary(q.expand(1, 1, 2, 16), cos, sin)[0, 0, 0]
+        rk = apply_rotary(k.expand(1, 1, 2, 16), cos, sin)[0, 0, 1]
+        return rq @ rk
+
+    base = score(0)
+    for shift in (1, 5, 40):
+        torch.testing.assert_close(score(shift), base, rtol=1e-5, atol=1e-5)
+    # ... and they do depend on the difference.
+    cos, sin = rotary_tables(torch.tensor([[0, 5]]), torch.tensor([[0, 0]]), 16, 10_000.0)
+    other = apply_rotary(q.expand(1, 1, 2, 16), cos, sin)[0, 0, 0] @ apply_rotary(k.expand(1, 1, 2, 16), cos, sin)[0, 0, 1]
+    assert not torch.isclose(other, base)
+
+
+def test_transition_rows_sum_to_one_over_allowed_successors():
+    torch.manual_seed(0)
+    head = TransitionHead(hidden_size=16, num_heads=4, max_states=64)
+    hidden = torch.randn(2, 6, 16)
+    valid = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    log_e = head(hidden, torch.arange(6).expand(2, 6), valid)
+    probs = log_e.exp()
+    for b, n in enumerate([6, 4]):
+        torch.testing.assert_close(probs[b, : n - 1, :n].sum(-1), torch.ones(n - 1))
+        assert probs[b].tril().sum() == 0  # no mass on j <= i
+        assert probs[b, :, n:].sum() == 0 and probs[b, n - 1:].sum() == 0  # padding and the last state
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    smiles = ["CCO", "c1ccccc1Br", "CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1", "OC(=O)CCl", "C#N"]
+    return SmilesTokenizer.from_corpus(smiles), smiles
+
+
+@pytest.mark.parametrize("objective", ["exlm", "mlm"])
+def test_batch_loss_is_mean_of_molecule_losses(tokenizer, objective):
+    tok, smiles = tokenizer
+    torch.manual_seed(0)
+    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, objective=objective)).eval()
+    ids = tok.encode_batch(smiles)
+    masks = model.choose_masks(ids, torch.Generator().manual_seed(1))
+    whole = model(ids, masks).loss
+    alone = []
+    for i in range(len(smiles)):
+        length = int((ids[i] != 0).sum())
+        alone.append(model(ids[i : i + 1, :length], masks[i : i + 1, :length]).loss)
+    torch.testing.assert_close(whole, torch.stack(alone).mean(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["exlm", "mlm"])
+def test_embeddings_do_not_depend_on_the_batch(tokenizer, objective):
+    tok, smiles = tokenizer
+    torch.manual_seed(0)
+    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, objective=objective)).eval()
+    ids = tok.encode_batch(smiles)
+    together = model.embed_states(ids).pooled
+    for i, s in enumerate(smiles):
+        alone = model.embed_states(tok.encode_batch([s])).pooled[0]
+        torch.testing.assert_close(together[i], alone, rtol=1e-5, atol=1e-5)
+        cls_alone = model.embed_states(tok.encode_batch([s]), pooling="cls").pooled[0]
+        torch.testing.assert_close(model.embed_states(ids, pooling="cls").pooled[i], cls_alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["exlm", "mlm"])
+def test_tiny_model_overfits_a_handful_of_molecules(tokenizer, objective):
+    tok, smiles = tokenizer
+    torch.manual_seed(0)
+    config = ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, objective=objective, dropout=0.0)
+    model = ExLMModel(config)
+    ids = tok.encode_batch(smiles)
+    masks = model.choose_masks(ids, torch.Generator().manual_seed(2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = model(ids, masks).loss
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(ids, masks, with_predictions=True)
+    assert out.loss.item() < 0.05
+    valid = out.target_valid
+    assert torch.equal(out.predictions[valid], out.targets[valid])
+
+
+def test_save_and_load_round_trip(tokenizer, tmp_path):
+    from exlm_chem.model import load_model_directory, save_model
+
+    tok, smiles = tokenizer
+    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size), tok).eval()
+    save_model(model, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    loaded = load_model_directory(tmp_path / "m")
+    ids = tok.encode_batch(smiles)
+    torch.testing.assert_close(loaded.embed_states(ids).pooled, model.embed_states(ids).pooled)
+    assert loaded.tokenizer.id_to_token == tok.id_to_token
+
+
+def test_load_rejects_broken_model_directories(tokenizer, tmp_path):
+    from exlm_chem import InputError
+    from exlm_chem.model import load_model_directory, save_model
+
+    tok, _ = tokenizer
+    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size), tok)
+    with pytest.raises(InputError, match="no such folder"):
+        load_model_directory(tmp_path / "none")
+    save_model(model, tmp_path / "missing")
+    (tmp_path / "missing" / "tokenizer.json").unlink()
+    with pytest.raises(InputError, match="tokenizer.json is missing"):
+        load_model_directory(tmp_path / "missing")
+    save_model(model, tmp_path / "truncated")
+    weights = tmp_path / "truncated" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(InputError, match="unreadable or truncated"):
+        load_model_directory(tmp_path / "truncated")
+    save_model(ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, num_layers=3), tok), tmp_path / "mismatch")
+    other = tmp_path / "mismatch" / "config.json"
+    other.write_text(other.read_text().replace('"num_layers": 3', '"num_layers": 2'))
+    with pytest.raises(InputError, match="do not match the config"):
+        load_model_directory(tmp_path / "mismatch")
+    pickle_dir = tmp_path / "pickled"
+    save_model(model, pickle_dir)
+    torch.save(model.state_dict(), pickle_dir / "model.safetensors")
+    with pytest.raises(InputError, match="unreadable or truncated"):
+        load_model_directory(pickle_dir)
+
+
+def test_presets():
+    tiny = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=40))
+    assert tiny.num_parameters() < 1_000_000
+    small = ExLMConfig.from_preset("small", vocab_size=40)
+    assert (small.num_layers, small.hidden_size, small.k) == (4, 256, 4)
+    base = ExLMConfig.from_preset("base", vocab_size=40, objective="mlm")
+    assert (base.num_layers, base.hidden_size, base.num_heads, base.k) == (12, 768, 12, 1)
+    assert math.isclose(base.mask_rate, 0.15)
