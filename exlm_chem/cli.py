@@ -55,10 +55,65 @@ def tokenize(
         typer.echo(" ".join(map(str, pieces)))
 
 
-def main() -> None:
+@app.command()
+def pretrain(
+    corpus: list[Path] = typer.Option(..., help="Corpus file(s): any molecule file format; repeat the option for several."),
+    out: Path = typer.Option(..., help="Run folder: checkpoints, logs, the final model in OUT/model."),
+    objective: str = typer.Option("exlm", help="exlm, or mlm for the plain masked-LM baseline."),
+    preset: str = typer.Option("small", help="Model size: tiny, small or base."),
+    k: int = typer.Option(4, help="States per <mask>, <s> and </s> (ExLM)."),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
+    max_tokens: Optional[int] = typer.Option(None, help="Stop after this many training tokens."),
+    max_time: Optional[str] = typer.Option(None, help="Stop after this much training time, e.g. 20m, 2h, 1h30m."),
+    batch_tokens: int = typer.Option(6144, help="Padded tokens per batch (per process)."),
+    grad_accum: int = typer.Option(1, help="Batches per optimizer step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    warmup: float = typer.Option(0.06, help="Warm-up, as a fraction of the run."),
+    schedule: str = typer.Option("linear", help="Decay after warm-up: linear or poly."),
+    weight_decay: float = typer.Option(0.01),
+    clip: float = typer.Option(1.0, help="Gradient-norm clipping (0: off)."),
+    val_corpus: Optional[Path] = typer.Option(None, help="Validation molecules (default: a held-out slice of the corpus)."),
+    val_size: int = typer.Option(5000, help="Validation molecules used."),
+    val_every: int = typer.Option(500, help="Validate every N steps."),
+    log_every: int = typer.Option(50, help="Log every N steps."),
+    checkpoint_every: int = typer.Option(500, help="Checkpoint every N steps."),
+    keep_checkpoints: int = typer.Option(3, help="Checkpoints kept."),
+    tokenizer: Optional[Path] = typer.Option(None, help="A tokenizer.json to use instead of building one from the corpus."),
+    smiles_column: Optional[str] = typer.Option(None, help="SMILES column of CSV/TSV corpora."),
+    canonicalize: bool = typer.Option(False, help="RDKit-canonicalize the corpus."),
+    augment: bool = typer.Option(False, help="Randomized-SMILES augmentation."),
+    max_length: int = typer.Option(128, help="Longest token sequence, <s> and </s> included."),
+    resume: bool = typer.Option(False, help="Continue the run in OUT from its latest checkpoint."),
+    seed: int = typer.Option(0),
+    precision: str = typer.Option("auto", help="auto, fp32 or bf16 (auto: bf16 where it is native)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (default: torch's choice)."),
+) -> None:
+    """Pretrain ExLM (or the plain-MLM baseline) on a SMILES corpus; resumable; torchrun-ready."""
+    import logging
+
+    from .pretrain import PretrainConfig, parse_duration
+    from .pretrain import pretrain as run_pretraining
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = PretrainConfig(
+        corpus=corpus, out=out, objective=objective, preset=preset, k=k, max_steps=max_steps,
+        max_tokens=max_tokens, max_time=parse_duration(max_time) if max_time else None,
+        batch_tokens=batch_tokens, grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule,
+        weight_decay=weight_decay, clip=clip, val_corpus=val_corpus, val_size=val_size,
+        val_every=val_every, log_every=log_every, checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints, tokenizer=tokenizer, smiles_column=smiles_column,
+        canonicalize=canonicalize, augment=augment, max_length=max_length, resume=resume,
+        seed=seed, precision=precision, threads=threads,
+    )
+    result = run_pretraining(config)
+    if result.rank == 0:
+        typer.echo(f"done: {result.step} steps, {result.tokens:,} tokens; model in {result.out / 'model'}")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: run the app and turn bad input into a one-line error and exit status 2."""
     try:
-        app()
+        app(args=argv)
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

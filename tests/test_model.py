@@ -118,23 +118,20 @@ def test_expansion_with_k1_has_zero_p2():
 @pytest.mark.parametrize("half", [0, 1])
 def test_rope_scores_depend_only_on_position_differences(half):
     g = torch.Generator().manual_seed(0)
-    q, k = torch.randn(2, 1, 1, 1, 16, generator=g)
-    p = torch.tensor([[3, 7]]), torch.tensor([[1, 2]])
+    q, k = torch.randn(2, 1, 16, generator=g)  # one head each
+    p = torch.tensor([3, 7]), torch.tensor([1, 2])
 
-    def score(shift):
-        p1, p2 = p[0] + (shift if half == 0 else 0), p[1] + (shift if half == 1 else 0)
-        cos, sin = rotary_tables(p1, p2, 16, 10_000.0)
-        rq = apply_rotary(q.expand(1, 1, 2, 16), cos, sin)[0, 0, 0]
-        rk = apply_rotary(k.expand(1, 1, 2, 16), cos, sin)[0, 0, 1]
-        return rq @ rk
+    def score(p1, p2):
+        cos, sin = rotary_tables(p1, p2, 16, 10_000.0)  # (2 states, 1, 16)
+        return apply_rotary(q, cos[0], sin[0])[0] @ apply_rotary(k, cos[1], sin[1])[0]
 
-    base = score(0)
+    base = score(*p)
     for shift in (1, 5, 40):
-        torch.testing.assert_close(score(shift), base, rtol=1e-5, atol=1e-5)
+        shifted = (p[0] + shift, p[1]) if half == 0 else (p[0], p[1] + shift)
+        torch.testing.assert_close(score(*shifted), base, rtol=1e-5, atol=1e-5)
     # ... and they do depend on the difference.
-    cos, sin = rotary_tables(torch.tensor([[0, 5]]), torch.tensor([[0, 0]]), 16, 10_000.0)
-    other = apply_rotary(q.expand(1, 1, 2, 16), cos, sin)[0, 0, 0] @ apply_rotary(k.expand(1, 1, 2, 16), cos, sin)[0, 0, 1]
-    assert not torch.isclose(other, base)
+    changed = (torch.tensor([0, 5]), p[1]) if half == 0 else (p[0], torch.tensor([0, 5]))
+    assert not torch.isclose(score(*changed), base)
 
 
 def test_transition_rows_sum_to_one_over_allowed_successors():

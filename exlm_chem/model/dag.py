@@ -35,21 +35,37 @@ class TransitionHead(nn.Module):
         self.key = nn.Linear(2 * hidden_size, hidden_size)
         self.gate = nn.Linear(2 * hidden_size, num_heads)
 
+    def _project(self, hidden: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor):
+        """q, k and gate logits of f = [h ; e], computed as W_h h + (W_e E)[position]: the
+        same numbers with half the work, the e-part computed once per position, the h-part
+        on the real states only."""
+        from .encoder import PackedLayout
+
+        d = hidden.shape[-1]
+        weight = torch.cat((self.query.weight, self.key.weight, self.gate.weight))  # (2d + H, 2d)
+        bias = torch.cat((self.query.bias, self.key.bias, self.gate.bias))
+        used = int(positions.max()) + 1 if positions.numel() else 1
+        position_part = F.linear(self.state_embedding.weight[:used], weight[:, d:], bias)
+        layout = PackedLayout(valid)
+        packed = F.linear(layout.pack(hidden), weight[:, :d].to(hidden.dtype))
+        packed = packed + position_part.to(packed.dtype)[layout.pack(positions)]
+        return layout.pad(packed).split((d, d, self.num_heads), dim=-1)
+
     def forward(self, hidden: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """hidden (B, S, d), positions (B, S) index in the expanded sequence, valid (B, S).
 
         Returns log E (B, S, S) in float32, -inf where a transition is not allowed.
         """
         B, S, d = hidden.shape
-        features = torch.cat((hidden, self.state_embedding(positions).to(hidden.dtype)), dim=-1)
+        q, k, gate_logits = self._project(hidden, positions, valid)
         head_dim = d // self.num_heads
-        q = self.query(features).view(B, S, self.num_heads, head_dim).transpose(1, 2)
-        k = self.key(features).view(B, S, self.num_heads, head_dim).transpose(1, 2)
+        q = q.reshape(B, S, self.num_heads, head_dim).transpose(1, 2)
+        k = k.reshape(B, S, self.num_heads, head_dim).transpose(1, 2)
         scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(head_dim)  # (B, H, S, S)
         later = torch.ones(S, S, dtype=torch.bool, device=hidden.device).triu(1)
         allowed = later & valid[:, :, None] & valid[:, None, :]  # (B, S, S)
         log_a = F.log_softmax(scores.masked_fill(~allowed[:, None], NEG), dim=-1)
-        log_gate = F.log_softmax(self.gate(features).float(), dim=-1)  # (B, S, H)
+        log_gate = F.log_softmax(gate_logits.float(), dim=-1)  # (B, S, H)
         log_e = torch.logsumexp(log_a + log_gate.transpose(1, 2)[..., None], dim=1)
         return log_e.masked_fill(~allowed, float("-inf"))
 

@@ -14,23 +14,46 @@ from torch import nn
 from .config import ExLMConfig
 
 
+class PackedLayout:
+    """Where the real states of a padded (B, N) batch sit, to move between the padded layout
+    and the packed (T, ...) layout of real states only. Linear layers run on the packed
+    states, so padding costs nothing there."""
+
+    def __init__(self, valid: torch.Tensor):
+        self.shape = valid.shape
+        self.index = valid.flatten().nonzero().squeeze(1)
+        # Padding keys are masked out; padded queries still attend to the real keys, so no
+        # row of the mask is empty (an empty row would give NaN); their outputs are dropped.
+        self.attn_mask = valid[:, None, None, :]
+
+    def pack(self, padded: torch.Tensor) -> torch.Tensor:
+        return padded.flatten(0, 1).index_select(0, self.index)
+
+    def pad(self, packed: torch.Tensor) -> torch.Tensor:
+        out = packed.new_zeros((self.shape[0] * self.shape[1], *packed.shape[1:]))
+        return out.index_copy_(0, self.index, packed).unflatten(0, self.shape)
+
+
 def rotary_tables(p1: torch.Tensor, p2: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables (B, 1, N, head_dim) for positions p1 (first half) and p2 (second half)."""
+    """cos and sin tables (..., 1, head_dim) for positions p1 (first half) and p2 (second half)."""
     quarter = head_dim // 4
     inv_freq = base ** (-torch.arange(quarter, device=p1.device, dtype=torch.float32) / quarter)
-    angles = torch.stack((p1, p2), dim=-1).to(torch.float32)[..., None] * inv_freq  # (B, N, 2, quarter)
-    angles = torch.cat((angles, angles), dim=-1).flatten(-2)  # (B, N, head_dim): [p1 f, p1 f, p2 f, p2 f]
-    return angles.cos()[:, None], angles.sin()[:, None]
+    angles = torch.stack((p1, p2), dim=-1).to(torch.float32)[..., None] * inv_freq  # (..., 2, quarter)
+    angles = torch.cat((angles, angles), dim=-1).flatten(-2)  # (..., head_dim): [p1 f, p1 f, p2 f, p2 f]
+    return angles.cos()[..., None, :], angles.sin()[..., None, :]
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, N, head_dim) by the tables: each half is rotated on its own (NeoX layout)."""
+    """Rotate (..., head_dim) by the tables: each half is rotated on its own (NeoX layout)."""
     halves = x.unflatten(-1, (2, 2, -1))  # (..., half, quarter, freq)
     rotated = torch.stack((-halves[..., 1, :], halves[..., 0, :]), dim=-2).flatten(-3)
     return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
 
 
 class SelfAttention(nn.Module):
+    """Multi-head attention over packed states: projections run on the real states only,
+    the attention itself on a padded (B, H, N, head_dim) layout."""
+
     def __init__(self, config: ExLMConfig):
         super().__init__()
         self.num_heads = config.num_heads
@@ -38,12 +61,18 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = config.dropout
 
-    def forward(self, x, cos, sin, attn_mask):
-        B, N, D = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(B, N, D))
+    def forward(self, x, cos, sin, layout: PackedLayout):
+        T, D = x.shape
+        H = self.num_heads
+        qkv = self.qkv(x).view(T, 3, H, D // H)
+        qk = apply_rotary(qkv[:, :2], cos[:, None], sin[:, None])  # queries and keys together
+        qkv = layout.pad(torch.cat((qk, qkv[:, 2:]), dim=1).view(T, 3 * D))  # (B, N, 3D)
+        B, N = layout.shape
+        q, k, v = qkv.view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=layout.attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(layout.pack(y.transpose(1, 2).reshape(B, N, D)))
 
 
 class Block(nn.Module):
@@ -60,8 +89,8 @@ class Block(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, cos, sin, attn_mask):
-        x = x + self.dropout(self.attention(self.norm1(x), cos, sin, attn_mask))
+    def forward(self, x, cos, sin, layout):
+        x = x + self.dropout(self.attention(self.norm1(x), cos, sin, layout))
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
@@ -77,18 +106,16 @@ class Encoder(nn.Module):
         self.final_norm = nn.LayerNorm(config.hidden_size)
 
     def forward(self, ids, p1, p2, valid, return_all_layers: bool = False):
-        """Hidden states (B, N, d) of the final layer, or a list of every layer's (after its
-        block; the last one after the final LayerNorm) with ``return_all_layers``."""
-        cos, sin = rotary_tables(p1, p2, self.config.head_dim, self.config.rope_base)
-        # Padding keys are masked out; padded queries still attend to the real keys, so no row
-        # of the mask is empty (an empty row would give NaN).
-        attn_mask = valid[:, None, None, :]
-        x = self.dropout(self.embed_tokens(ids))
+        """Hidden states (B, N, d) of the final layer (zeros at padding), or a list of every
+        layer's with ``return_all_layers`` (after its block; the last after the final LayerNorm)."""
+        layout = PackedLayout(valid)
+        cos, sin = rotary_tables(layout.pack(p1), layout.pack(p2), self.config.head_dim, self.config.rope_base)
+        x = self.dropout(self.embed_tokens(layout.pack(ids)))  # (T, d)
         layers = []
         for block in self.blocks:
-            x = block(x, cos, sin, attn_mask)
+            x = block(x, cos, sin, layout)
             layers.append(x)
-        x = self.final_norm(x)
+        layers[-1] = self.final_norm(x)
         if return_all_layers:
-            return layers[:-1] + [x]
-        return x
+            return [layout.pad(layer) for layer in layers]
+        return layout.pad(layers[-1])

@@ -1,0 +1,123 @@
+"""Training-step cost of ExLM (k = 4) against plain MLM, on the same batches, in one run.
+
+Forward + backward + AdamW step of the `small` preset on batches of real ZINC SMILES,
+the two objectives interleaved step by step; medians over the timed steps.
+
+    python benchmarks/bench_train_step.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from common import benchmark_smiles
+
+from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer
+from exlm_chem.model.dag import dag_log_likelihood
+from exlm_chem.model.exlm import BOS_ID, EOS_ID, MASK_ID, PAD_ID
+from exlm_chem.model.expansion import expand_states, pack_selected
+
+
+def timed_step(model, optimizer, ids, masks, bf16=False) -> float:
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    with autocast:
+        loss = model(ids, masks).loss
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - start
+
+
+def dag_part_time(model, ids, masks) -> float:
+    """Forward + backward of what ExLM adds after the encoder: the token head on the gathered
+    states, the transition head and the DAG loss (the encoder's output taken as given)."""
+    masked = ids.masked_fill(masks, MASK_ID)
+    batch = expand_states(masked, model.config.k, model.expand_ids, PAD_ID)
+    with torch.no_grad():
+        hidden = model.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
+    start = time.perf_counter()
+    hidden.requires_grad_(True)
+    states, state_valid = pack_selected(batch.expanded)
+    state_hidden = hidden.gather(1, states[..., None].expand(-1, -1, hidden.shape[-1]))
+    log_probs = F.log_softmax(model._logits(state_hidden).float(), dim=-1)
+    target_index, target_valid = pack_selected(masks | (ids == BOS_ID) | (ids == EOS_ID))
+    targets = ids.gather(1, target_index)
+    emission = log_probs.gather(2, targets[:, None, :].expand(-1, states.shape[1], -1))
+    log_e = model.transition_head(state_hidden, states, state_valid)
+    ll = dag_log_likelihood(emission, log_e, state_valid.sum(1), target_valid.sum(1))
+    (-ll / target_valid.sum(1)).mean().backward()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--batch-size", type=int, default=128, help="molecules per batch")
+    parser.add_argument("--steps", type=int, default=12, help="timed steps per objective")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    n_batches = args.steps + args.warmup
+    smiles, source = benchmark_smiles(args.batch_size * n_batches)
+    tokenizer = SmilesTokenizer.from_corpus(smiles)
+    batches = [tokenizer.encode_batch(smiles[i : i + args.batch_size]) for i in range(0, len(smiles), args.batch_size)]
+
+    models, optimizers = {}, {}
+    for objective in ("exlm", "mlm"):
+        config = ExLMConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size, objective=objective)
+        models[objective] = ExLMModel(config).train()
+        optimizers[objective] = torch.optim.AdamW(models[objective].parameters(), lr=1e-4)
+    exlm = models["exlm"]
+
+    times = {"exlm": [], "mlm": [], "exlm_bf16": [], "dag": []}
+    token_ratios, real_tokens = [], []
+    for step, ids in enumerate(batches):
+        masks = exlm.choose_masks(ids, torch.Generator().manual_seed(step))
+        expanded = expand_states(ids.masked_fill(masks, MASK_ID), exlm.config.k, exlm.expand_ids, PAD_ID)
+        token_ratios.append(expanded.valid.sum().item() / (ids != PAD_ID).sum().item())
+        real_tokens.append((ids != PAD_ID).sum().item())
+        sample = {
+            "exlm": timed_step(exlm, optimizers["exlm"], ids, masks),
+            "mlm": timed_step(models["mlm"], optimizers["mlm"], ids, masks),
+            "exlm_bf16": timed_step(exlm, optimizers["exlm"], ids, masks, bf16=True),
+            "dag": dag_part_time(exlm, ids, masks),
+        }
+        if step >= args.warmup:
+            for key, value in sample.items():
+                times[key].append(value)
+
+    median = {key: statistics.median(values) for key, values in times.items()}
+    tokens = statistics.mean(real_tokens[args.warmup :])
+    token_ratio = statistics.mean(token_ratios[args.warmup :])
+    result = {
+        "preset": args.preset,
+        "source": source,
+        "molecules_per_batch": args.batch_size,
+        "timed_steps": args.steps,
+        "threads": torch.get_num_threads(),
+        "exlm_over_mlm_step_time": round(median["exlm"] / median["mlm"], 3),
+        "token_ratio": round(token_ratio, 3),
+        "goal_exlm_over_mlm_max": round(1.1 * token_ratio, 3),
+        "dag_share": round(median["dag"] / median["exlm"], 3),
+        "mlm_tokens_per_second": round(tokens / median["mlm"]),
+        "exlm_tokens_per_second": round(tokens / median["exlm"]),
+        "bf16_speedup": round(median["exlm"] / median["exlm_bf16"], 3),
+        "exlm_bf16_tokens_per_second": round(tokens / median["exlm_bf16"]),
+    }
+    if not args.json:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from exlm_chem import InputError
+from exlm_chem.model import load_model_directory
+from exlm_chem.pretrain import PretrainConfig, epoch_batches, learning_rate, parse_duration, pretrain
+
+REPO = Path(__file__).resolve().parents[1]
+SMILES = [
+    "CC(=O)Oc1ccccc1C(=O)O", "Cn1c(=O)c2c(ncn2C)n(C)c1=O", "CC(=O)Nc1ccc(O)cc1", "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
+    "COc1ccc2cc(C(C)C(=O)O)ccc2c1", "CN(C)C(=N)NC(=N)N", "CN1CCCC1c1cccnc1", "CN1C(=O)CN=C(c2ccccc2)c2cc(Cl)ccc21",
+    "CNCCC(Oc1ccc(C(F)(F)F)cc1)c1ccccc1", "OCC1OC(O)C(O)C(O)C1O", "c1ccc2ccccc2c1", "CCN(CC)CC", "O=C(O)c1ccccc1O",
+    "CC(C)NCC(O)COc1cccc2ccccc12", "Clc1ccc(Cl)cc1", "CCOC(=O)C1=C(C)NC(C)=C(C(=O)OC)C1c1cccc(Br)c1",
+]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.smi"
+    # 160 molecules plus two lines RDKit rejects.
+    lines = [SMILES[i % len(SMILES)] for i in range(160)] + ["C1CC", "c1cccc1"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tiny(corpus, out, **overrides):
+    values = dict(corpus=[corpus], out=out, preset="tiny", max_steps=12, batch_tokens=512, log_every=2,
+                  val_every=6, checkpoint_every=4, val_size=16, precision="fp32", seed=3)
+    values.update(overrides)
+    return PretrainConfig(**values)
+
+
+def test_epoch_batches_are_disjoint_across_ranks_and_within_budget():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 60, size=5000).astype(np.int32)
+    seen = []
+    for rank in range(3):
+        batches = epoch_batches(lengths, epoch=2, seed=7, rank=rank, world_size=3, batch_tokens=1024)
+        assert all(len(b) * lengths[b].max() <= 1024 for b in batches)
+        seen.append(np.concatenate(batches))
+        again = epoch_batches(lengths, epoch=2, seed=7, rank=rank, world_size=3, batch_tokens=1024)
+        assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+    union = np.concatenate(seen)
+    assert len(union) == len(lengths) and len(np.unique(union)) == len(lengths)
+    other_epoch = np.concatenate(epoch_batches(lengths, epoch=3, seed=7, rank=0, world_size=3, batch_tokens=1024))
+    assert not np.array_equal(other_epoch[:100], seen[0][:100])
+
+
+def test_learning_rate_schedule():
+    config = PretrainConfig(corpus=["x"], out="y", max_steps=100, lr=1e-3, warmup=0.1)
+    assert learning_rate(config, 0.0) == 0.0
+    assert learning_rate(config, 0.05) == pytest.approx(5e-4)
+    assert learning_rate(config, 0.1) == pytest.approx(1e-3)
+    assert learning_rate(config, 0.55) == pytest.approx(5e-4)
+    assert learning_rate(config, 1.0) == 0.0
+
+
+def test_parse_duration():
+    assert parse_duration("90") == 90 and parse_duration("20m") == 1200 and parse_duration("1h30m") == 5400
+    with pytest.raises(InputError, match="cannot read duration"):
+        parse_duration("2 hours")
+
+
+@pytest.mark.parametrize("objective", ["exlm", "mlm"])
+def test_tiny_run_logs_checkpoints_and_saves_a_model(corpus, tmp_path, objective):
+    result = pretrain(tiny(corpus, tmp_path / "run", objective=objective))
+    out = tmp_path / "run"
+    assert result.step == 12
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12]
+    for key in ("tokens", "loss", "lr", "tokens_per_second", "peak_rss_mb"):
+        assert key in rows[-1]
+    assert 0.0 <= rows[-1]["val_accuracy"] <= 1.0 and "val_loss" in rows[2]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert (out / "curves.png").stat().st_size > 1000
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000000004.pt", "step-000000008.pt", "step-000000012.pt"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["corpus"]["invalid_rdkit"] == 2
+    model = load_model_directory(out / "model")
+    assert model.config.objective == objective
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, result.model.state_dict()[name])
+
+
+def test_killed_run_resumes_to_the_same_weights(corpus, tmp_path):
+    args = ["--corpus", corpus, "--preset", "tiny", "--max-steps", "40", "--batch-tokens", "512", "--log-every", "5",
+            "--val-every", "20", "--checkpoint-every", "5", "--val-size", "16", "--precision", "fp32", "--seed", "3"]
+    command = [sys.executable, "-m", "exlm_chem.pretrain", *map(str, args)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    whole = subprocess.run(command + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env)
+    assert whole.returncode == 0, whole.stderr
+
+    killed_out = tmp_path / "killed"
+    process = subprocess.Popen(command + ["--out", str(killed_out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while not (killed_out / "checkpoints" / "step-000000010.pt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed_out / "model").exists(), "the run finished before it could be killed"
+
+    resumed = subprocess.run(command + ["--out", str(killed_out), "--resume"], capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_model_directory(tmp_path / "whole" / "model").state_dict()
+    b = load_model_directory(killed_out / "model").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    steps = [json.loads(line)["step"] for line in (killed_out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 40
+
+
+def test_bad_input_stops_before_training(corpus, tmp_path, run_cli):
+    empty = tmp_path / "empty.smi"
+    empty.write_text("")
+    invalid = tmp_path / "invalid.smi"
+    invalid.write_text("C1CC\nc1cccc1\n")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    base = ["pretrain", "--preset", "tiny", "--max-steps", "2", "--val-size", "4"]
+    cases = [
+        (["--corpus", tmp_path / "missing.smi", "--out", tmp_path / "a"], "missing.smi: file not found"),
+        (["--corpus", empty, "--out", tmp_path / "b"], "empty.smi: file is empty"),
+        (["--corpus", invalid, "--out", tmp_path / "c"], "no valid SMILES"),
+        (["--corpus", corpus, "--out", tmp_path / "d", "--resume"], "no checkpoint"),
+        (["--corpus", corpus, "--out", tmp_path / "e", "--preset", "huge"], "--preset must be one of"),
+        (["--corpus", corpus, "--out", tmp_path / "nowhere" / "deeper"], "cannot create the output folder"),
+    ]
+    if os.geteuid() != 0:  # root may write anywhere
+        cases.append((["--corpus", corpus, "--out", locked / "run"], "cannot create the output folder"))
+    for args, message in cases:
+        code, _, err = run_cli(*base, *args)
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)
+
+    run = tmp_path / "run"
+    pretrain(tiny(corpus, run, max_steps=4))
+    code, _, err = run_cli(*base, "--corpus", corpus, "--out", run)
+    assert code == 2 and "already holds a run" in err
+    code, _, err = run_cli(*base, "--corpus", corpus, "--out", run, "--resume", "--preset", "small")
+    assert code == 2 and "checkpoint is of another model" in err
+    latest = sorted((run / "checkpoints").iterdir())[-1]
+    latest.write_bytes(latest.read_bytes()[:1000])
+    code, _, err = run_cli(*base, "--corpus", corpus, "--out", run, "--resume")
+    assert code == 2 and "corrupt checkpoint" in err
+
+
+def _ddp_worker(rank, world_size, corpus, out, port, result_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    result = pretrain(tiny(Path(corpus), Path(out), max_steps=6, checkpoint_every=3))
+    flat = torch.cat([p.detach().flatten() for p in result.model.parameters()])
+    torch.save(flat, Path(result_dir) / f"rank{rank}.pt")
+
+
+def test_two_process_ddp_on_cpu_keeps_ranks_identical(corpus, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, str(corpus), str(tmp_path / "run"), port, str(tmp_path)), nprocs=2, join=True)
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.equal(a, b)
+    checkpoint = torch.load(sorted((tmp_path / "run" / "checkpoints").iterdir())[-1], weights_only=True)
+    assert len(checkpoint["data_position"]) == 2
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
