@@ -18,6 +18,11 @@ _PUBLIC = {
     "ExLMConfig": "model",
     "ExLMModel": "model",
     "dag_log_likelihood": "model",
+    "load_model": "embedding",
+    "embed": "embedding",
+    "embed_file": "embedding",
+    "ExLMFeaturizer": "featurizer",
+    "ExLMTransformer": "sklearn",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

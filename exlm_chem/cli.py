@@ -56,6 +56,35 @@ def tokenize(
 
 
 @app.command()
+def embed(
+    input: Path = typer.Argument(..., help="Molecule file (csv, tsv, smi, txt, sdf; optionally .gz)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .parquet, .npy or .csv (default: INPUT.embeddings.parquet beside the input)."),
+    smiles_column: Optional[str] = typer.Option(None, help="SMILES column of a CSV/TSV file."),
+    id_column: Optional[str] = typer.Option(None, help="Id column (default: the row number)."),
+    model: Optional[Path] = typer.Option(None, help="Model directory (default: the model shipped with the package)."),
+    pooling: str = typer.Option("mean", help="mean (over the atom-level tokens) or cls."),
+    batch_size: int = typer.Option(128, help="Molecules per forward pass."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cpu, or the model's)."),
+    precision: str = typer.Option("fp32", help="fp32 (reproducible) or bf16 (fast on native-bf16 hardware)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Drop invalid SMILES instead of writing NaN rows."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first invalid SMILES."),
+    shard: Optional[str] = typer.Option(None, help="I/N: embed only the I-th (0-based) of N contiguous slices."),
+) -> None:
+    """Write one embedding vector per molecule of INPUT."""
+    from .embedding import embed_file, parse_shard
+
+    if skip_invalid and strict:
+        raise InputError("--skip-invalid and --strict exclude each other")
+    counts = embed_file(
+        input, output, smiles_column=smiles_column, id_column=id_column, model=model, pooling=pooling,
+        batch_size=batch_size, device=device, precision=precision,
+        invalid="strict" if strict else "skip" if skip_invalid else "keep", shard=parse_shard(shard),
+    )
+    action = "skipped" if skip_invalid else "written as NaN rows"
+    typer.echo(f"{counts['written']} molecules embedded into {counts['output']}; {counts['invalid']} invalid SMILES {action}", err=True)
+
+
+@app.command()
 def pretrain(
     corpus: list[Path] = typer.Option(..., help="Corpus file(s): any molecule file format; repeat the option for several."),
     out: Path = typer.Option(..., help="Run folder: checkpoints, logs, the final model in OUT/model."),

@@ -1,0 +1,71 @@
+"""ExLMFeaturizer: ExLM embeddings as a DeepChem featurizer.
+
+This module imports DeepChem at the top (the class must subclass DeepChem's), so
+``exlm_chem`` loads it only when ``exlm_chem.ExLMFeaturizer`` is first used.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from deepchem.feat import MolecularFeaturizer
+
+from .embedding import DEFAULT_BATCH_SIZE, embed_valid, model_fingerprint, resolve_model, valid_smiles_mask
+
+logger = logging.getLogger(__name__)
+
+
+class ExLMFeaturizer(MolecularFeaturizer):
+    """One ExLM embedding per molecule, computed in length-sorted batches.
+
+    Keeps DeepChem's contract: a molecule that cannot be featurized gives an empty array and a
+    warning, so ``dc.data.CSVLoader`` and ``dc.molnet.load_*`` drop it as they do for their
+    own featurizers.
+
+    Parameters
+    ----------
+    model: a model directory, a loaded model, or None for the default model.
+    pooling: ``mean`` over the token states, or ``cls``.
+    batch_size, device, precision: as in `exlm_chem.embed`.
+    """
+
+    def __init__(self, model=None, pooling: str = "mean", batch_size: int = DEFAULT_BATCH_SIZE, device=None, precision: str = "fp32"):
+        self.model = model
+        self.pooling = pooling
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self._loaded = None
+
+    def _model(self):
+        if self._loaded is None:
+            self._loaded = resolve_model(self.model, self.device)
+        return self._loaded
+
+    def featurize(self, datapoints, log_every_n: int = 1000, **kwargs) -> np.ndarray:
+        from rdkit import Chem
+
+        if isinstance(datapoints, (str, Chem.Mol)):
+            datapoints = [datapoints]
+        smiles = [Chem.MolToSmiles(p) if isinstance(p, Chem.Mol) else p for p in datapoints]
+        model = self._model()
+        valid = valid_smiles_mask(smiles, model.tokenizer)
+        vectors = embed_valid([s for s, ok in zip(smiles, valid) if ok], model, self.pooling, self.batch_size, self.precision)
+        if valid.all():
+            return vectors
+        features, rows = [], iter(vectors)
+        for i, (s, ok) in enumerate(zip(smiles, valid)):
+            if ok:
+                features.append(next(rows))
+            else:
+                logger.warning("Failed to featurize datapoint %d, %s. Appending empty array", i, s)
+                features.append(np.array([]))
+        return np.asarray(features, dtype=object)
+
+    def _featurize(self, datapoint, **kwargs) -> np.ndarray:
+        return self.featurize([datapoint])[0]
+
+    def __str__(self) -> str:
+        # DeepChem names its on-disk caches after str(featurizer): tie it to the weights.
+        return f"ExLMFeaturizer_{model_fingerprint(self._model())}_{self.pooling}"

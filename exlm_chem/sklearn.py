@@ -1,0 +1,65 @@
+"""ExLMTransformer: ExLM embeddings as a scikit-learn transformer (SMILES in, vectors out)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .embedding import DEFAULT_BATCH_SIZE, embed, resolve_model
+
+
+class ExLMTransformer(TransformerMixin, BaseEstimator):
+    """Embed SMILES with an ExLM model; drops into Pipeline and GridSearchCV.
+
+    X: a sequence of SMILES, a pandas Series, or a one-column DataFrame/array.
+    Invalid SMILES give NaN rows (``errors="ignore"``) or an error (``errors="raise"``).
+
+    Parameters
+    ----------
+    model: a model directory, or None for the default model.
+    pooling: ``mean`` or ``cls``.
+    batch_size, device, precision: as in `exlm_chem.embed`.
+    """
+
+    def __init__(self, model=None, pooling: str = "mean", batch_size: int = DEFAULT_BATCH_SIZE, device=None, precision: str = "fp32", errors: str = "ignore"):
+        self.model = model
+        self.pooling = pooling
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.errors = errors
+
+    def fit(self, X=None, y=None):
+        model = resolve_model(self.model, self.device)
+        self.model_ = model
+        self.n_features_out_ = model.config.hidden_size
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        return embed(_as_smiles(X), self.model_, self.pooling, self.batch_size, precision=self.precision, errors=self.errors)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "n_features_out_")
+        return np.array([f"exlm{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = True
+        return tags
+
+
+def _as_smiles(X) -> list[str]:
+    if hasattr(X, "columns"):  # DataFrame
+        if X.shape[1] != 1:
+            raise ValueError(f"ExLMTransformer takes one column of SMILES, got {X.shape[1]} columns")
+        X = X.iloc[:, 0]
+    array = np.asarray(X, dtype=object)
+    if array.ndim == 2:
+        if array.shape[1] != 1:
+            raise ValueError(f"ExLMTransformer takes one column of SMILES, got shape {array.shape}")
+        array = array[:, 0]
+    return [str(s) for s in array]

@@ -1,0 +1,194 @@
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from exlm_chem import ExLMConfig, ExLMModel, InputError, SmilesTokenizer, embed, embed_file, load_model
+from exlm_chem.environment import DEFAULT_MODEL_DIR
+from exlm_chem.model import save_model
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, drug_smiles):
+    torch.manual_seed(0)
+    extra = ["CCO", "c1ccccc1", "CC(=O)O", "CCN(CC)CC", "OC(=O)c1ccccc1O", "C[Se]C"]
+    tokenizer = SmilesTokenizer.from_corpus(drug_smiles + extra)
+    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model(model_dir):
+    return load_model(model_dir)
+
+
+def test_embed_shape_order_and_batch_independence(model, drug_smiles):
+    vectors = embed(drug_smiles, model)
+    assert vectors.shape == (len(drug_smiles), 64) and vectors.dtype == np.float32
+    for i in (0, 5, len(drug_smiles) - 1):
+        np.testing.assert_allclose(embed([drug_smiles[i]], model)[0], vectors[i], atol=1e-5)
+    for batch_size in (1, 3, 7):
+        np.testing.assert_allclose(embed(drug_smiles, model, batch_size=batch_size), vectors, atol=1e-5)
+    np.testing.assert_array_equal(embed(drug_smiles, model), vectors)  # same run, same numbers
+    cls = embed(drug_smiles, model, pooling="cls")
+    assert not np.allclose(cls, vectors)
+
+
+def test_invalid_smiles_give_nan_rows_and_a_warning(model):
+    smiles = ["CCO", "C1CC", "", "c1ccccc1", "CCXO"]
+    with pytest.warns(UserWarning, match=r"3 invalid SMILES got NaN embeddings \(indices 1, 2, 4\)"):
+        vectors = embed(smiles, model)
+    assert np.isnan(vectors[[1, 2, 4]]).all() and not np.isnan(vectors[[0, 3]]).any()
+    np.testing.assert_allclose(vectors[0], embed(["CCO"], model)[0], atol=1e-5)
+    with pytest.raises(InputError, match="index 1"):
+        embed(smiles, model, errors="raise")
+
+
+def test_bf16_stays_close_to_fp32(model, drug_smiles):
+    fp32 = embed(drug_smiles, model)
+    bf16 = embed(drug_smiles, model, precision="bf16")
+    cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert cosine.min() > 0.99
+
+
+def test_default_model_or_a_clear_message():
+    if (DEFAULT_MODEL_DIR / "config.json").exists():
+        assert load_model().tokenizer is not None
+    else:
+        with pytest.raises(InputError, match="no pretrained model installed yet"):
+            load_model()
+
+
+@pytest.fixture
+def molecules_csv(tmp_path):
+    path = tmp_path / "mols.csv"
+    pd.DataFrame({"name": ["eth", "bad", "benz", "empty", "acid"], "SMILES": ["CCO", "C1CC", "c1ccccc1", "", "CC(=O)O"]}).to_csv(path, index=False)
+    return path
+
+
+def test_embed_file_to_parquet_keeps_invalid_rows(model, model_dir, molecules_csv):
+    counts = embed_file(molecules_csv, model=model_dir, id_column="name")
+    out = molecules_csv.with_name("mols.embeddings.parquet")
+    assert counts == {"molecules": 5, "invalid": 2, "written": 5, "output": str(out)}
+    table = pd.read_parquet(out)
+    assert list(table.columns) == ["id", "smiles", "valid", "embedding"]
+    assert table["id"].tolist() == ["eth", "bad", "benz", "empty", "acid"]
+    assert table["valid"].tolist() == [True, False, True, False, True]
+    vectors = np.stack(table["embedding"].to_numpy())
+    np.testing.assert_allclose(vectors[[0, 2, 4]], embed(["CCO", "c1ccccc1", "CC(=O)O"], model), atol=1e-5)
+    assert np.isnan(vectors[1]).all()
+
+
+def test_embed_file_npy_csv_skip_and_shards(model, molecules_csv, tmp_path):
+    embed_file(molecules_csv, tmp_path / "all.npy", model=model, invalid="skip")
+    full = np.load(tmp_path / "all.npy")
+    assert full.shape == (3, 64)
+    embed_file(molecules_csv, tmp_path / "all.csv", model=model)
+    frame = pd.read_csv(tmp_path / "all.csv")
+    assert frame.shape == (5, 3 + 64) and frame["valid"].tolist() == [True, False, True, False, True]
+    np.testing.assert_allclose(frame.iloc[[0, 2, 4], 3:].to_numpy(), full, atol=1e-5)
+    parts = []
+    for i in range(3):
+        embed_file(molecules_csv, tmp_path / f"part{i}.npy", model=model, shard=(i, 3), invalid="keep")
+        parts.append(np.load(tmp_path / f"part{i}.npy"))
+    assert [len(p) for p in parts] == [1, 2, 2]
+    np.testing.assert_allclose(np.concatenate(parts), frame.iloc[:, 3:].to_numpy(dtype=np.float32), atol=1e-5)
+
+
+def test_embed_file_strict_stops_and_leaves_no_file(model, molecules_csv, tmp_path):
+    out = tmp_path / "strict.parquet"
+    with pytest.raises(InputError, match=r"mols.csv: row 3: not a valid SMILES: 'C1CC'"):
+        embed_file(molecules_csv, out, model=model, invalid="strict")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mols.csv"]
+
+
+def test_cli_embed(run_cli, model_dir, molecules_csv, tmp_path):
+    code, _, err = run_cli("embed", molecules_csv, "-o", tmp_path / "e.npy", "--model", model_dir, "--skip-invalid")
+    assert code == 0, err
+    assert "3 molecules embedded" in err and "2 invalid SMILES skipped" in err
+    assert np.load(tmp_path / "e.npy").shape == (3, 64)
+    code, _, err = run_cli("embed", molecules_csv, "-o", tmp_path / "s.npy", "--model", model_dir, "--strict")
+    assert code == 2 and "row 3" in err and not (tmp_path / "s.npy").exists()
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes(b"smiles\nCCO\nC\xe9C\n")
+    cases = [
+        (("embed", tmp_path / "none.csv", "--model", model_dir), "none.csv: file not found"),
+        (("embed", molecules_csv, "--smiles-column", "smi", "--model", model_dir), "the columns are: name, SMILES"),
+        (("embed", bad, "--model", model_dir, "-o", tmp_path / "x.npy"), "latin1.csv: row 3: bytes that are not valid UTF-8"),
+        (("embed", molecules_csv, "--model", model_dir, "-o", tmp_path / "missing" / "x.npy"), "folder does not exist"),
+        (("embed", molecules_csv, "--model", tmp_path), "not a model directory"),
+        (("embed", molecules_csv, "--model", model_dir, "-o", tmp_path / "x.txt"), "output must end in"),
+        (("embed", molecules_csv, "--model", model_dir, "--shard", "3/3"), "need 0 <= I < N"),
+    ]
+    for args, message in cases:
+        code, _, err = run_cli(*args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_sklearn_transformer(model_dir, drug_smiles):
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
+    from exlm_chem import ExLMTransformer
+
+    transformer = ExLMTransformer(model=model_dir)
+    X = pd.Series(drug_smiles * 2)
+    y = np.array([i % 2 for i in range(len(X))])
+    vectors = transformer.fit_transform(X)
+    assert vectors.shape == (len(X), 64)
+    assert list(transformer.get_feature_names_out()[:2]) == ["exlm0", "exlm1"]
+    cloned = clone(transformer)
+    assert cloned.get_params()["model"] == model_dir and not hasattr(cloned, "model_")
+    restored = pickle.loads(pickle.dumps(transformer))
+    np.testing.assert_allclose(restored.transform(X), vectors, atol=1e-6)
+    pipeline = Pipeline([("exlm", ExLMTransformer(model=model_dir)), ("clf", LogisticRegression(max_iter=200))])
+    pipeline.fit(X.to_frame(), y)
+    assert pipeline.predict(X.to_frame()).shape == (len(X),)
+    search = GridSearchCV(pipeline, {"exlm__pooling": ["mean", "cls"]}, cv=2).fit(X.to_numpy()[:, None], y)
+    assert search.best_params_["exlm__pooling"] in ("mean", "cls")
+
+
+def test_deepchem_featurizer_with_csv_loader_and_classifier(model_dir, tmp_path):
+    import deepchem as dc
+
+    from exlm_chem import ExLMFeaturizer
+
+    smiles = ["CCO", "c1ccccc1", "CC(=O)O", "CCN(CC)CC", "C1CC", "OC(=O)c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O", "CCCl"]
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"smiles": smiles, "label": [0, 1, 0, 1, 0, 1, 1, 0]}).to_csv(path, index=False)
+    featurizer = ExLMFeaturizer(model=model_dir)
+    features = featurizer.featurize(smiles)
+    assert features.dtype == object and features[4].size == 0 and features[0].shape == (64,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = dc.data.CSVLoader(tasks=["label"], feature_field="smiles", featurizer=featurizer).create_dataset(str(path))
+    assert dataset.X.shape == (7, 64)  # the invalid SMILES was dropped
+    classifier = dc.models.MultitaskClassifier(n_tasks=1, n_features=64, layer_sizes=[16])
+    classifier.fit(dataset, nb_epoch=3)
+    scores = classifier.evaluate(dataset, [dc.metrics.Metric(dc.metrics.roc_auc_score)])
+    assert 0.0 <= scores["roc_auc_score"] <= 1.0
+    assert "ExLMFeaturizer_" in str(featurizer) and len(str(featurizer)) < 64
+
+
+def test_deepchem_molnet_loader(model_dir, shared_data, tmp_path):
+    import deepchem as dc
+
+    from exlm_chem import ExLMFeaturizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tasks, (train, valid, test), _ = dc.molnet.load_bbbp(
+            featurizer=ExLMFeaturizer(model=model_dir), splitter="scaffold", data_dir=str(shared_data / "moleculenet"), save_dir=str(tmp_path)
+        )
+    assert tasks == ["p_np"]
+    total = len(train) + len(valid) + len(test)
+    assert 2030 <= total < 2050  # the rows RDKit rejects are dropped
+    assert train.X.shape[1] == 64 and not np.isnan(train.X).any()
