@@ -139,6 +139,35 @@ def pretrain(
         typer.echo(f"done: {result.step} steps, {result.tokens:,} tokens; model in {result.out / 'model'}")
 
 
+@app.command()
+def benchmark(
+    datasets: str = typer.Option("bbbp,bace,clintox,tox21,toxcast,sider,esol,freesolv,lipo", help="Comma-separated MoleculeNet sets: bbbp, bace, clintox, tox21, toxcast, sider, hiv, muv, esol, freesolv, lipo."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder with the MoleculeNet files (DeepChem downloads what is missing)."),
+    features: str = typer.Option("exlm,ecfp,random", help="exlm[:DIR], ecfp, random[:DIR], mlm:DIR (comma-separated)."),
+    probe: str = typer.Option("logreg", help="Probes on frozen features: logreg, rf, mlp, deepchem (comma-separated)."),
+    finetune: bool = typer.Option(False, "--finetune", help="Also fine-tune each model end to end."),
+    split: str = typer.Option("scaffold", help="scaffold (DeepChem's, deterministic) or random_scaffold (seeded)."),
+    seeds: str = typer.Option("0", help="Comma-separated seeds."),
+    out: Path = typer.Option(..., help="Output folder: results.json/.csv/.md and plots."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Featurized-data cache (default: OUT/cache)."),
+) -> None:
+    """Run MoleculeNet benchmarks: ExLM next to ECFP4, MLM and the random-init control."""
+    import logging
+
+    from .benchmark import DATASETS, PROBES, parse_features, parse_list, run_benchmark
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--seeds must be comma-separated integers, not {seeds!r}") from None
+    run_benchmark(
+        parse_list(datasets, DATASETS, "datasets"), parse_features(features), parse_list(probe, PROBES, "probes"),
+        out, data_dir=data_dir, split=split, seeds=seed_list, finetune=finetune, cache_dir=cache_dir,
+    )
+    typer.echo(f"results in {out / 'results.md'}", err=True)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: run the app and turn bad input into a one-line error and exit status 2."""
     try:

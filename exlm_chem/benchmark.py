@@ -1,0 +1,439 @@
+"""MoleculeNet benchmarks: frozen-feature probes and fine-tuning, side by side with baselines.
+
+Features: ``exlm`` (the default model) or ``exlm:DIR``, ``ecfp`` (ECFP4, 2048 bits),
+``random`` or ``random:DIR`` (the same architecture, freshly initialized with a fixed seed: the
+control that shows what pretraining adds) and ``mlm:DIR`` (a plain-MLM model).
+
+Data come through DeepChem's own ``dc.molnet.load_*`` loaders with ``data_dir`` (offline when the
+files are there, DeepChem's download otherwise); featurized datasets are cached by DeepChem under
+``cache_dir``, keyed by the featurizer's name, which for ExLM models holds the hash of the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    loader: str
+    task_type: str  # classification or regression
+
+
+DATASETS = {
+    "bbbp": DatasetSpec("load_bbbp", "classification"),
+    "bace": DatasetSpec("load_bace_classification", "classification"),
+    "clintox": DatasetSpec("load_clintox", "classification"),
+    "tox21": DatasetSpec("load_tox21", "classification"),
+    "toxcast": DatasetSpec("load_toxcast", "classification"),
+    "sider": DatasetSpec("load_sider", "classification"),
+    "hiv": DatasetSpec("load_hiv", "classification"),
+    "muv": DatasetSpec("load_muv", "classification"),
+    "esol": DatasetSpec("load_delaney", "regression"),
+    "freesolv": DatasetSpec("load_sampl", "regression"),
+    "lipo": DatasetSpec("load_lipo", "regression"),
+}
+PROBES = ("logreg", "rf", "mlp", "deepchem")
+SPLITS = ("scaffold", "random_scaffold")
+RANDOM_INIT_SEED = 0
+
+
+def parse_list(text: str | None, allowed: tuple | dict, what: str) -> list[str]:
+    items = [item.strip() for item in (text or "").split(",") if item.strip()]
+    unknown = [item for item in items if item not in allowed]
+    if unknown:
+        raise InputError(f"unknown {what}: {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    if not items:
+        raise InputError(f"give at least one of the {what}")
+    return items
+
+
+# -- features ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureSpec:
+    name: str  # as shown in tables
+    kind: str  # exlm, ecfp, random
+    model_dir: str | None = None
+
+
+def parse_features(text: str) -> list[FeatureSpec]:
+    specs = []
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        kind, _, path = item.partition(":")
+        if kind not in ("exlm", "ecfp", "random", "mlm"):
+            raise InputError(f"unknown features {item!r}: use exlm[:DIR], ecfp, random[:DIR] or mlm:DIR")
+        if kind == "mlm" and not path:
+            raise InputError("mlm features need a model directory: mlm:DIR")
+        if kind == "ecfp" and path:
+            raise InputError("ecfp takes no model directory")
+        specs.append(FeatureSpec(item if kind != "mlm" else "mlm", "exlm" if kind == "mlm" else kind, path or None))
+    if not specs:
+        raise InputError("give at least one kind of features")
+    return specs
+
+
+def make_featurizer(spec: FeatureSpec):
+    import deepchem as dc
+
+    from .embedding import load_model
+    from .featurizer import ExLMFeaturizer
+
+    if spec.kind == "ecfp":
+        return dc.feat.CircularFingerprint(radius=2, size=2048)
+    model = load_model(spec.model_dir)
+    if spec.kind == "random":
+        import torch
+
+        from .model import ExLMModel
+
+        torch.manual_seed(RANDOM_INIT_SEED)
+        model = ExLMModel(model.config, model.tokenizer).eval()
+    return ExLMFeaturizer(model=model)
+
+
+def load_dataset(name: str, featurizer, data_dir: Path | None, cache_dir: Path):
+    """(tasks, whole dataset) through DeepChem's loader, featurized and cached, untransformed."""
+    import deepchem as dc
+
+    loader = getattr(dc.molnet, DATASETS[name].loader)
+    options = dict(featurizer=featurizer, splitter=None, transformers=[], save_dir=str(cache_dir), reload=True)
+    if data_dir is not None:
+        options["data_dir"] = str(data_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tasks, (dataset,), _ = loader(**options)
+    return list(tasks), dataset
+
+
+# -- splits ------------------------------------------------------------------------------------
+
+
+def split_dataset(dataset, split: str, seed: int):
+    """Train/valid/test 80/10/10: DeepChem's deterministic scaffold split, or a seeded
+    random-scaffold split (scaffold groups shuffled, then filled in order)."""
+    import deepchem as dc
+
+    if split == "scaffold":
+        return dc.splits.ScaffoldSplitter().train_valid_test_split(dataset, frac_train=0.8, frac_valid=0.1, frac_test=0.1)
+    groups = dc.splits.ScaffoldSplitter().generate_scaffolds(dataset)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    n = len(dataset)
+    parts: list[list[int]] = [[], [], []]
+    limits = (0.8 * n, 0.9 * n)
+    for g in order:
+        filled = len(parts[0]) + len(parts[1])
+        target = 0 if len(parts[0]) + len(groups[g]) <= limits[0] else 1 if filled + len(groups[g]) <= limits[1] else 2
+        parts[target].extend(groups[g])
+    return tuple(dataset.select(sorted(p)) for p in parts)
+
+
+# -- metrics and probes ------------------------------------------------------------------------
+
+
+def score(task_type: str, y, w, prediction) -> float:
+    """Mean ROC-AUC over tasks with both classes among the labelled test rows, or RMSE."""
+    from sklearn.metrics import roc_auc_score
+
+    y, w, prediction = (np.asarray(a).reshape(len(y), -1) for a in (y, w, prediction))
+    if task_type == "regression":
+        mask = w > 0
+        return float(np.sqrt(np.mean((prediction[mask] - y[mask]) ** 2)))
+    aucs = []
+    for t in range(y.shape[1]):
+        mask = w[:, t] > 0
+        if len(np.unique(y[mask, t])) == 2:
+            aucs.append(roc_auc_score(y[mask, t], prediction[mask, t]))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def _task_rows(dataset, t):
+    mask = dataset.w[:, t] > 0
+    return dataset.X[mask], dataset.y[mask, t]
+
+
+def _constant_prediction(task_type, y_train, n):
+    return np.full(n, y_train.mean() if len(y_train) else 0.0)
+
+
+def probe_predictions(probe: str, task_type: str, train, valid, test, seed: int) -> np.ndarray:
+    """Fit one probe per task on the labelled training rows; predictions (n_test, n_tasks)."""
+    if probe == "deepchem":
+        return _deepchem_predictions(task_type, train, valid, test, seed)
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train.X)
+    n_tasks = train.y.shape[1]
+    out = np.zeros((len(test), n_tasks))
+    X_test = scaler.transform(test.X)
+    for t in range(n_tasks):
+        X_train, y_train = _task_rows(train, t)
+        X_valid, y_valid = _task_rows(valid, t)
+        X_train, X_valid = scaler.transform(X_train), scaler.transform(X_valid)
+        if task_type == "classification" and len(np.unique(y_train)) < 2:
+            out[:, t] = _constant_prediction(task_type, y_train, len(test))
+            continue
+        model = _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed)
+        out[:, t] = model.predict_proba(X_test)[:, 1] if task_type == "classification" else model.predict(X_test)
+    return out
+
+
+def _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed):
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    classification = task_type == "classification"
+    if probe == "logreg":
+        # Regularization chosen on the validation split.
+        candidates = [
+            LogisticRegression(C=c, max_iter=2000) if classification else Ridge(alpha=a)
+            for c, a in zip((0.001, 0.01, 0.1, 1.0, 10.0), (1000.0, 100.0, 10.0, 1.0, 0.1))
+        ]
+        best, best_value = None, None
+        for candidate in candidates:
+            candidate.fit(X_train, y_train)
+            if classification:
+                if len(np.unique(y_valid)) < 2:
+                    value = -abs(np.log10(candidate.C) + 1)  # no validation signal: prefer C = 0.1
+                else:
+                    value = score("classification", y_valid, np.ones_like(y_valid), candidate.predict_proba(X_valid)[:, 1])
+            else:
+                value = -score("regression", y_valid, np.ones_like(y_valid), candidate.predict(X_valid))
+            if best_value is None or value > best_value:
+                best, best_value = candidate, value
+        return best
+    if probe == "rf":
+        cls = RandomForestClassifier if classification else RandomForestRegressor
+        return cls(n_estimators=200, n_jobs=-1, random_state=seed).fit(X_train, y_train)
+    cls = MLPClassifier if classification else MLPRegressor
+    return cls(hidden_layer_sizes=(256,), early_stopping=True, max_iter=300, random_state=seed).fit(X_train, y_train)
+
+
+def _deepchem_predictions(task_type, train, valid, test, seed):
+    import deepchem as dc
+    import torch
+
+    torch.manual_seed(seed)
+    n_tasks, n_features = train.y.shape[1], train.X.shape[1]
+    mean, std = train.X.mean(0), train.X.std(0) + 1e-6
+    scale = lambda d: dc.data.NumpyDataset((d.X - mean) / std, d.y, d.w, d.ids)  # noqa: E731
+    train, valid, test = scale(train), scale(valid), scale(test)
+    if task_type == "classification":
+        model = dc.models.MultitaskClassifier(n_tasks, n_features, layer_sizes=[512], dropouts=0.2, learning_rate=1e-3, batch_size=64)
+    else:
+        model = dc.models.MultitaskRegressor(n_tasks, n_features, layer_sizes=[512], dropouts=0.2, learning_rate=1e-3, batch_size=64)
+    best, best_value = None, None
+    for _ in range(30):  # epochs, keeping the best on validation
+        model.fit(train, nb_epoch=1)
+        prediction = _deepchem_output(model, valid, task_type)
+        value = score(task_type, valid.y, valid.w, prediction)
+        value = value if task_type == "classification" else -value
+        if best_value is None or (not math.isnan(value) and value > best_value):
+            best_value, best = value, _deepchem_output(model, test, task_type)
+    return best
+
+
+def _deepchem_output(model, dataset, task_type):
+    output = model.predict(dataset)
+    if task_type == "classification":
+        return output[..., 1]  # (n, tasks, classes)
+    return output.reshape(len(dataset), -1)
+
+
+# -- fine-tuning -------------------------------------------------------------------------------
+
+
+def finetune_predictions(model_dir, task_type, train, valid, test, seed, random_init=False, max_epochs=20, patience=3, lr=1e-4, batch_size=32):
+    """Train the encoder end to end with a linear head on the mean-pooled states; early stopping
+    on the validation metric. Returns test predictions of the best epoch."""
+    import torch
+    import torch.nn.functional as F
+
+    from .embedding import load_model
+    from .environment import cpu_has_native_bf16
+    from .model import ExLMModel
+
+    torch.manual_seed(seed)
+    base = load_model(model_dir)
+    if random_init:
+        torch.manual_seed(RANDOM_INIT_SEED)
+        base = ExLMModel(base.config, base.tokenizer)
+        torch.manual_seed(seed)
+    base.train()
+    tokenizer = base.tokenizer
+    n_tasks = train.y.shape[1]
+    head = torch.nn.Linear(base.config.hidden_size, n_tasks)
+    parameters = list(base.encoder.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01)
+    y_mean, y_std = (train.y.mean(0), train.y.std(0) + 1e-6) if task_type == "regression" else (0.0, 1.0)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_native_bf16() else torch.autocast("cpu", enabled=False)
+
+    def predict(dataset):
+        base.eval()
+        outputs = []
+        with torch.inference_mode(), autocast:
+            for i in range(0, len(dataset), 128):
+                ids = tokenizer.encode_batch(list(dataset.ids[i : i + 128]))
+                outputs.append(head(base.embed_states(ids).pooled).float())
+        base.train()
+        out = torch.cat(outputs).numpy()
+        return 1 / (1 + np.exp(-out)) if task_type == "classification" else out * y_std + y_mean
+
+    rng = np.random.default_rng(seed)
+    best_value, best_prediction, waited = None, None, 0
+    for _ in range(max_epochs):
+        order = rng.permutation(len(train))
+        for i in range(0, len(order), batch_size):
+            rows = order[i : i + batch_size]
+            ids = tokenizer.encode_batch(list(train.ids[rows]))
+            y = torch.tensor((train.y[rows] - y_mean) / y_std, dtype=torch.float32)
+            w = torch.tensor(train.w[rows], dtype=torch.float32)
+            with autocast:
+                logits = head(base.embed_states(ids).pooled).float()
+            if task_type == "classification":
+                loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * (w > 0)).sum() / (w > 0).sum().clamp(min=1)
+            else:
+                loss = (((logits - y) ** 2) * (w > 0)).sum() / (w > 0).sum().clamp(min=1)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+        value = score(task_type, valid.y, valid.w, predict(valid))
+        value = value if task_type == "classification" else -value
+        if best_value is None or value > best_value:
+            best_value, best_prediction, waited = value, predict(test), 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    return best_prediction
+
+
+# -- the suite ---------------------------------------------------------------------------------
+
+
+def run_benchmark(
+    datasets: list[str],
+    features: list[FeatureSpec],
+    probes: list[str],
+    out: Path,
+    data_dir: Path | None = None,
+    split: str = "scaffold",
+    seeds: list[int] = (0,),
+    finetune: bool = False,
+    cache_dir: Path | None = None,
+) -> list[dict]:
+    """Run every (dataset, features, probe, seed) and write results.json/.csv/.md and plots to ``out``."""
+    from .io import atomic_write_text
+
+    if split not in SPLITS:
+        raise InputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache_dir) if cache_dir else out / "cache"
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise InputError(f"{data_dir}: data folder does not exist")
+    records: list[dict] = []
+    for name in datasets:
+        task_type = DATASETS[name].task_type
+        metric = "roc_auc" if task_type == "classification" else "rmse"
+        for spec in features:
+            featurizer = make_featurizer(spec)
+            start = time.perf_counter()
+            _, dataset = load_dataset(name, featurizer, data_dir, cache_dir)
+            logger.info("%s / %s: %d molecules featurized in %.0fs", name, spec.name, len(dataset), time.perf_counter() - start)
+            for seed in seeds:
+                train, valid, test = split_dataset(dataset, split, seed)
+                runs = [(probe, lambda p=probe: probe_predictions(p, task_type, train, valid, test, seed)) for probe in probes]
+                if finetune and spec.kind != "ecfp":
+                    runs.append(("finetune", lambda: finetune_predictions(spec.model_dir, task_type, train, valid, test, seed, random_init=spec.kind == "random")))
+                for probe, run in runs:
+                    start = time.perf_counter()
+                    prediction = run()
+                    value = score(task_type, test.y, test.w, prediction)
+                    record = dict(dataset=name, features=spec.name, probe=probe, seed=seed, split=split, metric=metric, value=value, seconds=round(time.perf_counter() - start, 1))
+                    logger.info("%s", record)
+                    records.append(record)
+                    atomic_write_text(out / "results.json", json.dumps(records, indent=1))
+    write_reports(records, out)
+    return records
+
+
+def write_reports(records: list[dict], out: Path) -> None:
+    """results.csv, results.md (mean +- std over seeds) and a bar chart per metric."""
+    import pandas as pd
+
+    from .io import atomic_write_text
+
+    frame = pd.DataFrame(records)
+    atomic_write_text(out / "results.csv", frame.to_csv(index=False))
+    atomic_write_text(out / "results.md", markdown_table(frame))
+    for metric, group in frame.groupby("metric"):
+        plot_bars(group, out / f"results_{metric}.png", metric)
+
+
+def markdown_table(frame) -> str:
+    """One row per dataset and probe, one column per feature kind: mean +- std over seeds."""
+    summary = frame.groupby(["dataset", "metric", "probe", "features"])["value"].agg(["mean", "std", "count"]).reset_index()
+    feature_order = list(dict.fromkeys(frame["features"]))
+    lines = []
+    for metric, group in summary.groupby("metric", sort=False):
+        better = "higher" if metric == "roc_auc" else "lower"
+        lines += [f"### {metric} ({better} is better)", "", "| dataset | probe | " + " | ".join(feature_order) + " |", "|---|---|" + "---|" * len(feature_order)]
+        for (dataset, probe), rows in group.groupby(["dataset", "probe"], sort=False):
+            cells = []
+            for feature in feature_order:
+                row = rows[rows["features"] == feature]
+                if row.empty:
+                    cells.append("")
+                else:
+                    mean, std, count = row.iloc[0]["mean"], row.iloc[0]["std"], row.iloc[0]["count"]
+                    cells.append(f"{mean:.3f} ± {std:.3f}" if count > 1 else f"{mean:.3f}")
+            lines.append(f"| {dataset} | {probe} | " + " | ".join(cells) + " |")
+        if metric == "roc_auc":
+            means = group.groupby(["probe", "features"])["mean"].mean()
+            for probe in dict.fromkeys(group["probe"]):
+                cells = [f"{means.get((probe, f), float('nan')):.3f}" for f in feature_order]
+                lines.append(f"| **mean** | {probe} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_bars(frame, path: Path, metric: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    summary = frame.groupby(["dataset", "features", "probe"])["value"].mean().reset_index()
+    summary["label"] = summary["features"] + " / " + summary["probe"]
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    labels = list(dict.fromkeys(summary["label"]))
+    width = 0.8 / max(len(labels), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(datasets)), 4))
+    for i, label in enumerate(labels):
+        rows = summary[summary["label"] == label].set_index("dataset")
+        ax.bar([d + i * width for d in range(len(datasets))], [rows["value"].get(name, np.nan) for name in datasets], width, label=label)
+    ax.set_xticks([d + width * (len(labels) - 1) / 2 for d in range(len(datasets))], datasets)
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

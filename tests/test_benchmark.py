@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from exlm_chem import ExLMConfig, ExLMModel, InputError, SmilesTokenizer
+from exlm_chem.benchmark import markdown_table, parse_features, parse_list, score, split_dataset, DATASETS
+from exlm_chem.model import save_model
+
+
+def test_score_skips_tasks_without_both_classes_and_missing_labels():
+    y = np.array([[0, 1], [1, 1], [0, 1], [1, 0]])
+    w = np.array([[1, 1], [1, 1], [1, 0], [1, 0]])
+    prediction = np.array([[0.1, 0.5], [0.9, 0.5], [0.2, 0.5], [0.8, 0.5]])
+    assert score("classification", y, w, prediction) == 1.0  # task 2 has one class among labelled rows
+    assert score("regression", np.array([1.0, 2.0]), np.ones(2), np.array([1.0, 4.0])) == pytest.approx(np.sqrt(2))
+
+
+def test_parsers_reject_unknown_names():
+    assert [f.name for f in parse_features("exlm,ecfp,random,mlm:/x")] == ["exlm", "ecfp", "random", "mlm"]
+    with pytest.raises(InputError, match="mlm features need a model directory"):
+        parse_features("mlm")
+    with pytest.raises(InputError, match="unknown datasets: qm9"):
+        parse_list("bbbp,qm9", DATASETS, "datasets")
+
+
+def test_random_scaffold_split_is_seeded_and_disjoint():
+    import deepchem as dc
+
+    smiles = ["c1ccccc1C", "c1ccccc1CC", "C1CCCCC1", "C1CCCCC1O", "c1ccncc1", "CCO", "CCN", "c1ccc2ccccc2c1", "C1CCNCC1", "C1CCOC1"] * 3
+    dataset = dc.data.NumpyDataset(np.zeros((len(smiles), 1)), np.zeros(len(smiles)), ids=np.array(smiles))
+    parts = split_dataset(dataset, "random_scaffold", seed=1)
+    again = split_dataset(dataset, "random_scaffold", seed=1)
+    assert [list(p.ids) for p in parts] == [list(p.ids) for p in again]
+    assert sum(len(p) for p in parts) == len(smiles)
+    from deepchem.splits.splitters import _generate_scaffold
+
+    scaffolds = [set(_generate_scaffold(s) for s in p.ids) for p in parts]
+    assert not (scaffolds[0] & scaffolds[1]) and not (scaffolds[0] & scaffolds[2])
+
+
+def test_markdown_table_puts_features_side_by_side():
+    frame = pd.DataFrame(
+        [dict(dataset="bbbp", features=f, probe="logreg", seed=s, metric="roc_auc", value=v) for f, s, v in [("exlm", 0, 0.7), ("exlm", 1, 0.8), ("ecfp", 0, 0.6)]]
+    )
+    table = markdown_table(frame)
+    assert "| dataset | probe | exlm | ecfp |" in table
+    assert "| bbbp | logreg | 0.750 ± 0.071 | 0.600 |" in table
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, shared_data):
+    import gzip
+
+    with gzip.open(shared_data / "zinc" / "moses_test.csv.gz", "rt") as handle:
+        next(handle)
+        smiles = [next(handle).strip() for _ in range(2000)]
+    bbbp = pd.read_csv(shared_data / "moleculenet" / "BBBP.csv")["smiles"].tolist()
+    tokenizer = SmilesTokenizer.from_corpus(smiles + bbbp)
+    torch.manual_seed(0)
+    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer)
+    path = tmp_path_factory.mktemp("bench") / "tiny"
+    save_model(model, path)
+    return path
+
+
+def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        "benchmark", "--datasets", "bbbp,esol", "--data-dir", shared_data / "moleculenet", "--features",
+        f"exlm:{tiny_model_dir},ecfp,random:{tiny_model_dir}", "--probe", "logreg", "--seeds", "0", "--out", out,
+    )
+    assert code == 0, err
+    records = json.loads((out / "results.json").read_text())
+    assert {(r["dataset"], r["features"]) for r in records} == {
+        (d, f) for d in ("bbbp", "esol") for f in (f"exlm:{tiny_model_dir}", "ecfp", f"random:{tiny_model_dir}")
+    }
+    for r in records:
+        assert r["metric"] == ("roc_auc" if r["dataset"] == "bbbp" else "rmse")
+        assert (0.5 < r["value"] <= 1.0) if r["metric"] == "roc_auc" else (0.3 < r["value"] < 3.0)
+    assert (out / "results.md").read_text().count("| bbbp | logreg |") == 1
+    assert (out / "results_roc_auc.png").exists() and (out / "results_rmse.png").exists()
+    # A second run reuses the featurized datasets.
+    cached = sorted(p.name for p in (out / "cache").rglob("*") if p.is_dir() and p.name.startswith("ExLMFeaturizer_"))
+    assert len(cached) >= 2
+
+
+def test_finetune_runs_on_a_small_set(tiny_model_dir, shared_data, tmp_path):
+    from exlm_chem.benchmark import finetune_predictions, load_dataset, split_dataset
+    import deepchem as dc
+
+    _, dataset = load_dataset("freesolv", dc.feat.DummyFeaturizer(), shared_data / "moleculenet", tmp_path)
+    train, valid, test = split_dataset(dataset, "scaffold", 0)
+    prediction = finetune_predictions(str(tiny_model_dir), "regression", train, valid, test, seed=0, max_epochs=2)
+    assert prediction.shape == (len(test), 1) and np.isfinite(prediction).all()
+    assert score("regression", test.y, test.w, prediction) < 5.0
