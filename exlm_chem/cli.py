@@ -108,6 +108,7 @@ def pretrain(
     checkpoint_every: int = typer.Option(500, help="Checkpoint every N steps."),
     keep_checkpoints: int = typer.Option(3, help="Checkpoints kept."),
     tokenizer: Optional[Path] = typer.Option(None, help="A tokenizer.json to use instead of building one from the corpus."),
+    corpus_cache: Optional[Path] = typer.Option(None, help="Folder for the prepared corpus, shareable between runs (default: OUT/corpus)."),
     smiles_column: Optional[str] = typer.Option(None, help="SMILES column of CSV/TSV corpora."),
     canonicalize: bool = typer.Option(False, help="RDKit-canonicalize the corpus."),
     augment: bool = typer.Option(False, help="Randomized-SMILES augmentation."),
@@ -130,7 +131,7 @@ def pretrain(
         batch_tokens=batch_tokens, grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule,
         weight_decay=weight_decay, clip=clip, val_corpus=val_corpus, val_size=val_size,
         val_every=val_every, log_every=log_every, checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints, tokenizer=tokenizer, smiles_column=smiles_column,
+        keep_checkpoints=keep_checkpoints, tokenizer=tokenizer, corpus_cache=corpus_cache, smiles_column=smiles_column,
         canonicalize=canonicalize, augment=augment, max_length=max_length, resume=resume,
         seed=seed, precision=precision, threads=threads,
     )

@@ -67,6 +67,7 @@ class PretrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     tokenizer: Path | None = None
+    corpus_cache: Path | None = None  # where the prepared corpus is kept (default: OUT/corpus)
     smiles_column: str | None = None
     canonicalize: bool = False
     augment: bool = False  # randomized SMILES
@@ -82,6 +83,7 @@ class PretrainConfig:
         self.out = Path(self.out)
         self.val_corpus = Path(self.val_corpus) if self.val_corpus else None
         self.tokenizer = Path(self.tokenizer) if self.tokenizer else None
+        self.corpus_cache = Path(self.corpus_cache) if self.corpus_cache else None
         if not (self.max_steps or self.max_tokens or self.max_time):
             raise InputError("give a budget: --max-steps, --max-tokens or --max-time")
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -390,33 +392,36 @@ def _prepare_output(config: PretrainConfig) -> None:
 
 
 def _prepare_data(config: PretrainConfig, dist: Distributed):
-    """Pack the training and validation corpora (rank 0, cached in the run folder) and fix the tokenizer."""
+    """Pack the training and validation corpora (rank 0, once, in the corpus cache) and fix the tokenizer."""
     for path in config.corpus + ([config.val_corpus] if config.val_corpus else []):
         if not path.is_file():
             raise InputError(f"{path}: file not found")
         if path.stat().st_size == 0:
             raise InputError(f"{path}: file is empty")
-    data_dir = config.out / "corpus"
+    data_dir = config.corpus_cache or config.out / "corpus"
     key = corpus_fingerprint(config.corpus, column=config.smiles_column, canonicalize=config.canonicalize)
-    train_dir = data_dir / f"train-{key}"
-    val_dir = data_dir / "validation"
+    if config.val_corpus is not None:
+        train_dir = data_dir / f"train-{key}"
+        val_key = corpus_fingerprint([config.val_corpus], column=config.smiles_column, canonicalize=config.canonicalize, size=config.val_size)
+        val_dir = data_dir / f"validation-{val_key}"
+    else:  # the validation molecules are held out of the training set
+        train_dir = data_dir / f"train-{key}-without-{config.seed}-{config.val_size}"
+        val_dir = data_dir / f"validation-{key}-holdout-{config.seed}-{config.val_size}"
     if dist.is_main:
         if not (train_dir / "stats.json").exists():  # written last: the preparation finished
             logger.info("preparing the corpus (RDKit check and tokenization, once)")
             corpus, stats, vocabulary = pack_corpus(config.corpus, config.smiles_column, config.canonicalize)
             if config.val_corpus is None:
-                # Hold out a fixed random slice of the corpus for validation.
                 rng = np.random.default_rng(config.seed)
                 held = np.zeros(len(corpus), dtype=bool)
                 held[rng.choice(len(corpus), size=min(config.val_size, len(corpus) // 10), replace=False)] = True
-                keep = np.flatnonzero(~held)
-                validation = _subset(corpus, np.flatnonzero(held))
-                corpus = _subset(corpus, keep)
-            else:
-                validation, _, _ = pack_corpus([config.val_corpus], config.smiles_column, config.canonicalize, limit=config.val_size)
+                _subset(corpus, np.flatnonzero(held)).save(val_dir)
+                corpus = _subset(corpus, np.flatnonzero(~held))
             corpus.save(train_dir)
-            validation.save(val_dir)
             atomic_write_text(train_dir / "stats.json", json.dumps({**asdict(stats), "vocabulary": vocabulary}))
+        if not (val_dir / "lengths.npy").exists():
+            validation, _, _ = pack_corpus([config.val_corpus], config.smiles_column, config.canonicalize, limit=config.val_size)
+            validation.save(val_dir)
         tokenizer_path = config.out / "tokenizer.json"
         if not tokenizer_path.exists():
             if config.tokenizer is not None:
