@@ -357,6 +357,13 @@ def load_checkpoint(path: Path) -> dict:
         raise InputError(f"{path}: corrupt checkpoint ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from None
 
 
+def describe_hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
@@ -539,7 +546,16 @@ def _pretrain(config: PretrainConfig, dist: Distributed) -> PretrainResult:
     stream = BatchStream(train_corpus, config, dist, **position)
     log = RunLog(out, dist.is_main, config, step)
     if dist.is_main:
-        atomic_write_text(out / "run.json", json.dumps({"pretrain": config.to_json(), "model": model_config.to_dict(), "precision": precision, "world_size": dist.world_size, "corpus": {k: v for k, v in corpus_stats.items() if k != "vocabulary"}, "parameters": model.num_parameters()}, indent=2))
+        run_info = {
+            "pretrain": config.to_json(),
+            "model": model_config.to_dict(),
+            "parameters": model.num_parameters(),
+            "precision": precision,
+            "world_size": dist.world_size,
+            "hardware": describe_hardware(dist.device),
+            "corpus": {k: v for k, v in corpus_stats.items() if k != "vocabulary"},
+        }
+        atomic_write_text(out / "run.json", json.dumps(run_info, indent=2))
         log.message(
             f"{config.objective} {config.preset} ({model.num_parameters():,} parameters), {len(train_corpus):,} training molecules "
             f"({corpus_stats['invalid_rdkit']} invalid SMILES skipped), {precision}, {dist.world_size} process(es), device {dist.device}"
