@@ -141,6 +141,23 @@ def pretrain(
 
 
 @app.command()
+def export(
+    run: Path = typer.Argument(..., help="A pretraining run folder (OUT of exlm-chem pretrain)."),
+    to: Path = typer.Option(..., "--to", help="Model folder to write: weights, config, tokenizer, curves, MODEL_CARD.md."),
+    fp16: bool = typer.Option(False, "--fp16", help="Store the weights in float16 (half the size)."),
+) -> None:
+    """Export a run's model (final, or its latest checkpoint) as a model folder with a model card."""
+    import torch
+
+    from .model_card import export_model
+
+    if not run.is_dir():
+        raise InputError(f"{run}: not a run folder")
+    facts = export_model(run, to, dtype=torch.float16 if fp16 else torch.float32)
+    typer.echo(f"exported step {facts['step']} to {to}; embeddings within {facts['embedding_max_abs_difference']:.1e} of float32", err=True)
+
+
+@app.command()
 def benchmark(
     datasets: str = typer.Option("bbbp,bace,clintox,tox21,toxcast,sider,esol,freesolv,lipo", help="Comma-separated MoleculeNet sets: bbbp, bace, clintox, tox21, toxcast, sider, hiv, muv, esol, freesolv, lipo."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the MoleculeNet files (DeepChem downloads what is missing)."),

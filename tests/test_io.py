@@ -120,3 +120,14 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         with atomic_path(tmp_path / "missing" / "out.txt"):
             pass
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    target = tmp_path / "out.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

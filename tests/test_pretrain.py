@@ -175,3 +175,18 @@ def test_two_process_ddp_on_cpu_keeps_ranks_identical(corpus, tmp_path):
     checkpoint = torch.load(sorted((tmp_path / "run" / "checkpoints").iterdir())[-1], weights_only=True)
     assert len(checkpoint["data_position"]) == 2
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+def test_export_writes_a_model_folder_with_a_card(corpus, tmp_path, run_cli):
+    run = tmp_path / "run"
+    pretrain(tiny(corpus, run, max_steps=6))
+    code, _, err = run_cli("export", run, "--to", tmp_path / "shipped")
+    assert code == 0, err
+    card = (tmp_path / "shipped" / "MODEL_CARD.md").read_text()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert f"| steps | {rows[-1]['step']:,} |" in card
+    assert f"{rows[-1]['val_accuracy']:.4f}" in card
+    model = load_model_directory(tmp_path / "shipped")
+    assert model.config.preset == "tiny"
+    code, _, err = run_cli("export", tmp_path / "none", "--to", tmp_path / "x")
+    assert code == 2 and "not a run folder" in err

@@ -1,0 +1,115 @@
+"""Export a pretraining run as a shippable model folder with a model card.
+
+The card's numbers are all read from the run's own files (``run.json``, ``metrics.jsonl``), so
+they match the logs committed beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .model import ExLMConfig, ExLMModel, load_model_directory, save_model
+from .tokenizer import SmilesTokenizer
+
+CHECK_SMILES = [
+    "CC(=O)Oc1ccccc1C(=O)O", "Cn1c(=O)c2c(ncn2C)n(C)c1=O", "CC(=O)Nc1ccc(O)cc1", "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
+    "CN1CCC[C@H]1c1cccnc1", "CN1C(=O)CN=C(c2ccccc2)c2cc(Cl)ccc21", "CNCCC(Oc1ccc(C(F)(F)F)cc1)c1ccccc1",
+    "COc1ccc2[nH]c([S+]([O-])Cc3ncc(C)c(OC)c3C)nc2c1",
+]
+
+
+def load_run_model(run_dir: Path) -> tuple[ExLMModel, int]:
+    """The run's final model, or the model of its latest checkpoint; and the step it is from."""
+    from .pretrain import checkpoint_paths, load_checkpoint, read_metrics
+
+    if (run_dir / "model" / "config.json").exists():
+        return load_model_directory(run_dir / "model"), read_metrics(run_dir / "metrics.jsonl")[-1]["step"]
+    paths = checkpoint_paths(run_dir)
+    if not paths:
+        raise InputError(f"{run_dir}: no final model and no checkpoint")
+    checkpoint = load_checkpoint(paths[-1])
+    model = ExLMModel(ExLMConfig.from_dict(checkpoint["model_config"]), SmilesTokenizer.load(run_dir / "tokenizer.json"))
+    model.load_state_dict(checkpoint["model"])
+    return model.eval(), checkpoint["step"]
+
+
+def export_model(run_dir: str | Path, dest: str | Path, dtype: torch.dtype = torch.float32) -> dict:
+    """Write the run's model to ``dest`` (weights in ``dtype``), its curves and MODEL_CARD.md.
+
+    Returns facts about the export, among them the largest difference between embeddings from
+    the stored weights and from the float32 weights.
+    """
+    from .embedding import embed
+    from .pretrain import read_metrics
+
+    run_dir, dest = Path(run_dir), Path(dest)
+    model, step = load_run_model(run_dir)
+    save_model(model, dest, dtype=dtype)
+    stored = load_model_directory(dest)
+    difference = float(np.abs(embed(CHECK_SMILES, stored) - embed(CHECK_SMILES, model)).max())
+    if (run_dir / "curves.png").exists():
+        shutil.copyfile(run_dir / "curves.png", dest / "curves.png")
+    run = json.loads((run_dir / "run.json").read_text())
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["step"] <= step]
+    facts = {"step": step, "embedding_max_abs_difference": difference, "dtype": str(dtype).removeprefix("torch.")}
+    (dest / "MODEL_CARD.md").write_text(model_card(run, rows, model, facts))
+    return facts
+
+
+def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> str:
+    config = run["model"]
+    pretrain = run["pretrain"]
+    last = rows[-1]
+    validated = [r for r in rows if "val_accuracy" in r]
+    final_val = validated[-1] if validated else {}
+    corpus = ", ".join(Path(p).name for p in pretrain["corpus"])
+    val_corpus = Path(pretrain["val_corpus"]).name if pretrain.get("val_corpus") else "a held-out slice of the corpus"
+    return f"""# exlm-chem default model
+
+An ExLM encoder (Zheng et al., ICML 2025) for SMILES, pretrained with exlm-chem's own
+`exlm-chem pretrain`. It turns a molecule into a {config['hidden_size']}-dimensional vector
+(`exlm_chem.embed`, `exlm-chem embed`).
+
+| | |
+|---|---|
+| objective | {config['objective']} (k = {config['k']} states per mask, `<s>` and `</s>`) |
+| preset | {config['preset']}: {config['num_layers']} layers x {config['hidden_size']} wide, {config['num_heads']} heads, {model.num_parameters():,} parameters |
+| tokenizer | atom-level SMILES regex, {config['vocab_size']} tokens (5 special), sequences up to {config['max_length']} tokens |
+| corpus | {corpus}: {run['corpus']['kept']:,} molecules kept of {run['corpus']['read']:,} read ({run['corpus']['invalid_rdkit']} rejected by RDKit) |
+| validation | {val_corpus}, {pretrain['val_size']:,} molecules |
+| masking | {config['mask_rate']:.0%} of real tokens, at least one per molecule |
+| optimisation | AdamW (0.9, 0.98), peak lr {pretrain['lr']:g}, {pretrain['warmup']:.0%} warm-up then {pretrain['schedule']} decay, batches of {pretrain['batch_tokens']:,} padded tokens, {run['precision']} |
+| steps | {last['step']:,} |
+| tokens seen | {last['tokens']:,} ({last['molecules']:,} molecules, epoch {last['epoch']}) |
+| hardware | {run.get('hardware', 'not recorded')}, {run['world_size']} process(es) |
+| training time | {last['elapsed'] / 3600:.2f} h |
+| final validation masked-token accuracy | {final_val.get('val_accuracy', float('nan')):.4f} (step {final_val.get('step', '-')}) |
+| final validation loss | {final_val.get('val_loss', float('nan')):.4f} |
+| stored as | {facts['dtype']} safetensors; embeddings within {facts['embedding_max_abs_difference']:.1e} of float32 |
+
+Masked-token accuracy for ExLM counts the tokens on the best path through the DAG of
+expanded states, decoded without looking at the targets (see `exlm_chem.pretrain.validate`).
+
+![training curves](curves.png)
+
+## Intended use
+
+Frozen molecule embeddings for property-prediction probes (logistic regression, random
+forests, small networks), similarity search and clustering of drug-like molecules, and a
+starting point for fine-tuning. Compare against ECFP4 and the untrained-network control
+(`exlm-chem benchmark`) before relying on it for a task.
+
+## Limits
+
+- Trained on drug-like, neutral ZINC molecules without stereochemistry (MOSES, 250-350 Da):
+  charged species, stereocentres, metals, peptides and large molecules are outside what it
+  has seen. Tokens missing from its vocabulary become `<unk>`.
+- A small model trained for hours on a CPU: far less pretraining than the paper's.
+- SMILES longer than {config['max_length'] - 2} tokens are truncated.
+"""
