@@ -14,11 +14,13 @@ import json
 import statistics
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from common import benchmark_smiles
 
-from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer
+from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, tokenize_smiles
+from exlm_chem.pretrain import epoch_batches
 from exlm_chem.model.dag import dag_log_likelihood
 from exlm_chem.model.exlm import BOS_ID, EOS_ID, MASK_ID, PAD_ID
 from exlm_chem.model.expansion import expand_states, pack_selected
@@ -59,7 +61,7 @@ def dag_part_time(model, ids, masks) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--batch-size", type=int, default=128, help="molecules per batch")
+    parser.add_argument("--batch-tokens", type=int, default=6144, help="padded tokens per batch, as in pretraining")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per objective")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--json", action="store_true")
@@ -67,9 +69,12 @@ def main() -> None:
     torch.manual_seed(0)
 
     n_batches = args.steps + args.warmup
-    smiles, source = benchmark_smiles(args.batch_size * n_batches)
+    smiles, source = benchmark_smiles(20_000)
     tokenizer = SmilesTokenizer.from_corpus(smiles)
-    batches = [tokenizer.encode_batch(smiles[i : i + args.batch_size]) for i in range(0, len(smiles), args.batch_size)]
+    # Length-bucketed batches of a token budget, cut exactly as pretraining cuts them.
+    lengths = np.array([len(tokenize_smiles(s)) + 2 for s in smiles], dtype=np.int32)
+    batch_indices = epoch_batches(lengths, epoch=0, seed=0, rank=0, world_size=1, batch_tokens=args.batch_tokens)[:n_batches]
+    batches = [tokenizer.encode_batch([smiles[i] for i in rows]) for rows in batch_indices]
 
     models, optimizers = {}, {}
     for objective in ("exlm", "mlm"):
@@ -101,7 +106,8 @@ def main() -> None:
     result = {
         "preset": args.preset,
         "source": source,
-        "molecules_per_batch": args.batch_size,
+        "batch_tokens": args.batch_tokens,
+        "mean_molecules_per_batch": round(statistics.mean(len(b) for b in batches), 1),
         "timed_steps": args.steps,
         "threads": torch.get_num_threads(),
         "exlm_over_mlm_step_time": round(median["exlm"] / median["mlm"], 3),

@@ -254,3 +254,25 @@ def test_presets():
     base = ExLMConfig.from_preset("base", vocab_size=40, objective="mlm")
     assert (base.num_layers, base.hidden_size, base.num_heads, base.k) == (12, 768, 12, 1)
     assert math.isclose(base.mask_rate, 0.15)
+
+
+def test_dense_and_packed_layouts_agree(tokenizer, monkeypatch):
+    from exlm_chem.model import encoder
+
+    tok, smiles = tokenizer
+    torch.manual_seed(0)
+    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size)).eval()
+    ids = tok.encode_batch(smiles)  # ragged: plenty of padding
+    results = {}
+    original = encoder.PackedLayout
+    for dense_below in (0.0, 1.0):
+        class Layout(original):
+            def __init__(self, valid):
+                super().__init__(valid, dense_below=dense_below)
+
+        monkeypatch.setattr(encoder, "PackedLayout", Layout)
+        out = model.embed_states(ids)
+        results[dense_below] = (out.hidden, out.pooled)
+    torch.testing.assert_close(results[0.0][1], results[1.0][1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(results[0.0][0], results[1.0][0], rtol=1e-5, atol=1e-5)
+    assert (results[1.0][0][~out.valid] == 0).all()

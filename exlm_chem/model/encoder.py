@@ -17,37 +17,48 @@ from .config import ExLMConfig
 class PackedLayout:
     """Where the real states of a padded (B, N) batch sit, to move between the padded layout
     and the packed (T, ...) layout of real states only. Linear layers run on the packed
-    states, so padding costs nothing there."""
+    states, so padding costs nothing there. When padding is rare (length-sorted batches),
+    packing would cost more than it saves: the padded states are then kept (``dense``) and
+    ``pack``/``pad`` are free reshapes."""
 
-    def __init__(self, valid: torch.Tensor):
+    def __init__(self, valid: torch.Tensor, dense_below: float = 0.125):
         self.shape = valid.shape
-        self.index = valid.flatten().nonzero().squeeze(1)
+        real = int(valid.sum())
+        self.dense = real >= (1 - dense_below) * valid.numel()
+        self.index = None if self.dense else valid.flatten().nonzero().squeeze(1)
         # Padding keys are masked out; padded queries still attend to the real keys, so no
         # row of the mask is empty (an empty row would give NaN); their outputs are dropped.
-        self.attn_mask = valid[:, None, None, :]
+        self.attn_mask = None if real == valid.numel() else valid[:, None, None, :]
 
     def pack(self, padded: torch.Tensor) -> torch.Tensor:
-        return padded.flatten(0, 1).index_select(0, self.index)
+        flat = padded.flatten(0, 1)
+        return flat if self.dense else flat.index_select(0, self.index)
 
     def pad(self, packed: torch.Tensor) -> torch.Tensor:
+        if self.dense:
+            return packed.unflatten(0, self.shape)
         out = packed.new_zeros((self.shape[0] * self.shape[1], *packed.shape[1:]))
         return out.index_copy_(0, self.index, packed).unflatten(0, self.shape)
 
 
 def rotary_tables(p1: torch.Tensor, p2: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables (..., 1, head_dim) for positions p1 (first half) and p2 (second half)."""
+    """cos and signed sin tables (..., 1, head_dim) for p1 (first half) and p2 (second half).
+
+    Within each half the layout is NeoX's: dimensions j and j + quarter rotate together. The
+    sin table carries the rotation's sign, so `apply_rotary` needs only a swap of quarters.
+    """
     quarter = head_dim // 4
     inv_freq = base ** (-torch.arange(quarter, device=p1.device, dtype=torch.float32) / quarter)
     angles = torch.stack((p1, p2), dim=-1).to(torch.float32)[..., None] * inv_freq  # (..., 2, quarter)
-    angles = torch.cat((angles, angles), dim=-1).flatten(-2)  # (..., head_dim): [p1 f, p1 f, p2 f, p2 f]
-    return angles.cos()[..., None, :], angles.sin()[..., None, :]
+    cos = torch.cat((angles.cos(), angles.cos()), dim=-1).flatten(-2)  # [p1 f, p1 f, p2 f, p2 f]
+    sin = torch.cat((-angles.sin(), angles.sin()), dim=-1).flatten(-2)
+    return cos[..., None, :], sin[..., None, :]
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (..., head_dim) by the tables: each half is rotated on its own (NeoX layout)."""
-    halves = x.unflatten(-1, (2, 2, -1))  # (..., half, quarter, freq)
-    rotated = torch.stack((-halves[..., 1, :], halves[..., 0, :]), dim=-2).flatten(-3)
-    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+    """Rotate (..., head_dim) by the tables: [a, b] -> [a cos - b sin, b cos + a sin] per half."""
+    swapped = x.unflatten(-1, (2, 2, -1)).flip(-2).flatten(-3)  # [b, a] in each half
+    return torch.addcmul(x * cos.to(x.dtype), swapped, sin.to(x.dtype))
 
 
 class SelfAttention(nn.Module):
@@ -116,6 +127,6 @@ class Encoder(nn.Module):
             x = block(x, cos, sin, layout)
             layers.append(x)
         layers[-1] = self.final_norm(x)
-        if return_all_layers:
-            return [layout.pad(layer) for layer in layers]
-        return layout.pad(layers[-1])
+        keep = valid[..., None].to(x.dtype) if layout.dense else None  # zeros at padding
+        padded = [layout.pad(layer) if keep is None else layout.pad(layer) * keep for layer in (layers if return_all_layers else layers[-1:])]
+        return padded if return_all_layers else padded[0]
