@@ -364,6 +364,29 @@ def describe_hardware(device: torch.device) -> str:
     return f"{model}, {torch.get_num_threads()} threads"
 
 
+def release_free_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc only).
+
+    Batches of ever-changing shapes fragment glibc's heap: without this, a CPU run of the
+    small preset grows to several GB of resident memory within minutes; with it, about 1 GB.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+TRIM_EVERY = 10  # steps
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
@@ -596,6 +619,8 @@ def _pretrain(config: PretrainConfig, dist: Distributed) -> PretrainResult:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        if step % TRIM_EVERY == 0:
+            release_free_memory()
         tokens += step_tokens * dist.world_size
         molecules += step_molecules * dist.world_size
         elapsed += time.perf_counter() - step_start
