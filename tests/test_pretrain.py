@@ -190,3 +190,11 @@ def test_export_writes_a_model_folder_with_a_card(corpus, tmp_path, run_cli):
     assert model.config.preset == "tiny"
     code, _, err = run_cli("export", tmp_path / "none", "--to", tmp_path / "x")
     assert code == 2 and "not a run folder" in err
+
+
+def test_gradient_accumulation_and_token_budget(corpus, tmp_path):
+    single = pretrain(tiny(corpus, tmp_path / "one", max_steps=4, log_every=4, val_every=4))
+    double = pretrain(tiny(corpus, tmp_path / "two", max_steps=4, log_every=4, val_every=4, grad_accum=2))
+    assert double.tokens > 1.5 * single.tokens  # two batches per optimizer step
+    by_tokens = pretrain(tiny(corpus, tmp_path / "budget", max_steps=None, max_tokens=single.tokens, log_every=4, val_every=4))
+    assert by_tokens.tokens >= single.tokens and by_tokens.step <= single.step + 1
