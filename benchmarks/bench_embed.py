@@ -11,13 +11,12 @@ the molecules the way a typical user loop does (batches in input order, padded, 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 
 import numpy as np
 import torch
-from common import benchmark_smiles
+from common import benchmark_smiles, print_result
 
 from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, embed
 
@@ -113,10 +112,7 @@ def main() -> None:
         "bf16_mean_cosine_to_fp32": round(float(cosine.mean()), 6),
         "ecfp4_molecules_per_second": round(len(smiles) / ecfp),
     }
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    print(json.dumps(result))
+    print_result(result, args.json)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,9 @@ BasicSmilesTokenizer (bare token lists), on the same SMILES in one run.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
-from common import benchmark_smiles, median_time
+from common import benchmark_smiles, median_time, print_result
 
 
 def main() -> None:
@@ -52,10 +51,7 @@ def main() -> None:
         "smiles_per_second": round(len(smiles) / our_time),
         "ratio_vs_deepchem": round(their_time / our_time, 3),
     }
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    print(json.dumps(result))
+    print_result(result, args.json)
 
 
 if __name__ == "__main__":

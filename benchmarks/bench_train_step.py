@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import benchmark_smiles
+from common import benchmark_smiles, print_result
 
 from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, tokenize_smiles
 from exlm_chem.pretrain import epoch_batches
@@ -119,10 +118,7 @@ def main() -> None:
         "bf16_speedup": round(median["exlm"] / median["exlm_bf16"], 3),
         "exlm_bf16_tokens_per_second": round(tokens / median["exlm_bf16"]),
     }
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    print(json.dumps(result))
+    print_result(result, args.json)
 
 
 if __name__ == "__main__":

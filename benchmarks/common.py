@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import statistics
 import time
@@ -45,3 +46,11 @@ def median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def print_result(result: dict, as_json: bool) -> None:
+    """Readable lines (unless ``as_json``), then the result as one JSON object on the last line."""
+    if not as_json:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    print(json.dumps(result))

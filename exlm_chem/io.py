@@ -128,8 +128,18 @@ def _read_table(path, smiles_column, id_column, chunk_size, max_chars) -> Iterat
         raise InputError(f"{path}: cannot read as a table near row {row}: {exc}") from None
 
 
-def _read_lines(path, chunk_size, max_chars) -> Iterator[list[MoleculeRecord]]:
+def _in_chunks(records: Iterator[MoleculeRecord], size: int) -> Iterator[list[MoleculeRecord]]:
     chunk: list[MoleculeRecord] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _read_lines(path, max_chars) -> Iterator[MoleculeRecord]:
     pubchem = None  # decided on the first data line
     try:
         with _open_text(path) as handle:
@@ -145,38 +155,27 @@ def _read_lines(path, chunk_size, max_chars) -> Iterator[list[MoleculeRecord]]:
                     mol_id, smiles = fields[0], fields[1] if len(fields) > 1 else ""
                 else:
                     smiles, mol_id = fields[0], fields[1] if len(fields) > 1 else str(row)
-                chunk.append(_make_record(path, row, mol_id, smiles, max_chars))
-                if len(chunk) >= chunk_size:
-                    yield chunk
-                    chunk = []
+                yield _make_record(path, row, mol_id, smiles, max_chars)
     except (EOFError, OSError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
-    if chunk:
-        yield chunk
 
 
-def _read_sdf(path, id_column, chunk_size, max_chars) -> Iterator[list[MoleculeRecord]]:
+def _read_sdf(path, id_column, max_chars) -> Iterator[MoleculeRecord]:
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
     opener = gzip.open if path.suffix.lower() == ".gz" else open
-    chunk: list[MoleculeRecord] = []
+    prop = id_column or "_Name"
     try:
         with opener(path, "rb") as handle:
             for row, mol in enumerate(Chem.ForwardSDMolSupplier(handle), start=1):
                 if mol is None:
-                    chunk.append(MoleculeRecord(row, str(row), "", "RDKit cannot read this SDF record"))
+                    yield MoleculeRecord(row, str(row), "", "RDKit cannot read this SDF record")
                 else:
-                    prop = id_column or "_Name"
                     mol_id = mol.GetProp(prop) if mol.HasProp(prop) else ""
-                    chunk.append(_make_record(path, row, mol_id or str(row), Chem.MolToSmiles(mol), max_chars))
-                if len(chunk) >= chunk_size:
-                    yield chunk
-                    chunk = []
+                    yield _make_record(path, row, mol_id or str(row), Chem.MolToSmiles(mol), max_chars)
     except (EOFError, OSError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
-    if chunk:
-        yield chunk
 
 
 def read_molecule_chunks(
@@ -201,9 +200,9 @@ def read_molecule_chunks(
     if suffix in (".csv", ".tsv"):
         chunks = _read_table(path, smiles_column, id_column, chunk_size, max_smiles_chars)
     elif suffix in (".sdf", ".sd"):
-        chunks = _read_sdf(path, id_column, chunk_size, max_smiles_chars)
+        chunks = _in_chunks(_read_sdf(path, id_column, max_smiles_chars), chunk_size)
     else:
-        chunks = _read_lines(path, chunk_size, max_smiles_chars)
+        chunks = _in_chunks(_read_lines(path, max_smiles_chars), chunk_size)
     found = False
     for chunk in chunks:
         if errors == "raise":
