@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
@@ -16,7 +15,6 @@ import torch
 from .errors import InputError
 from .model import ExLMModel, load_model_directory
 
-logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 128
 PRECISIONS = ("fp32", "bf16")
