@@ -230,11 +230,14 @@ def pack_corpus(paths: Sequence[Path], smiles_column: str | None, canonicalize: 
 
 def corpus_fingerprint(paths: Sequence[Path], **options) -> str:
     """Identifies a corpus and its preparation options, to reuse a prepared copy safely."""
-    parts = [json.dumps(options, sort_keys=True)]
+    # By content, not by path and modification time: a copied or re-synced corpus is the same corpus.
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     for path in paths:
-        stat = path.stat()
-        parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 # -- batches -----------------------------------------------------------------------------------

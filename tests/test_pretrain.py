@@ -12,7 +12,7 @@ import torch
 
 from exlm_chem import InputError
 from exlm_chem.model import load_model_directory
-from exlm_chem.pretrain import PretrainConfig, epoch_batches, learning_rate, parse_duration, pretrain
+from exlm_chem.pretrain import PretrainConfig, corpus_fingerprint, epoch_batches, learning_rate, parse_duration, pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 SMILES = [
@@ -62,6 +62,19 @@ def test_learning_rate_schedule():
     assert learning_rate(config, 0.1) == pytest.approx(1e-3)
     assert learning_rate(config, 0.55) == pytest.approx(5e-4)
     assert learning_rate(config, 1.0) == 0.0
+
+
+def test_corpus_fingerprint_follows_content_not_location(tmp_path):
+    first = tmp_path / "a.smi"
+    first.write_text("CCO\nc1ccccc1\n")
+    copy = tmp_path / "sub" / "b.smi"
+    copy.parent.mkdir()
+    copy.write_bytes(first.read_bytes())
+    os.utime(copy, (0, 0))
+    assert corpus_fingerprint([first]) == corpus_fingerprint([copy])
+    assert corpus_fingerprint([first], canonicalize=True) != corpus_fingerprint([first], canonicalize=False)
+    copy.write_text("CCO\nc1ccccc1\nCCN\n")
+    assert corpus_fingerprint([first]) != corpus_fingerprint([copy])
 
 
 def test_parse_duration():
