@@ -109,11 +109,13 @@ def load_dataset(name: str, featurizer, data_dir: Path | None, cache_dir: Path):
     """(tasks, whole dataset) through DeepChem's loader, featurized and cached, untransformed."""
     import deepchem as dc
 
+    from rdkit import rdBase
+
     loader = getattr(dc.molnet, DATASETS[name].loader)
     options = dict(featurizer=featurizer, splitter=None, transformers=[], save_dir=str(cache_dir), reload=True)
     if data_dir is not None:
         options["data_dir"] = str(data_dir)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), rdBase.BlockLogs():  # RDKit would print a line per odd molecule
         warnings.simplefilter("ignore")
         tasks, (dataset,), _ = loader(**options)
     return list(tasks), dataset
@@ -126,10 +128,12 @@ def split_dataset(dataset, split: str, seed: int):
     """Train/valid/test 80/10/10: DeepChem's deterministic scaffold split, or a seeded
     random-scaffold split (scaffold groups shuffled, then filled in order)."""
     import deepchem as dc
+    from rdkit import rdBase
 
-    if split == "scaffold":
-        return dc.splits.ScaffoldSplitter().train_valid_test_split(dataset, frac_train=0.8, frac_valid=0.1, frac_test=0.1)
-    groups = dc.splits.ScaffoldSplitter().generate_scaffolds(dataset)
+    with rdBase.BlockLogs():
+        if split == "scaffold":
+            return dc.splits.ScaffoldSplitter().train_valid_test_split(dataset, frac_train=0.8, frac_valid=0.1, frac_test=0.1)
+        groups = dc.splits.ScaffoldSplitter().generate_scaffolds(dataset)
     order = np.random.default_rng(seed).permutation(len(groups))
     n = len(dataset)
     parts: list[list[int]] = [[], [], []]
@@ -193,34 +197,43 @@ def probe_predictions(probe: str, task_type: str, train, valid, test, seed: int)
 
 def _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed):
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
     classification = task_type == "classification"
     if probe == "logreg":
-        # Regularization chosen on the validation split.
-        candidates = [
-            LogisticRegression(C=c, max_iter=2000) if classification else Ridge(alpha=a)
-            for c, a in zip((0.001, 0.01, 0.1, 1.0, 10.0), (1000.0, 100.0, 10.0, 1.0, 0.1))
-        ]
-        best, best_value = None, None
-        for candidate in candidates:
-            candidate.fit(X_train, y_train)
-            if classification:
-                if len(np.unique(y_valid)) < 2:
-                    value = -abs(np.log10(candidate.C) + 1)  # no validation signal: prefer C = 0.1
-                else:
-                    value = score("classification", y_valid, np.ones_like(y_valid), candidate.predict_proba(X_valid)[:, 1])
-            else:
-                value = -score("regression", y_valid, np.ones_like(y_valid), candidate.predict(X_valid))
-            if best_value is None or value > best_value:
-                best, best_value = candidate, value
-        return best
+        return _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid)
     if probe == "rf":
         cls = RandomForestClassifier if classification else RandomForestRegressor
         return cls(n_estimators=200, n_jobs=-1, random_state=seed).fit(X_train, y_train)
     cls = MLPClassifier if classification else MLPRegressor
     return cls(hidden_layer_sizes=(256,), early_stopping=True, max_iter=300, random_state=seed).fit(X_train, y_train)
+
+
+REGULARIZATION = (0.001, 0.01, 0.1, 1.0, 10.0)  # logistic regression's C; ridge's alpha is 1 / C
+
+
+def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid):
+    """Logistic regression or ridge with the regularization that scores best on validation."""
+    import copy
+
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    # Weakest C first, each fit starting from the previous solution: the path costs little
+    # more than one fit.
+    model = LogisticRegression(max_iter=2000, warm_start=True) if classification else Ridge()
+    best, best_value = None, None
+    for c in REGULARIZATION:
+        model.set_params(**({"C": c} if classification else {"alpha": 1 / c}))
+        model.fit(X_train, y_train)
+        if not classification:
+            value = -score("regression", y_valid, np.ones_like(y_valid), model.predict(X_valid))
+        elif len(np.unique(y_valid)) == 2:
+            value = score("classification", y_valid, np.ones_like(y_valid), model.predict_proba(X_valid)[:, 1])
+        else:
+            value = -abs(np.log10(c) + 1)  # no validation signal: prefer C = 0.1
+        if best_value is None or value > best_value:
+            best, best_value = copy.deepcopy(model), value
+    return best
 
 
 def _deepchem_predictions(task_type, train, valid, test, seed):
@@ -336,8 +349,13 @@ def run_benchmark(
     seeds: list[int] = (0,),
     finetune: bool = False,
     cache_dir: Path | None = None,
+    resume: bool = False,
 ) -> list[dict]:
-    """Run every (dataset, features, probe, seed) and write results.json/.csv/.md and plots to ``out``."""
+    """Run every (dataset, features, probe, seed) and write results.json/.csv/.md and plots to ``out``.
+
+    results.json is rewritten after every result. With ``resume``, results already in it for
+    the same dataset, features (same weights), probe, seed and split are kept, not recomputed.
+    """
     from .io import atomic_write_text
 
     if split not in SPLITS:
@@ -347,29 +365,66 @@ def run_benchmark(
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
     if data_dir is not None and not Path(data_dir).is_dir():
         raise InputError(f"{data_dir}: data folder does not exist")
-    records: list[dict] = []
+    records = _previous_results(out / "results.json") if resume else []
+    done = {_result_key(r) for r in records}
     for name in datasets:
         task_type = DATASETS[name].task_type
         metric = "roc_auc" if task_type == "classification" else "rmse"
         for spec in features:
             featurizer = make_featurizer(spec)
+            todo = [
+                (seed, probe)
+                for seed in seeds
+                for probe in [*probes, *(["finetune"] if finetune and spec.kind != "ecfp" else [])]
+                if _result_key(dict(dataset=name, features=spec.name, featurizer=str(featurizer), probe=probe, seed=seed, split=split)) not in done
+            ]
+            if not todo:
+                continue
             start = time.perf_counter()
             _, dataset = load_dataset(name, featurizer, data_dir, cache_dir)
             logger.info("%s / %s: %d molecules featurized in %.0fs", name, spec.name, len(dataset), time.perf_counter() - start)
-            for seed in seeds:
-                train, valid, test = split_dataset(dataset, split, seed)
-                runs = [(probe, lambda p=probe: probe_predictions(p, task_type, train, valid, test, seed)) for probe in probes]
-                if finetune and spec.kind != "ecfp":
-                    runs.append(("finetune", lambda: finetune_predictions(spec.model_dir, task_type, train, valid, test, seed, random_init=spec.kind == "random")))
-                for probe, run in runs:
-                    start = time.perf_counter()
-                    prediction = run()
-                    value = score(task_type, test.y, test.w, prediction)
-                    record = dict(dataset=name, features=spec.name, probe=probe, seed=seed, split=split, metric=metric, value=value, seconds=round(time.perf_counter() - start, 1))
-                    logger.info("%s", record)
-                    records.append(record)
-                    atomic_write_text(out / "results.json", json.dumps(records, indent=1))
+            splits, seed_free = {}, {}
+            for seed, probe in todo:
+                # DeepChem's scaffold split is deterministic, and so is the linear probe on it.
+                deterministic = split == "scaffold" and probe == "logreg"
+                split_key = seed if split == "random_scaffold" else None
+                if split_key not in splits:
+                    splits[split_key] = split_dataset(dataset, split, seed)
+                train, valid, test = splits[split_key]
+                start = time.perf_counter()
+                if deterministic and probe in seed_free:
+                    prediction = seed_free[probe]
+                elif probe == "finetune":
+                    prediction = finetune_predictions(spec.model_dir, task_type, train, valid, test, seed, random_init=spec.kind == "random")
+                else:
+                    prediction = probe_predictions(probe, task_type, train, valid, test, seed)
+                if deterministic:
+                    seed_free[probe] = prediction
+                value = score(task_type, test.y, test.w, prediction)
+                record = dict(
+                    dataset=name, features=spec.name, probe=probe, seed=seed, split=split, metric=metric, value=value,
+                    seconds=round(time.perf_counter() - start, 1), featurizer=str(featurizer),
+                )
+                logger.info("%s  %s  %s  seed %d: %s %.4f (%.0f s)", name, spec.name, probe, seed, metric, value, record["seconds"])
+                records.append(record)
+                atomic_write_text(out / "results.json", json.dumps(records, indent=1))
     write_reports(records, out)
+    return records
+
+
+def _result_key(record: dict) -> tuple:
+    return tuple(record.get(field) for field in ("dataset", "features", "featurizer", "probe", "seed", "split"))
+
+
+def _previous_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    try:
+        records = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot resume from it, not a results file ({exc})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InputError(f"{path}: cannot resume from it, not a list of results")
     return records
 
 

@@ -119,12 +119,10 @@ def pretrain(
     threads: Optional[int] = typer.Option(None, help="CPU threads (default: torch's choice)."),
 ) -> None:
     """Pretrain ExLM (or the plain-MLM baseline) on a SMILES corpus; resumable; torchrun-ready."""
-    import logging
-
     from .pretrain import PretrainConfig, parse_duration
     from .pretrain import pretrain as run_pretraining
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _show_progress_messages()
     config = PretrainConfig(
         corpus=corpus, out=out, objective=objective, preset=preset, k=k, max_steps=max_steps,
         max_tokens=max_tokens, max_time=parse_duration(max_time) if max_time else None,
@@ -168,13 +166,12 @@ def benchmark(
     seeds: str = typer.Option("0", help="Comma-separated seeds."),
     out: Path = typer.Option(..., help="Output folder: results.json/.csv/.md and plots."),
     cache_dir: Optional[Path] = typer.Option(None, help="Featurized-data cache (default: OUT/cache)."),
+    resume: bool = typer.Option(False, help="Keep the results already in OUT/results.json; compute only the missing ones."),
 ) -> None:
     """Run MoleculeNet benchmarks: ExLM next to ECFP4, MLM and the random-init control."""
-    import logging
-
     from .benchmark import DATASETS, PROBES, parse_features, parse_list, run_benchmark
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _show_progress_messages()
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
@@ -182,8 +179,21 @@ def benchmark(
     run_benchmark(
         parse_list(datasets, DATASETS, "datasets"), parse_features(features), parse_list(probe, PROBES, "probes"),
         out, data_dir=data_dir, split=split, seeds=seed_list, finetune=finetune, cache_dir=cache_dir,
+        resume=resume,
     )
     typer.echo(f"results in {out / 'results.md'}", err=True)
+
+
+def _show_progress_messages() -> None:
+    """Our progress messages on stderr; other libraries' (DeepChem logs every epoch) stay quiet."""
+    import logging
+
+    logger = logging.getLogger("exlm_chem")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -86,6 +86,26 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
     cached = sorted(p.name for p in (out / "cache").rglob("*") if p.is_dir() and p.name.startswith("ExLMFeaturizer_"))
     assert len(cached) >= 2
 
+    # --resume keeps what results.json holds and computes only what is missing; the linear
+    # probe on DeepChem's deterministic scaffold split gives the same value for every seed.
+    records[0]["value"] = 0.123
+    (out / "results.json").write_text(json.dumps(records))
+    code, _, err = run_cli(
+        "benchmark", "--datasets", "bbbp,esol", "--data-dir", shared_data / "moleculenet", "--features", "ecfp",
+        "--probe", "logreg", "--seeds", "0,1", "--out", out, "--resume",
+    )
+    assert code == 0, err
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed[: len(records)] == records
+    added = resumed[len(records) :]
+    assert {(r["dataset"], r["features"], r["seed"]) for r in added} == {("bbbp", "ecfp", 1), ("esol", "ecfp", 1)}
+    for r in added:
+        first = next(p for p in records if (p["dataset"], p["features"], p["seed"]) == (r["dataset"], "ecfp", 0))
+        assert r["value"] == first["value"]
+    (out / "results.json").write_text("{not json")
+    code, _, err = run_cli("benchmark", "--datasets", "bbbp", "--data-dir", shared_data / "moleculenet", "--features", "ecfp", "--out", out, "--resume")
+    assert code == 2 and "results.json: cannot resume" in err
+
 
 def test_finetune_runs_on_a_small_set(tiny_model_dir, shared_data, tmp_path):
     from exlm_chem.benchmark import finetune_predictions, load_dataset, split_dataset
