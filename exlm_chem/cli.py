@@ -68,6 +68,7 @@ def embed(
     precision: str = typer.Option("fp32", help="fp32 (reproducible) or bf16 (fast on native-bf16 hardware)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Drop invalid SMILES instead of writing NaN rows."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first invalid SMILES."),
+    canonicalize: bool = typer.Option(True, help="Embed RDKit's canonical SMILES (one vector per molecule, however it is written)."),
     shard: Optional[str] = typer.Option(None, help="I/N: embed only the I-th (0-based) of N contiguous slices."),
 ) -> None:
     """Write one embedding vector per molecule of INPUT."""
@@ -78,7 +79,7 @@ def embed(
     counts = embed_file(
         input, output, smiles_column=smiles_column, id_column=id_column, model=model, pooling=pooling,
         batch_size=batch_size, device=device, precision=precision,
-        invalid="strict" if strict else "skip" if skip_invalid else "keep", shard=parse_shard(shard),
+        invalid="strict" if strict else "skip" if skip_invalid else "keep", canonicalize=canonicalize, shard=parse_shard(shard),
     )
     action = "skipped" if skip_invalid else "written as NaN rows"
     typer.echo(f"{counts['written']} molecules embedded into {counts['output']}; {counts['invalid']} invalid SMILES {action}", err=True)

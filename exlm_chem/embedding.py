@@ -60,22 +60,40 @@ def model_fingerprint(model: ExLMModel) -> str:
     return digest.hexdigest()[:16]
 
 
-def valid_smiles_mask(smiles: Sequence[str], tokenizer, check_rdkit: bool = True) -> np.ndarray:
-    """True where a SMILES is non-empty, parses with RDKit (optional) and tokenizes."""
+def prepare_smiles(smiles: Sequence[str], tokenizer, canonicalize: bool = True) -> list[str | None]:
+    """The SMILES the model reads for each input; None where RDKit cannot parse it or it cannot
+    be tokenized.
+
+    canonicalize: write RDKit's canonical SMILES, the form the pretraining corpus is in, so
+    that every way of writing a molecule gets the same vector; stereochemistry is kept only
+    when the model's vocabulary has stereo tokens (a model that never saw ``@``, ``/`` or
+    ``\\`` would read them as unknown tokens and lose the atom). Otherwise, or where the
+    canonical SMILES cannot be tokenized (RDKit writes dative bonds as ``->``), the SMILES is
+    used as given, without surrounding whitespace.
+    """
+    from rdkit import Chem
+
     from .tokenizer import parse_smiles
 
-    mask = np.zeros(len(smiles), dtype=bool)
-    for i, s in enumerate(smiles):
-        if not isinstance(s, str) or not s:
+    stereo = any("@" in token or token in ("/", "\\") for token in tokenizer.id_to_token)
+    prepared: list[str | None] = []
+    for s in smiles:
+        text = s.strip() if isinstance(s, str) else ""
+        mol = parse_smiles(text) if text else None
+        if mol is None:
+            prepared.append(None)
             continue
-        if check_rdkit and parse_smiles(s) is None:
-            continue
-        try:
-            tokenizer.tokenize(s)
-        except ValueError:
-            continue
-        mask[i] = True
-    return mask
+        candidates = [Chem.MolToSmiles(mol, isomericSmiles=stereo), text] if canonicalize else [text]
+        prepared.append(next((c for c in candidates if _tokenizes(c, tokenizer)), None))
+    return prepared
+
+
+def _tokenizes(smiles: str, tokenizer) -> bool:
+    try:
+        tokenizer.tokenize(smiles)
+    except ValueError:
+        return False
+    return True
 
 
 def embed(
@@ -86,6 +104,7 @@ def embed(
     device: str | torch.device | None = None,
     precision: str = "fp32",
     errors: str = "warn",
+    canonicalize: bool = True,
 ) -> np.ndarray:
     """Embed SMILES as an (n, d) float32 array, rows in input order.
 
@@ -96,12 +115,16 @@ def embed(
 
     precision: ``fp32`` (reproducible across runs and batch sizes) or ``bf16`` (autocast, the
     fast path on CPUs and GPUs with native bf16 matrix maths).
+
+    canonicalize: embed RDKit's canonical SMILES of each molecule (see `prepare_smiles`), so
+    that different SMILES of one molecule get the same vector; False embeds the text as given.
     """
     if errors not in ("warn", "ignore", "raise"):
         raise InputError(f"errors must be 'warn', 'ignore' or 'raise', not {errors!r}")
     smiles = list(smiles)
     model = resolve_model(model, device)
-    valid = valid_smiles_mask(smiles, model.tokenizer)
+    prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
+    valid = np.array([p is not None for p in prepared], dtype=bool)
     invalid = np.flatnonzero(~valid)
     if len(invalid):
         if errors == "raise":
@@ -111,12 +134,12 @@ def embed(
             warnings.warn(f"{len(invalid)} invalid SMILES got NaN embeddings (indices {shown})", stacklevel=2)
     out = np.full((len(smiles), model.config.hidden_size), np.nan, dtype=np.float32)
     good = np.flatnonzero(valid)
-    out[good] = embed_valid([smiles[i] for i in good], model, pooling, batch_size, precision)
+    out[good] = embed_valid([prepared[i] for i in good], model, pooling, batch_size, precision)
     return out
 
 
 def embed_valid(smiles: Sequence[str], model: ExLMModel, pooling: str, batch_size: int, precision: str) -> np.ndarray:
-    """Embeddings of SMILES already known to be valid (no checks), in input order."""
+    """Embeddings of SMILES already prepared by `prepare_smiles` (no checks), in input order."""
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if batch_size < 1:
@@ -219,6 +242,7 @@ def embed_file(
     device: str | None = None,
     precision: str = "fp32",
     invalid: str = "keep",
+    canonicalize: bool = True,
     shard: tuple[int, int] | None = None,
     chunk_size: int = 10_000,
     progress: bool | None = None,
@@ -227,7 +251,8 @@ def embed_file(
 
     Streams: chunks are read, embedded and appended, so memory stays flat on any file size.
     invalid: ``keep`` (rows flagged invalid with NaN vectors), ``skip`` (dropped) or ``strict``
-    (InputError at the first, naming its row). shard (I, N): only the I-th of N contiguous
+    (InputError at the first, naming its row). canonicalize: as in `embed`; the output keeps
+    the SMILES as read. shard (I, N): only the I-th of N contiguous
     slices of the input. The output appears only when complete (temp file + rename).
     Returns counts: molecules written, invalid, and the output path.
     """
@@ -263,14 +288,15 @@ def embed_file(
                 if not chunk:
                     continue
                 smiles = [r.smiles for r in chunk]
-                valid = valid_smiles_mask(smiles, model.tokenizer) & np.array([r.error is None for r in chunk])
+                prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
+                valid = np.array([p is not None and r.error is None for p, r in zip(prepared, chunk)], dtype=bool)
                 if invalid == "strict" and not valid.all():
                     record = chunk[int(np.flatnonzero(~valid)[0])]
                     reason = record.error or "not a valid SMILES"
                     raise InputError(f"{input_path}: row {record.row}: {reason}: {record.smiles[:80]!r}")
                 vectors = np.full((len(chunk), model.config.hidden_size), np.nan, dtype=np.float32)
                 good = np.flatnonzero(valid)
-                vectors[good] = embed_valid([smiles[i] for i in good], model, pooling, batch_size, precision)
+                vectors[good] = embed_valid([prepared[i] for i in good], model, pooling, batch_size, precision)
                 keep = good if invalid == "skip" else np.arange(len(chunk))
                 writer.write([chunk[i].id for i in keep], [smiles[i] for i in keep], valid[keep], vectors[keep])
                 counts["molecules"] += len(chunk)

@@ -11,7 +11,7 @@ import logging
 import numpy as np
 from deepchem.feat import MolecularFeaturizer
 
-from .embedding import DEFAULT_BATCH_SIZE, embed_valid, model_fingerprint, resolve_model, valid_smiles_mask
+from .embedding import DEFAULT_BATCH_SIZE, embed_valid, model_fingerprint, prepare_smiles, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -27,15 +27,18 @@ class ExLMFeaturizer(MolecularFeaturizer):
     ----------
     model: a model directory, a loaded model, or None for the default model.
     pooling: ``mean`` over the token states, or ``cls``.
-    batch_size, device, precision: as in `exlm_chem.embed`.
+    batch_size, device, precision, canonicalize: as in `exlm_chem.embed`.
     """
 
-    def __init__(self, model=None, pooling: str = "mean", batch_size: int = DEFAULT_BATCH_SIZE, device=None, precision: str = "fp32"):
+    def __init__(
+        self, model=None, pooling: str = "mean", batch_size: int = DEFAULT_BATCH_SIZE, device=None, precision: str = "fp32", canonicalize: bool = True
+    ):
         self.model = model
         self.pooling = pooling
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
+        self.canonicalize = canonicalize
         self._loaded = None
 
     def _model(self):
@@ -50,8 +53,9 @@ class ExLMFeaturizer(MolecularFeaturizer):
             datapoints = [datapoints]
         smiles = [Chem.MolToSmiles(p) if isinstance(p, Chem.Mol) else p for p in datapoints]
         model = self._model()
-        valid = valid_smiles_mask(smiles, model.tokenizer)
-        vectors = embed_valid([s for s, ok in zip(smiles, valid) if ok], model, self.pooling, self.batch_size, self.precision)
+        prepared = prepare_smiles(smiles, model.tokenizer, self.canonicalize)
+        valid = np.array([p is not None for p in prepared], dtype=bool)
+        vectors = embed_valid([p for p in prepared if p is not None], model, self.pooling, self.batch_size, self.precision)
         if valid.all():
             return vectors
         features, rows = [], iter(vectors)
@@ -68,4 +72,4 @@ class ExLMFeaturizer(MolecularFeaturizer):
 
     def __str__(self) -> str:
         # DeepChem names its on-disk caches after str(featurizer): tie it to the weights.
-        return f"ExLMFeaturizer_{model_fingerprint(self._model())}_{self.pooling}"
+        return f"ExLMFeaturizer_{model_fingerprint(self._model())}_{self.pooling}" + ("" if self.canonicalize else "_as_given")

@@ -19,16 +19,26 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
     ----------
     model: a model directory, or None for the default model.
     pooling: ``mean`` or ``cls``.
-    batch_size, device, precision: as in `exlm_chem.embed`.
+    batch_size, device, precision, canonicalize: as in `exlm_chem.embed`.
     """
 
-    def __init__(self, model=None, pooling: str = "mean", batch_size: int = DEFAULT_BATCH_SIZE, device=None, precision: str = "fp32", errors: str = "ignore"):
+    def __init__(
+        self,
+        model=None,
+        pooling: str = "mean",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        device=None,
+        precision: str = "fp32",
+        errors: str = "ignore",
+        canonicalize: bool = True,
+    ):
         self.model = model
         self.pooling = pooling
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
         self.errors = errors
+        self.canonicalize = canonicalize
 
     def fit(self, X=None, y=None):
         model = resolve_model(self.model, self.device)
@@ -38,7 +48,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
-        return embed(_as_smiles(X), self.model_, self.pooling, self.batch_size, precision=self.precision, errors=self.errors)
+        return embed(_as_smiles(X), self.model_, self.pooling, self.batch_size, precision=self.precision, errors=self.errors, canonicalize=self.canonicalize)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "n_features_out_")

@@ -49,6 +49,28 @@ def test_invalid_smiles_give_nan_rows_and_a_warning(model):
         embed(smiles, model, errors="raise")
 
 
+def test_every_smiles_of_a_molecule_gets_the_same_vector(model):
+    aspirin = ["CC(=O)Oc1ccccc1C(=O)O", "OC(=O)c1ccccc1OC(C)=O", "c1cccc(OC(=O)C)c1C(O)=O", " CC(=O)Oc1ccccc1C(=O)O\n"]
+    vectors = embed(aspirin, model)
+    np.testing.assert_allclose(vectors, np.repeat(vectors[:1], len(aspirin), axis=0), atol=1e-6)
+    as_given = embed(aspirin, model, canonicalize=False)
+    assert not np.allclose(as_given[0], as_given[1], atol=1e-3)
+    np.testing.assert_allclose(as_given[3], as_given[0], atol=1e-6)  # surrounding whitespace is not SMILES
+
+
+def test_stereochemistry_is_dropped_only_by_a_model_that_never_saw_it(model):
+    isomers = ["C[C@@H](N)C(=O)O", "C[C@H](N)C(=O)O", "CC(N)C(=O)O"]
+    assert "[C@@H]" in model.tokenizer.token_to_id
+    with_stereo = embed(isomers, model)
+    assert not np.allclose(with_stereo[0], with_stereo[1], atol=1e-3)
+    tokenizer = SmilesTokenizer.from_corpus(["CC(N)C(=O)O", "c1ccccc1O"])
+    torch.manual_seed(0)
+    flat = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer).eval()
+    without_stereo = embed(isomers, flat)
+    np.testing.assert_allclose(without_stereo, np.repeat(without_stereo[:1], 3, axis=0), atol=1e-6)
+    assert tokenizer.unknown_count == 0
+
+
 def test_bf16_stays_close_to_fp32(model, drug_smiles):
     fp32 = embed(drug_smiles, model)
     bf16 = embed(drug_smiles, model, precision="bf16")
