@@ -10,6 +10,8 @@ import typer
 
 from .errors import InputError
 
+STOPPED_EXIT_CODE = 143  # a pretraining run stopped by SIGTERM / Ctrl-C (128 + SIGTERM), resumable
+
 app = typer.Typer(
     help="SMILES representation learning with ExLM: tokenize, pretrain, embed and benchmark.",
     no_args_is_help=True,
@@ -135,6 +137,8 @@ def pretrain(
         seed=seed, precision=precision, threads=threads,
     )
     result = run_pretraining(config)
+    if result.stopped:
+        raise typer.Exit(STOPPED_EXIT_CODE)
     if result.rank == 0:
         typer.echo(f"done: {result.step} steps, {result.tokens:,} tokens; model in {result.out / 'model'}")
 

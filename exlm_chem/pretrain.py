@@ -19,7 +19,9 @@ import logging
 import os
 import re
 import resource
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
@@ -407,6 +409,42 @@ class PretrainResult:
     out: Path
     last_metrics: dict
     rank: int = 0
+    stopped: bool = False  # stopped early on SIGTERM / Ctrl-C, with a checkpoint to resume from
+
+
+class StopSignal:
+    """SIGTERM (a scheduler's preemption, ``kill``) or Ctrl-C asks the run to stop after the
+    current step, with a checkpoint; a second Ctrl-C interrupts at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+def _rank0_view(progress: float, stop: bool, dist: Distributed) -> tuple[float, bool]:
+    """Rank 0's progress and stop request: every rank takes the same learning rate and stops
+    at the same step, whatever its own clock says."""
+    if dist.world_size == 1:
+        return progress, stop
+    shared = torch.tensor([progress, float(stop)], dtype=torch.float64, device=dist.device)
+    torch.distributed.broadcast(shared, 0)
+    return float(shared[0]), bool(shared[1])
 
 
 def _prepare_output(config: PretrainConfig) -> None:
@@ -591,96 +629,93 @@ def _pretrain(config: PretrainConfig, dist: Distributed) -> PretrainResult:
     model.train()
     window_tokens, window_loss, window_steps, window_dropped, window_start = 0, 0.0, 0, 0, time.perf_counter()
     last_metrics: dict = {}
-    while True:
-        progress = run_progress(config, step, tokens, elapsed)
-        if dist.world_size > 1:
-            # Rank 0's clock decides, so every rank stops at the same step.
-            shared = torch.tensor([progress], dtype=torch.float64, device=dist.device)
-            torch.distributed.broadcast(shared, 0)
-            progress = float(shared)
-        if progress >= 1.0:
-            break
-        step_start = time.perf_counter()
-        lr = learning_rate(config, progress)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        step_loss, step_tokens, step_molecules, step_dropped = 0.0, 0, 0, 0
-        for micro in range(config.grad_accum):
-            smiles = next(stream)
-            ids = tokenizer.encode_batch(smiles)
-            masks = model.choose_masks(ids, torch.Generator().manual_seed(config.seed * 1_000_003 + step * 64 + micro + 1))
-            ids, masks = ids.to(dist.device), masks.to(dist.device)
-            sync = dist.world_size == 1 or micro == config.grad_accum - 1
-            with (nullcontext() if sync else training_model.no_sync()), autocast:
-                output = training_model(ids, masks)
-            (output.loss / config.grad_accum).backward()
-            step_loss += float(output.loss.detach()) / config.grad_accum
-            step_tokens += int((ids != 0).sum())
-            step_molecules += len(smiles)
-            step_dropped += output.num_dropped
-        if config.clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        if step % TRIM_EVERY == 0:
-            release_free_memory()
-        tokens += step_tokens * dist.world_size
-        molecules += step_molecules * dist.world_size
-        elapsed += time.perf_counter() - step_start
-        window_tokens += step_tokens * dist.world_size
-        window_loss += step_loss
-        window_steps += 1
-        window_dropped += step_dropped
+    progress, stopped = _rank0_view(run_progress(config, step, tokens, elapsed), False, dist)
+    with StopSignal() as stop_signal:
+        while progress < 1.0 and not stopped:
+            step_start = time.perf_counter()
+            lr = learning_rate(config, progress)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            step_loss, step_tokens, step_molecules, step_dropped = 0.0, 0, 0, 0
+            for micro in range(config.grad_accum):
+                smiles = next(stream)
+                ids = tokenizer.encode_batch(smiles)
+                masks = model.choose_masks(ids, torch.Generator().manual_seed(config.seed * 1_000_003 + step * 64 + micro + 1))
+                ids, masks = ids.to(dist.device), masks.to(dist.device)
+                sync = dist.world_size == 1 or micro == config.grad_accum - 1
+                with (nullcontext() if sync else training_model.no_sync()), autocast:
+                    output = training_model(ids, masks)
+                (output.loss / config.grad_accum).backward()
+                step_loss += float(output.loss.detach()) / config.grad_accum
+                step_tokens += int((ids != 0).sum())
+                step_molecules += len(smiles)
+                step_dropped += output.num_dropped
+            if config.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step % TRIM_EVERY == 0:
+                release_free_memory()
+            tokens += step_tokens * dist.world_size
+            molecules += step_molecules * dist.world_size
+            elapsed += time.perf_counter() - step_start
+            window_tokens += step_tokens * dist.world_size
+            window_loss += step_loss
+            window_steps += 1
+            window_dropped += step_dropped
 
-        done = run_progress(config, step, tokens, elapsed) >= 1.0
-        validate_now = step % config.val_every == 0 or done
-        if step % config.log_every == 0 or validate_now:
-            now = time.perf_counter()
-            last_metrics = {
-                "step": step,
-                "tokens": tokens,
-                "molecules": molecules,
-                "epoch": stream.epoch,
-                "loss": window_loss / window_steps,
-                "lr": lr,
-                "tokens_per_second": window_tokens / (now - window_start),
-                "elapsed": elapsed,
-                "progress": run_progress(config, step, tokens, elapsed),
-                "dropped": window_dropped,
-                "peak_rss_mb": peak_rss_mb(),
-            }
-            if validate_now:
-                dist.barrier()
+            progress, stopped = _rank0_view(run_progress(config, step, tokens, elapsed), stop_signal.received is not None, dist)
+            done = progress >= 1.0
+            validate_now = step % config.val_every == 0 or done
+            if step % config.log_every == 0 or validate_now:
+                now = time.perf_counter()
+                last_metrics = {
+                    "step": step,
+                    "tokens": tokens,
+                    "molecules": molecules,
+                    "epoch": stream.epoch,
+                    "loss": window_loss / window_steps,
+                    "lr": lr,
+                    "tokens_per_second": window_tokens / (now - window_start),
+                    "elapsed": elapsed,
+                    "progress": progress,
+                    "dropped": window_dropped,
+                    "peak_rss_mb": peak_rss_mb(),
+                }
+                if validate_now:
+                    dist.barrier()
+                    if dist.is_main:
+                        last_metrics.update(validate(model, tokenizer, val_corpus, config, dist.device, autocast))
+                    dist.barrier()
+                log.record(last_metrics)
+                window_tokens, window_loss, window_steps, window_dropped, window_start = 0, 0.0, 0, 0, time.perf_counter()
+            if step % config.checkpoint_every == 0 or done or stopped:
+                positions = _gather_positions(stream.position(), dist)
                 if dist.is_main:
-                    last_metrics.update(validate(model, tokenizer, val_corpus, config, dist.device, autocast))
+                    save_checkpoint(
+                        out,
+                        {
+                            "step": step,
+                            "tokens": tokens,
+                            "molecules": molecules,
+                            "elapsed": elapsed,
+                            "data_position": positions,
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "torch_rng": torch.get_rng_state(),
+                            "model_config": model_config.to_dict(),
+                        },
+                        config.keep_checkpoints,
+                    )
                 dist.barrier()
-            log.record(last_metrics)
-            window_tokens, window_loss, window_steps, window_dropped, window_start = 0, 0.0, 0, 0, time.perf_counter()
-        if step % config.checkpoint_every == 0 or done:
-            positions = _gather_positions(stream.position(), dist)
-            if dist.is_main:
-                save_checkpoint(
-                    out,
-                    {
-                        "step": step,
-                        "tokens": tokens,
-                        "molecules": molecules,
-                        "elapsed": elapsed,
-                        "data_position": positions,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "torch_rng": torch.get_rng_state(),
-                        "model_config": model_config.to_dict(),
-                    },
-                    config.keep_checkpoints,
-                )
-            dist.barrier()
 
-    if dist.is_main:
+    if stopped:
+        log.message(f"stopped at step {step} with a checkpoint; continue with --resume")
+    elif dist.is_main:
         save_model(model, out / "model", tokenizer)
-        log.finish()
-    return PretrainResult(model, step, tokens, elapsed, out, last_metrics, dist.rank)
+    log.finish()
+    return PretrainResult(model, step, tokens, elapsed, out, last_metrics, dist.rank, stopped)
 
 
 def _gather_positions(position: dict, dist: Distributed) -> list[dict]:

@@ -131,6 +131,36 @@ def test_killed_run_resumes_to_the_same_weights(corpus, tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 40
 
 
+def test_sigterm_stops_with_a_checkpoint_and_resumes_exactly(corpus, tmp_path):
+    args = ["--corpus", corpus, "--preset", "tiny", "--max-steps", "30", "--batch-tokens", "512", "--log-every", "1",
+            "--val-every", "100", "--checkpoint-every", "100", "--val-size", "16", "--precision", "fp32", "--seed", "3"]
+    command = [sys.executable, "-m", "exlm_chem.pretrain", *map(str, args)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    whole = subprocess.run(command + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env)
+    assert whole.returncode == 0, whole.stderr
+
+    out = tmp_path / "stopped"
+    process = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 3):
+        assert time.time() < deadline and process.poll() is None, "the run ended before it could be stopped"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "continue with --resume" in err
+    assert not (out / "model").exists()
+    (checkpoint,) = (out / "checkpoints").glob("step-*.pt")  # written at the step it stopped, not at step 100
+    assert 3 <= int(checkpoint.stem.split("-")[1]) < 30
+
+    resumed = subprocess.run(command + ["--out", str(out), "--resume"], capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_model_directory(tmp_path / "whole" / "model").state_dict()
+    b = load_model_directory(out / "model").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
 def test_bad_input_stops_before_training(corpus, tmp_path, run_cli):
     empty = tmp_path / "empty.smi"
     empty.write_text("")
