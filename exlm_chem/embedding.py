@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
@@ -146,13 +146,16 @@ def embed_valid(smiles: Sequence[str], model: ExLMModel, pooling: str, batch_siz
         raise InputError(f"batch_size must be at least 1, not {batch_size}")
     tokenizer = model.tokenizer
     device = next(model.parameters()).device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    if precision == "bf16":
+        # A bfloat16 copy of the weights for this call: under autocast every layer would cast
+        # its weights and its float32 activations again for every batch.
+        model = copy.deepcopy(model).to(torch.bfloat16)
     # Sort by length so that each batch holds molecules of similar size.
     order = np.argsort([len(s) for s in smiles], kind="stable")
     out = np.empty((len(smiles), model.config.hidden_size), dtype=np.float32)
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             ids = tokenizer.encode_batch([smiles[i] for i in rows]).to(device)

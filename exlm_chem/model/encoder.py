@@ -75,11 +75,15 @@ class SelfAttention(nn.Module):
     def forward(self, x, cos, sin, layout: PackedLayout):
         T, D = x.shape
         H = self.num_heads
-        qkv = self.qkv(x).view(T, 3, H, D // H)
-        qk = apply_rotary(qkv[:, :2], cos[:, None], sin[:, None])  # queries and keys together
-        qkv = layout.pad(torch.cat((qk, qkv[:, 2:]), dim=1).view(T, 3 * D))  # (B, N, 3D)
+        # Queries and keys (rotated together) apart from values: the rows of one weight
+        # matrix, so that no concatenation is needed after the rotation.
+        weight, bias = self.qkv.weight, self.qkv.bias
+        qk = F.linear(x, weight[: 2 * D], bias[: 2 * D]).view(T, 2, H, D // H)
+        qk = layout.pad(apply_rotary(qk, cos[:, None], sin[:, None]))  # (B, N, 2, H, hd)
+        v = layout.pad(F.linear(x, weight[2 * D :], bias[2 * D :])).unflatten(-1, (H, D // H))  # (B, N, H, hd)
         B, N = layout.shape
-        q, k, v = qkv.view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        q, k = qk.permute(2, 0, 3, 1, 4)
+        v = v.transpose(1, 2)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=layout.attn_mask, dropout_p=self.dropout if self.training else 0.0
         )

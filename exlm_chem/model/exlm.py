@@ -171,7 +171,8 @@ class ExLMModel(nn.Module):
 
 
 def pool_states(hidden: torch.Tensor, token_states: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Molecule vectors (B, d) from hidden states (B, N, d)."""
+    """Molecule vectors (B, d) from hidden states (B, N, d), summed in float32."""
+    hidden = hidden.float()
     if pooling == "cls":
         return hidden[:, 0]
     if pooling == "mean":
