@@ -108,7 +108,6 @@ def make_featurizer(spec: FeatureSpec):
 def load_dataset(name: str, featurizer, data_dir: Path | None, cache_dir: Path):
     """(tasks, whole dataset) through DeepChem's loader, featurized and cached, untransformed."""
     import deepchem as dc
-
     from rdkit import rdBase
 
     loader = getattr(dc.molnet, DATASETS[name].loader)
@@ -195,20 +194,6 @@ def probe_predictions(probe: str, task_type: str, train, valid, test, seed: int)
     return out
 
 
-def _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed):
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-    from sklearn.neural_network import MLPClassifier, MLPRegressor
-
-    classification = task_type == "classification"
-    if probe == "logreg":
-        return _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid)
-    if probe == "rf":
-        cls = RandomForestClassifier if classification else RandomForestRegressor
-        return cls(n_estimators=200, n_jobs=-1, random_state=seed).fit(X_train, y_train)
-    cls = MLPClassifier if classification else MLPRegressor
-    return cls(hidden_layer_sizes=(256,), early_stopping=True, max_iter=300, random_state=seed).fit(X_train, y_train)
-
-
 REGULARIZATION = (0.001, 0.01, 0.1, 1.0, 10.0)  # logistic regression's C; ridge's alpha is 1 / C
 
 
@@ -234,6 +219,20 @@ def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid):
         if best_value is None or value > best_value:
             best, best_value = copy.deepcopy(model), value
     return best
+
+
+def _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed):
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    classification = task_type == "classification"
+    if probe == "logreg":
+        return _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid)
+    if probe == "rf":
+        cls = RandomForestClassifier if classification else RandomForestRegressor
+        return cls(n_estimators=200, n_jobs=-1, random_state=seed).fit(X_train, y_train)
+    cls = MLPClassifier if classification else MLPRegressor
+    return cls(hidden_layer_sizes=(256,), early_stopping=True, max_iter=300, random_state=seed).fit(X_train, y_train)
 
 
 def _deepchem_predictions(task_type, train, valid, test, seed):
