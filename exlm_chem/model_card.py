@@ -70,6 +70,15 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
     final_val = validated[-1] if validated else {}
     corpus = ", ".join(Path(p).name for p in pretrain["corpus"])
     val_corpus = Path(pretrain["val_corpus"]).name if pretrain.get("val_corpus") else "a held-out slice of the corpus"
+    tokens = [t for t in model.tokenizer.id_to_token if not (t.startswith("<") and t.endswith(">"))]
+    vocabulary = " ".join(f"`{t}`" for t in tokens)
+    if any("@" in t or t in ("/", "\\") for t in tokens):
+        stereo_note = "Stereochemistry is part of the input."
+    else:
+        stereo_note = (
+            "Its vocabulary has no stereo tokens, so the canonical SMILES is written without "
+            "stereochemistry: stereoisomers share a vector."
+        )
     return f"""# exlm-chem default model
 
 An ExLM encoder (Zheng et al., ICML 2025) for SMILES, pretrained with exlm-chem's own
@@ -105,11 +114,17 @@ forests, small networks), similarity search and clustering of drug-like molecule
 starting point for fine-tuning. Compare against ECFP4 and the untrained-network control
 (`exlm-chem benchmark`) before relying on it for a task.
 
+## Input
+
+`embed`, `ExLMFeaturizer` and `ExLMTransformer` feed the model RDKit's canonical SMILES of each
+molecule, the form of its pretraining corpus, so every way of writing a molecule gets the same
+vector. {stereo_note}
+
 ## Limits
 
 - Trained on drug-like, neutral ZINC molecules without stereochemistry (MOSES, 250-350 Da):
   charged species, stereocentres, metals, peptides and large molecules are outside what it
-  has seen. Tokens missing from its vocabulary become `<unk>`.
+  has seen. Its vocabulary is {vocabulary}; any other token becomes `<unk>`.
 - A small model trained for hours on a CPU: far less pretraining than the paper's.
 - SMILES longer than {config['max_length'] - 2} tokens are truncated.
 """
