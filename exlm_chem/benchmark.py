@@ -30,20 +30,21 @@ logger = logging.getLogger(__name__)
 class DatasetSpec:
     loader: str
     task_type: str  # classification or regression
+    file: str  # what DeepChem's loader looks for in data_dir (and downloads otherwise)
 
 
 DATASETS = {
-    "bbbp": DatasetSpec("load_bbbp", "classification"),
-    "bace": DatasetSpec("load_bace_classification", "classification"),
-    "clintox": DatasetSpec("load_clintox", "classification"),
-    "tox21": DatasetSpec("load_tox21", "classification"),
-    "toxcast": DatasetSpec("load_toxcast", "classification"),
-    "sider": DatasetSpec("load_sider", "classification"),
-    "hiv": DatasetSpec("load_hiv", "classification"),
-    "muv": DatasetSpec("load_muv", "classification"),
-    "esol": DatasetSpec("load_delaney", "regression"),
-    "freesolv": DatasetSpec("load_sampl", "regression"),
-    "lipo": DatasetSpec("load_lipo", "regression"),
+    "bbbp": DatasetSpec("load_bbbp", "classification", "BBBP.csv"),
+    "bace": DatasetSpec("load_bace_classification", "classification", "bace.csv"),
+    "clintox": DatasetSpec("load_clintox", "classification", "clintox.csv.gz"),
+    "tox21": DatasetSpec("load_tox21", "classification", "tox21.csv.gz"),
+    "toxcast": DatasetSpec("load_toxcast", "classification", "toxcast_data.csv.gz"),
+    "sider": DatasetSpec("load_sider", "classification", "sider.csv.gz"),
+    "hiv": DatasetSpec("load_hiv", "classification", "HIV.csv"),
+    "muv": DatasetSpec("load_muv", "classification", "muv.csv.gz"),
+    "esol": DatasetSpec("load_delaney", "regression", "delaney-processed.csv"),
+    "freesolv": DatasetSpec("load_sampl", "regression", "SAMPL.csv"),
+    "lipo": DatasetSpec("load_lipo", "regression", "Lipophilicity.csv"),
 }
 PROBES = ("logreg", "rf", "mlp", "deepchem")
 SPLITS = ("scaffold", "random_scaffold")
@@ -114,9 +115,13 @@ def load_dataset(name: str, featurizer, data_dir: Path | None, cache_dir: Path):
     options = dict(featurizer=featurizer, splitter=None, transformers=[], save_dir=str(cache_dir), reload=True)
     if data_dir is not None:
         options["data_dir"] = str(data_dir)
-    with warnings.catch_warnings(), rdBase.BlockLogs():  # RDKit would print a line per odd molecule
-        warnings.simplefilter("ignore")
-        tasks, (dataset,), _ = loader(**options)
+    try:
+        with warnings.catch_warnings(), rdBase.BlockLogs():  # RDKit would print a line per odd molecule
+            warnings.simplefilter("ignore")
+            tasks, (dataset,), _ = loader(**options)
+    except OSError as exc:  # urllib's errors included: the file was missing and the download failed
+        where = data_dir if data_dir is not None else "DeepChem's data folder"
+        raise InputError(f"{name}: {DATASETS[name].file} is not in {where} and downloading it failed ({exc})") from None
     return list(tasks), dataset
 
 

@@ -174,9 +174,14 @@ def benchmark(
     resume: bool = typer.Option(False, help="Keep the results already in OUT/results.json; compute only the missing ones."),
 ) -> None:
     """Run MoleculeNet benchmarks: ExLM next to ECFP4, MLM and the random-init control."""
+    import logging
+
     from .benchmark import DATASETS, PROBES, parse_features, parse_list, run_benchmark
 
     _show_progress_messages()
+    # DeepChem warns about optional back-ends it lacks (TensorFlow, JAX) and per-molecule
+    # details; the benchmark reports the molecules kept per dataset instead.
+    logging.getLogger("deepchem").setLevel(logging.ERROR)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:

@@ -116,3 +116,18 @@ def test_finetune_runs_on_a_small_set(tiny_model_dir, shared_data, tmp_path):
     prediction = finetune_predictions(str(tiny_model_dir), "regression", train, valid, test, seed=0, max_epochs=2)
     assert prediction.shape == (len(test), 1) and np.isfinite(prediction).all()
     assert score("regression", test.y, test.w, prediction) < 5.0
+
+
+def test_missing_dataset_file_that_cannot_be_downloaded_names_it(run_cli, tmp_path, monkeypatch):
+    import urllib.error
+
+    import deepchem as dc
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(dc.utils.data_utils, "download_url", offline)
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli("benchmark", "--datasets", "freesolv", "--data-dir", tmp_path / "empty", "--features", "ecfp", "--out", tmp_path / "out")
+    assert code == 2
+    assert "freesolv: SAMPL.csv is not in" in err and "downloading it failed" in err
