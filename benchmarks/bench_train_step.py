@@ -15,14 +15,12 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from common import benchmark_smiles, print_result
 
 from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, tokenize_smiles
 from exlm_chem.pretrain import epoch_batches
-from exlm_chem.model.dag import dag_log_likelihood
-from exlm_chem.model.exlm import BOS_ID, EOS_ID, MASK_ID, PAD_ID
-from exlm_chem.model.expansion import expand_states, pack_selected
+from exlm_chem.model.exlm import MASK_ID, PAD_ID
+from exlm_chem.model.expansion import expand_states
 
 
 def timed_step(model, optimizer, ids, masks, bf16=False) -> float:
@@ -45,15 +43,7 @@ def dag_part_time(model, ids, masks) -> float:
         hidden = model.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
     start = time.perf_counter()
     hidden.requires_grad_(True)
-    states, state_valid = pack_selected(batch.expanded)
-    state_hidden = hidden.gather(1, states[..., None].expand(-1, -1, hidden.shape[-1]))
-    log_probs = F.log_softmax(model._logits(state_hidden).float(), dim=-1)
-    target_index, target_valid = pack_selected(masks | (ids == BOS_ID) | (ids == EOS_ID))
-    targets = ids.gather(1, target_index)
-    emission = log_probs.gather(2, targets[:, None, :].expand(-1, states.shape[1], -1))
-    log_e = model.transition_head(state_hidden, states, state_valid)
-    ll = dag_log_likelihood(emission, log_e, state_valid.sum(1), target_valid.sum(1))
-    (-ll / target_valid.sum(1)).mean().backward()
+    model._exlm_loss(hidden, batch.expanded, ids, masks, with_predictions=False).loss.backward()
     return time.perf_counter() - start
 
 

@@ -3,7 +3,8 @@
 Both work on the expanded states of each molecule only, gathered to the front of a
 (B, S) tensor: S = k (M + 2) states per molecule, in sequence order, padded to the largest S
 of the batch. The dynamic programme always runs in float32 (or float64 when given float64),
-outside autocast, in log space.
+outside autocast: the likelihood as a scaled forward algorithm on probabilities, the best
+path (Viterbi) in log space.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 # Stands for log 0 inside the computations: unlike -inf it keeps every gradient finite
 # (logsumexp over an all -inf row has a NaN gradient), and exp() of it is exactly 0.
 NEG = -1e9
+_TINY = 1e-30  # stands for 0 where a logarithm or a division needs a positive number
 
 
 class TransitionHead(nn.Module):
@@ -54,7 +56,7 @@ class TransitionHead(nn.Module):
     def forward(self, hidden: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """hidden (B, S, d), positions (B, S) index in the expanded sequence, valid (B, S).
 
-        Returns log E (B, S, S) in float32, -inf where a transition is not allowed.
+        Returns E (B, S, S) in float32: transition probabilities, 0 where not allowed.
         """
         B, S, d = hidden.shape
         q, k, gate_logits = self._project(hidden, positions, valid)
@@ -64,10 +66,12 @@ class TransitionHead(nn.Module):
         scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(head_dim)  # (B, H, S, S)
         later = torch.ones(S, S, dtype=torch.bool, device=hidden.device).triu(1)
         allowed = later & valid[:, :, None] & valid[:, None, :]  # (B, S, S)
-        log_a = F.log_softmax(scores.masked_fill(~allowed[:, None], NEG), dim=-1)
-        log_gate = F.log_softmax(gate_logits.float(), dim=-1)  # (B, S, H)
-        log_e = torch.logsumexp(log_a + log_gate.transpose(1, 2)[..., None], dim=1)
-        return log_e.masked_fill(~allowed, float("-inf"))
+        with torch.autocast(hidden.device.type, enabled=False):
+            heads = F.softmax(scores.masked_fill(~allowed[:, None], NEG), dim=-1)
+            gate = F.softmax(gate_logits.float(), dim=-1)  # (B, S, H)
+            mixed = (heads * gate.transpose(1, 2)[..., None]).sum(1)
+        # Rows without an allowed successor (the last state, padding) came out uniform: zero them.
+        return mixed * allowed
 
 
 def _prepare(emission_logp, transition_logp):
@@ -91,18 +95,49 @@ def dag_log_likelihood(
     the i-th emitting Y_i. Returns (B,) log-likelihoods, -inf where no path exists.
     """
     with torch.autocast(emission_logp.device.type, enabled=False):
-        emission, transition = _prepare(emission_logp, transition_logp)
+        dtype = torch.promote_types(torch.promote_types(emission_logp.dtype, transition_logp.dtype), torch.float32)
+        return dag_log_likelihood_from_probabilities(
+            emission_logp.to(dtype).exp(), transition_logp.to(dtype).exp(), num_states, target_len
+        )
+
+
+def dag_log_likelihood_from_probabilities(
+    emission: torch.Tensor, transition: torch.Tensor, num_states: torch.Tensor, target_len: torch.Tensor
+) -> torch.Tensor:
+    """`dag_log_likelihood` with probabilities P_u(Y_i) and E(v -> u) (0 where not allowed).
+
+    The scaled forward algorithm: alpha_i(u) = P_u(Y_i) sum_v alpha_{i-1}(v) E(v -> u), one
+    batched vector-matrix product per target token, renormalized at every step with the log of
+    the normalizers summed aside. It computes the same number as the log-space recursion, with
+    one pass over E per step instead of several and a (B, S) tensor kept per step for the
+    backward pass instead of a (B, S, S) one.
+    """
+    with torch.autocast(emission.device.type, enabled=False):
+        dtype = torch.promote_types(torch.promote_types(emission.dtype, transition.dtype), torch.float32)
+        emission, transition = emission.to(dtype), transition.to(dtype)
         B, S, T = emission.shape
         last_state = (num_states - 1).clamp(min=0)[:, None]
-        alpha = torch.full((B, S), NEG, dtype=emission.dtype, device=emission.device)
-        alpha = torch.cat((emission[:, :1, 0], alpha[:, 1:]), dim=1)
-        at_last_state = [alpha.gather(1, last_state)]
-        for i in range(1, T):
-            # alpha_i(u) = log P_u(Y_i) + logsumexp_v (alpha_{i-1}(v) + log E(v -> u))
-            alpha = emission[:, :, i] + torch.logsumexp(alpha[:, :, None] + transition, dim=1)
-            at_last_state.append(alpha.gather(1, last_state))
-        result = torch.cat(at_last_state, dim=1).gather(1, (target_len - 1).clamp(min=0)[:, None])[:, 0]
-        return result.masked_fill(result < NEG / 2, float("-inf"))
+        alpha = F.pad(emission[:, :1, 0], (0, S - 1))  # only state 0 starts a path
+        log_scale = torch.zeros(B, dtype=dtype, device=emission.device)
+        reachable = torch.ones(B, dtype=torch.bool, device=emission.device)
+        at_last_state, last_reachable = [], []
+        for i in range(T):
+            if i > 0:
+                alpha = torch.bmm(alpha[:, None, :], transition)[:, 0] * emission[:, :, i]
+            total = alpha.sum(1)
+            reachable = reachable & (total > 0)
+            # Where nothing is reachable any more the clamp keeps every gradient finite; those
+            # molecules come out -inf below.
+            total = total.clamp(min=_TINY)
+            alpha = alpha / total[:, None]
+            log_scale = log_scale + total.log()
+            end = alpha.gather(1, last_state)[:, 0]
+            at_last_state.append(log_scale + end.clamp(min=_TINY).log())
+            last_reachable.append(reachable & (end > 0))
+        pick = (target_len - 1).clamp(min=0)[:, None]
+        result = torch.stack(at_last_state, dim=1).gather(1, pick)[:, 0]
+        possible = torch.stack(last_reachable, dim=1).gather(1, pick)[:, 0]
+        return result.masked_fill(~possible, float("-inf"))
 
 
 def dag_best_path(

@@ -13,7 +13,7 @@ from torch import nn
 from ..errors import InputError
 from ..tokenizer import SmilesTokenizer
 from .config import ExLMConfig
-from .dag import TransitionHead, dag_best_path, dag_log_likelihood
+from .dag import TransitionHead, dag_best_path, dag_log_likelihood_from_probabilities
 from .encoder import Encoder
 from .expansion import choose_mask_positions, expand_states, pack_selected
 
@@ -132,10 +132,10 @@ class ExLMModel(nn.Module):
         in_target = mask_positions | (ids == BOS_ID) | (ids == EOS_ID)
         target_index, target_valid = pack_selected(in_target)
         targets = ids.gather(1, target_index)  # (B, T)
-        emission = log_probs.gather(2, targets[:, None, :].expand(-1, states.shape[1], -1))  # (B, S, T)
-        log_e = self.transition_head(state_hidden, states, state_valid)
+        emission = log_probs.gather(2, targets[:, None, :].expand(-1, states.shape[1], -1)).exp()  # (B, S, T)
+        transition = self.transition_head(state_hidden, states, state_valid)
         num_states, target_len = state_valid.sum(1), target_valid.sum(1)
-        log_likelihood = dag_log_likelihood(emission, log_e, num_states, target_len)
+        log_likelihood = dag_log_likelihood_from_probabilities(emission, transition, num_states, target_len)
         molecule_loss = -log_likelihood / target_len
         finite = torch.isfinite(molecule_loss)
         loss = molecule_loss[finite].mean() if finite.any() else (state_hidden.sum() * 0.0)
@@ -144,7 +144,7 @@ class ExLMModel(nn.Module):
             # Decode without looking at the targets: the best path of M + 2 states, scoring
             # each state by its most probable token; its inner states predict the masked tokens.
             best_logp, best_token = log_probs.max(-1)  # (B, S)
-            path = dag_best_path(best_logp[..., None].expand(-1, -1, targets.shape[1]), log_e, num_states, target_len)
+            path = dag_best_path(best_logp[..., None].expand(-1, -1, targets.shape[1]), transition.log(), num_states, target_len)
             predicted = best_token.gather(1, path)  # (B, T)
             inner = target_valid.clone()
             inner[:, 0] = False
