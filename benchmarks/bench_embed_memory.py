@@ -1,11 +1,12 @@
-"""Memory of `exlm-chem embed` on a large file: it must stay flat whatever the file size.
+"""Memory of `exlm-chem embed` against the size of its input: it must not grow with the file.
 
-    python benchmarks/bench_embed_memory.py --molecules 1000000 --json
+    python benchmarks/bench_embed_memory.py --molecules 100000,1000000 --json
 
-Writes a `.smi` file of N molecules (the ZINC corpus, cycled, when present; randomized SMILES of
-data/drugs.csv otherwise), runs `exlm-chem embed` on it in a child process and samples the
-child's resident memory. Streaming means the peak over the whole run is close to the peak over
-its first tenth: the script prints both and their ratio (`rss_growth`), for each output format.
+For each size, writes a `.smi` file of that many molecules (the ZINC corpus, cycled, when
+present; randomized SMILES of data/drugs.csv otherwise), runs `exlm-chem embed` on it in a
+child process and samples the child's resident memory. Streaming means the peak is the same
+for every size: the script prints each peak and, per output format, the largest peak over the
+smallest (`rss_growth`, flat: close to 1).
 
 The model is a `tiny` network with random weights unless `--model DIR` is given: memory
 flatness is a property of the reading/writing loop, and the tiny network keeps a million
@@ -38,54 +39,53 @@ def resident_mb(pid: int) -> float | None:
     return None
 
 
-def embed_and_sample(command: list[str], interval: float = 0.2) -> tuple[list[tuple[float, float]], float]:
-    """Run ``command``; (seconds since start, RSS MB) samples and the wall time."""
+def peak_rss_mb(command: list[str], interval: float = 0.2) -> tuple[float, float]:
+    """Run ``command``; its peak resident memory (MB, sampled) and wall time."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    samples = []
+    peak = 0.0
     while child.poll() is None:
-        rss = resident_mb(child.pid)
-        if rss is not None:
-            samples.append((time.perf_counter() - start, rss))
+        peak = max(peak, resident_mb(child.pid) or 0.0)
         time.sleep(interval)
     if child.returncode != 0:
         sys.exit(f"embed failed: {child.stderr.read()}")
-    return samples, time.perf_counter() - start
+    return peak, time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--molecules", type=int, default=1_000_000)
+    parser.add_argument("--molecules", default="100000,1000000", help="comma-separated input sizes")
     parser.add_argument("--model", help="model folder (default: a tiny random-weight model)")
     parser.add_argument("--formats", default="parquet,npy", help="output formats to measure")
     parser.add_argument("--json", action="store_true", help="only the JSON line")
     args = parser.parse_args()
+    sizes = [int(n) for n in args.molecules.split(",")]
 
     source, source_name = benchmark_smiles(200_000)
+    result = {"source": f"{source_name}, cycled", "model": "tiny, random weights" if args.model is None else args.model}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        molecules = tmp / "molecules.smi"
-        with open(molecules, "w") as handle:
-            for i, smiles in zip(range(args.molecules), itertools.cycle(source)):
-                handle.write(f"{smiles}\tmol{i}\n")
         model_dir = args.model
         if model_dir is None:
             tokenizer = SmilesTokenizer.from_corpus(source)
             model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer)
             model_dir = save_model(model, tmp / "tiny-model")
-        result = {"n_molecules": args.molecules, "source": f"{source_name}, cycled", "model": "tiny, random weights" if args.model is None else args.model}
         for fmt in args.formats.split(","):
-            output = tmp / f"out.{fmt}"
-            command = [sys.executable, "-m", "exlm_chem.cli", "embed", str(molecules), "-o", str(output), "--model", str(model_dir)]
-            samples, seconds = embed_and_sample(command)
-            first_tenth = max(rss for t, rss in samples if t <= seconds / 10)
-            peak = max(rss for _, rss in samples)
-            result[f"{fmt}_seconds"] = round(seconds, 1)
-            result[f"{fmt}_peak_rss_mb_first_tenth"] = round(first_tenth)
-            result[f"{fmt}_peak_rss_mb"] = round(peak)
-            result[f"{fmt}_rss_growth"] = round(peak / first_tenth, 3)
-            result[f"{fmt}_output_mb"] = round(output.stat().st_size / 2**20)
-            output.unlink()
+            peaks = []
+            for n in sizes:
+                molecules = tmp / "molecules.smi"
+                with open(molecules, "w") as handle:
+                    for i, smiles in zip(range(n), itertools.cycle(source)):
+                        handle.write(f"{smiles}\tmol{i}\n")
+                output = tmp / f"out.{fmt}"
+                command = [sys.executable, "-m", "exlm_chem.cli", "embed", str(molecules), "-o", str(output), "--model", str(model_dir)]
+                peak, seconds = peak_rss_mb(command)
+                peaks.append(peak)
+                result[f"{fmt}_{n}_peak_rss_mb"] = round(peak)
+                result[f"{fmt}_{n}_seconds"] = round(seconds, 1)
+                result[f"{fmt}_{n}_output_mb"] = round(output.stat().st_size / 2**20)
+                output.unlink()
+            result[f"{fmt}_rss_growth"] = round(max(peaks) / min(peaks), 3)
     print_result(result, args.json)
 
 
