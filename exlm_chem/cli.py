@@ -198,9 +198,14 @@ def _show_progress_messages() -> None:
     """Our progress messages on stderr; other libraries' (DeepChem logs every epoch) stay quiet."""
     import logging
 
+    class CurrentStderr(logging.StreamHandler):
+        """Writes to sys.stderr as it is at each message (tests and notebooks replace it)."""
+
+        stream = property(lambda self: sys.stderr, lambda self, value: None)
+
     logger = logging.getLogger("exlm_chem")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
+    if not any(type(h).__name__ == "CurrentStderr" for h in logger.handlers):
+        handler = CurrentStderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -9,16 +9,15 @@ from pathlib import Path
 from .errors import InputError
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "weights"
-NO_DEFAULT_MODEL = (
-    "no pretrained model installed yet: pass a model directory (e.g. --model DIR, "
-    "made by `exlm-chem pretrain`)"
-)
 
 
 def default_model_dir() -> Path:
-    """The default model shipped inside the package; InputError if it is not installed."""
+    """The default model shipped inside the package; InputError if this installation lacks it."""
     if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-        raise InputError(NO_DEFAULT_MODEL)
+        raise InputError(
+            f"the default model is missing from this installation ({DEFAULT_MODEL_DIR}): "
+            "reinstall exlm-chem, or pass a model directory (--model DIR)"
+        )
     return DEFAULT_MODEL_DIR
 
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from exlm_chem import ExLMConfig, ExLMModel, InputError, SmilesTokenizer, embed, embed_file, load_model
-from exlm_chem.environment import DEFAULT_MODEL_DIR
 from exlm_chem.model import save_model
 
 
@@ -78,12 +77,29 @@ def test_bf16_stays_close_to_fp32(model, drug_smiles):
     assert cosine.min() > 0.99
 
 
-def test_default_model_or_a_clear_message():
-    if (DEFAULT_MODEL_DIR / "config.json").exists():
-        assert load_model().tokenizer is not None
-    else:
-        with pytest.raises(InputError, match="no pretrained model installed yet"):
-            load_model()
+def test_the_shipped_model_learned_chemistry(drug_smiles):
+    from exlm_chem.embedding import prepare_smiles
+
+    model = load_model()  # the default model inside the package
+    smiles = [s for s in prepare_smiles(drug_smiles, model.tokenizer) if s is not None]
+    ids = model.tokenizer.encode_batch(smiles)
+    masks = model.choose_masks(ids, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        output = model(ids, masks, with_predictions=True)
+    correct = (output.predictions == output.targets)[output.target_valid].float()
+    assert len(correct) >= 30 and correct.mean() > 0.6  # an untrained network: about 1 in 29
+    vectors = embed(drug_smiles, errors="ignore")
+    assert vectors.shape == (len(drug_smiles), model.config.hidden_size) and np.isfinite(vectors).all()
+
+
+def test_a_missing_default_model_gets_a_clear_message(monkeypatch, tmp_path):
+    from exlm_chem import embedding, environment
+
+    monkeypatch.setattr(environment, "DEFAULT_MODEL_DIR", tmp_path)
+    embedding._load_default_model.cache_clear()
+    with pytest.raises(InputError, match="default model is missing from this installation"):
+        load_model()
+    embedding._load_default_model.cache_clear()
 
 
 @pytest.fixture
