@@ -104,11 +104,21 @@ def test_tiny_run_logs_checkpoints_and_saves_a_model(corpus, tmp_path, objective
         torch.testing.assert_close(tensor, result.model.state_dict()[name])
 
 
+def run_in_subprocess(corpus, **flags):
+    """The `python -m exlm_chem.pretrain` command of a tiny run, and its environment (one thread)."""
+    values = dict(corpus=corpus, preset="tiny", batch_tokens=512, val_size=16, precision="fp32", seed=3, **flags)
+    args = [item for key, value in values.items() for item in ("--" + key.replace("_", "-"), str(value))]
+    return [sys.executable, "-m", "exlm_chem.pretrain", *args], dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def assert_same_weights(first: Path, second: Path):
+    a, b = load_model_directory(first).state_dict(), load_model_directory(second).state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
 def test_killed_run_resumes_to_the_same_weights(corpus, tmp_path):
-    args = ["--corpus", corpus, "--preset", "tiny", "--max-steps", "40", "--batch-tokens", "512", "--log-every", "5",
-            "--val-every", "20", "--checkpoint-every", "5", "--val-size", "16", "--precision", "fp32", "--seed", "3"]
-    command = [sys.executable, "-m", "exlm_chem.pretrain", *map(str, args)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command, env = run_in_subprocess(corpus, max_steps=40, log_every=5, val_every=20, checkpoint_every=5)
     whole = subprocess.run(command + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env)
     assert whole.returncode == 0, whole.stderr
 
@@ -123,19 +133,13 @@ def test_killed_run_resumes_to_the_same_weights(corpus, tmp_path):
 
     resumed = subprocess.run(command + ["--out", str(killed_out), "--resume"], capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr
-    a = load_model_directory(tmp_path / "whole" / "model").state_dict()
-    b = load_model_directory(killed_out / "model").state_dict()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    assert_same_weights(tmp_path / "whole" / "model", killed_out / "model")
     steps = [json.loads(line)["step"] for line in (killed_out / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 40
 
 
 def test_sigterm_stops_with_a_checkpoint_and_resumes_exactly(corpus, tmp_path):
-    args = ["--corpus", corpus, "--preset", "tiny", "--max-steps", "30", "--batch-tokens", "512", "--log-every", "1",
-            "--val-every", "100", "--checkpoint-every", "100", "--val-size", "16", "--precision", "fp32", "--seed", "3"]
-    command = [sys.executable, "-m", "exlm_chem.pretrain", *map(str, args)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command, env = run_in_subprocess(corpus, max_steps=30, log_every=1, val_every=100, checkpoint_every=100)
     whole = subprocess.run(command + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env)
     assert whole.returncode == 0, whole.stderr
 
@@ -155,10 +159,7 @@ def test_sigterm_stops_with_a_checkpoint_and_resumes_exactly(corpus, tmp_path):
 
     resumed = subprocess.run(command + ["--out", str(out), "--resume"], capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr
-    a = load_model_directory(tmp_path / "whole" / "model").state_dict()
-    b = load_model_directory(out / "model").state_dict()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    assert_same_weights(tmp_path / "whole" / "model", out / "model")
 
 
 def test_bad_input_stops_before_training(corpus, tmp_path, run_cli):
