@@ -12,7 +12,7 @@ LR=${LR:-1e-3}
 args=(--corpus "$DATA/zinc/moses_train.csv.gz" --val-corpus "$DATA/zinc/moses_test.csv.gz" --out "$RUN"
       --corpus-cache runs/corpus-cache --objective mlm --preset small --lr "$LR" --max-time "$BUDGET"
       --seed 0 --log-every 50 --val-every 500 --checkpoint-every 200)
-if [ -d "$RUN/checkpoints" ]; then
+if compgen -G "$RUN/checkpoints/step-*.pt" > /dev/null; then
     args+=(--resume)
 fi
 exlm-chem pretrain "${args[@]}"
