@@ -1,7 +1,8 @@
 """Training-step cost of ExLM (k = 4) against plain MLM, on the same batches, in one run.
 
 Forward + backward + AdamW step of the `small` preset on batches of real ZINC SMILES,
-the two objectives interleaved step by step; medians over the timed steps.
+the two objectives interleaved step by step; medians over the timed steps. The memory
+allocator is set up as `exlm-chem pretrain` sets it up (`keep_freed_memory`).
 
     python benchmarks/bench_train_step.py --json
 """
@@ -18,7 +19,7 @@ import torch
 from common import benchmark_smiles, print_result
 
 from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, tokenize_smiles
-from exlm_chem.pretrain import epoch_batches
+from exlm_chem.pretrain import epoch_batches, keep_freed_memory
 from exlm_chem.model.exlm import MASK_ID, PAD_ID
 from exlm_chem.model.expansion import expand_states
 
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
+    keep_freed_memory()  # the allocator settings of pretraining
 
     n_batches = args.steps + args.warmup
     smiles, source = benchmark_smiles(20_000)

@@ -8,7 +8,7 @@ from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, dag_log_likelihood
 from exlm_chem.model import dag_best_path
 from exlm_chem.model.dag import TransitionHead
 from exlm_chem.model.encoder import apply_rotary, rotary_tables
-from exlm_chem.model.expansion import expand_states
+from exlm_chem.model.expansion import choose_mask_positions, expand_states
 
 EXPAND = torch.tensor([1, 2, 3])  # <s>, </s>, <mask>
 
@@ -113,6 +113,32 @@ def test_expansion_with_k1_has_zero_p2():
     ids = torch.tensor([[1, 5, 3, 2]])
     batch = expand_states(ids, k=1, expand_ids=EXPAND, pad_id=0)
     assert torch.equal(batch.ids, ids) and batch.p2.abs().sum() == 0 and batch.p1.tolist() == [[0, 1, 2, 3]]
+
+
+def test_masks_cover_each_real_token_at_the_mask_rate():
+    # Molecules of 1 to 60 real tokens between <s> and </s>, padded.
+    lengths = torch.arange(1, 61)
+    L = int(lengths.max()) + 2
+    ids = torch.zeros(len(lengths), L, dtype=torch.long)
+    for row, n in enumerate(lengths.tolist()):
+        ids[row, : n + 2] = torch.tensor([1] + [5] * n + [2])
+    special = torch.tensor([0, 1, 2, 3])
+    rate, draws = 0.15, 400
+    g = torch.Generator().manual_seed(0)
+    hits = torch.zeros(ids.shape)
+    for _ in range(draws):
+        masks = choose_mask_positions(ids, rate, special, g)
+        assert not (masks & torch.isin(ids, special)).any()  # only real tokens
+        count = masks.sum(1)
+        # floor(rate * n + u) masks, at least one.
+        assert ((count == (rate * lengths).floor().clamp(min=1)) | (count == (rate * lengths).floor() + 1)).all()
+        hits += masks
+    # Every real token of a molecule longer than 1 / rate is masked with probability ``rate``.
+    long = lengths >= 10
+    frequency = hits[long] / draws
+    real = ids[long] == 5
+    assert abs(frequency[real].mean().item() - rate) < 0.005
+    assert frequency[real].std().item() < 0.05
 
 
 @pytest.mark.parametrize("half", [0, 1])

@@ -50,7 +50,7 @@ class TransitionHead(nn.Module):
         position_part = F.linear(self.state_embedding.weight[:used], weight[:, d:], bias)
         layout = PackedLayout(valid)
         packed = F.linear(layout.pack(hidden), weight[:, :d].to(hidden.dtype))
-        packed = packed + position_part.to(packed.dtype)[layout.pack(positions)]
+        packed = packed + F.embedding(layout.pack(positions), position_part.to(packed.dtype))
         return layout.pad(packed).split((d, d, self.num_heads), dim=-1)
 
     def forward(self, hidden: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -25,14 +25,22 @@ class ExpandedBatch:
 def choose_mask_positions(
     ids: torch.Tensor, rate: float, special_ids: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Bool (B, L): each real token is chosen with probability ``rate``, at least one per molecule."""
+    """Bool (B, L): a uniformly random subset of each molecule's real tokens to mask.
+
+    As in the reference implementation, a molecule of n real tokens gets floor(rate * n + u)
+    masks (u uniform in [0, 1)), at least one: each token is masked with probability ``rate``,
+    and the number of masks, hence the number of expanded states, is fixed by the length up to
+    one. Length-sorted batches then stay nearly free of padding after the expansion (with an
+    independent draw per token the expanded lengths of equally long molecules spread by about
+    (k - 1) * sqrt(n * rate)).
+    """
     real = ~torch.isin(ids, special_ids)
-    noise = torch.rand(ids.shape, generator=generator, device=ids.device)
-    chosen = (noise < rate) & real
-    # Molecules left without a mask get their real token with the smallest noise.
-    fallback = torch.nn.functional.one_hot(noise.masked_fill(~real, 2.0).argmin(1), ids.shape[1]).bool()
-    none = ~chosen.any(1, keepdim=True) & real.any(1, keepdim=True)
-    return chosen | (fallback & none)
+    n = real.sum(1)
+    u = torch.rand(n.shape, generator=generator, device=ids.device)
+    count = torch.minimum(torch.floor(rate * n + u).long().clamp(min=1), n)
+    noise = torch.rand(ids.shape, generator=generator, device=ids.device).masked_fill(~real, 2.0)
+    rank = noise.argsort(1).argsort(1)  # 0 for the real token with the smallest noise, ...
+    return rank < count[:, None]
 
 
 def expand_states(ids: torch.Tensor, k: int, expand_ids: torch.Tensor, pad_id: int) -> ExpandedBatch:
