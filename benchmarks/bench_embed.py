@@ -93,6 +93,9 @@ def main() -> None:
     # The FLOP limit: every real state through every linear layer, at the peak matmul rate.
     ids = tokenizer.encode_batch(smiles)
     real_states = int((ids != 0).sum()) + len(smiles) * 2 * (config.k - 1)
+    # What each model computes per molecule: our real states (<s> and </s> expanded k-fold),
+    # RoBERTa's padded positions (batches in input order).
+    hf_positions = sum(tokenizer.encode_batch(smiles[i : i + args.batch_size]).numel() for i in range(0, len(smiles), args.batch_size))
     block_parameters = sum(p.numel() for p in model.encoder.blocks.parameters())
     flops = 2 * block_parameters * real_states
     peak = matmul_flops_per_second()
@@ -107,6 +110,8 @@ def main() -> None:
         "hf_roberta_molecules_per_second": round(len(smiles) / theirs),
         "fraction_of_flop_limit": round(flops / peak / ours, 3),
         "matmul_gflops": round(peak / 1e9, 1),
+        "states_per_molecule": round(real_states / len(smiles), 1),
+        "hf_roberta_positions_per_molecule": round(hf_positions / len(smiles), 1),
         "bf16_molecules_per_second": round(len(smiles) / ours_bf16),
         "bf16_ratio_vs_hf_roberta": round(theirs / ours_bf16, 3),
         "bf16_mean_cosine_to_fp32": round(float(cosine.mean()), 6),
