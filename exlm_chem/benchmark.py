@@ -245,9 +245,13 @@ def _deepchem_predictions(task_type, train, valid, test, seed):
     import torch
 
     torch.manual_seed(seed)
+    from sklearn.preprocessing import StandardScaler
+
     n_tasks, n_features = train.y.shape[1], train.X.shape[1]
-    mean, std = train.X.mean(0), train.X.std(0) + 1e-6
-    scale = lambda d: dc.data.NumpyDataset((d.X - mean) / std, d.y, d.w, d.ids)  # noqa: E731
+    # As for the other probes. A fingerprint bit that is constant in the training set keeps
+    # its scale (dividing by a tiny standard deviation would blow it up wherever it is set).
+    scaler = StandardScaler().fit(train.X)
+    scale = lambda d: dc.data.NumpyDataset(scaler.transform(d.X), d.y, d.w, d.ids)  # noqa: E731
     train, valid, test = scale(train), scale(valid), scale(test)
     if task_type == "classification":
         model = dc.models.MultitaskClassifier(n_tasks, n_features, layer_sizes=[512], dropouts=0.2, learning_rate=1e-3, batch_size=64)
@@ -280,7 +284,7 @@ def finetune_predictions(model_dir, task_type, train, valid, test, seed, random_
     import torch
     import torch.nn.functional as F
 
-    from .embedding import load_model
+    from .embedding import load_model, prepare_smiles
     from .environment import cpu_has_native_bf16
     from .model import ExLMModel
 
@@ -299,12 +303,18 @@ def finetune_predictions(model_dir, task_type, train, valid, test, seed, random_
     y_mean, y_std = (train.y.mean(0), train.y.std(0) + 1e-6) if task_type == "regression" else (0.0, 1.0)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_native_bf16() else torch.autocast("cpu", enabled=False)
 
-    def predict(dataset):
+    # The SMILES as embedding reads them (the featurizer already dropped those it cannot read).
+    def model_smiles(dataset) -> list[str]:
+        return [p or s for p, s in zip(prepare_smiles(list(dataset.ids), tokenizer), dataset.ids)]
+
+    train_smiles, valid_smiles, test_smiles = (model_smiles(d) for d in (train, valid, test))
+
+    def predict(smiles):
         base.eval()
         outputs = []
         with torch.inference_mode(), autocast:
-            for i in range(0, len(dataset), 128):
-                ids = tokenizer.encode_batch(list(dataset.ids[i : i + 128]))
+            for i in range(0, len(smiles), 128):
+                ids = tokenizer.encode_batch(smiles[i : i + 128])
                 outputs.append(head(base.embed_states(ids).pooled).float())
         base.train()
         out = torch.cat(outputs).numpy()
@@ -316,7 +326,7 @@ def finetune_predictions(model_dir, task_type, train, valid, test, seed, random_
         order = rng.permutation(len(train))
         for i in range(0, len(order), batch_size):
             rows = order[i : i + batch_size]
-            ids = tokenizer.encode_batch(list(train.ids[rows]))
+            ids = tokenizer.encode_batch([train_smiles[r] for r in rows])
             y = torch.tensor((train.y[rows] - y_mean) / y_std, dtype=torch.float32)
             w = torch.tensor(train.w[rows], dtype=torch.float32)
             with autocast:
@@ -329,10 +339,10 @@ def finetune_predictions(model_dir, task_type, train, valid, test, seed, random_
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
-        value = score(task_type, valid.y, valid.w, predict(valid))
+        value = score(task_type, valid.y, valid.w, predict(valid_smiles))
         value = value if task_type == "classification" else -value
         if best_value is None or value > best_value:
-            best_value, best_prediction, waited = value, predict(test), 0
+            best_value, best_prediction, waited = value, predict(test_smiles), 0
         else:
             waited += 1
             if waited >= patience:

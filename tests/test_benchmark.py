@@ -131,3 +131,20 @@ def test_missing_dataset_file_that_cannot_be_downloaded_names_it(run_cli, tmp_pa
     code, _, err = run_cli("benchmark", "--datasets", "freesolv", "--data-dir", tmp_path / "empty", "--features", "ecfp", "--out", tmp_path / "out")
     assert code == 2
     assert "freesolv: SAMPL.csv is not in" in err and "downloading it failed" in err
+
+
+@pytest.mark.parametrize("probe", ["deepchem", "rf", "logreg"])
+def test_probes_are_not_thrown_by_a_bit_never_set_in_training(probe):
+    # A fingerprint bit absent from every training molecule and set in a test molecule.
+    import deepchem as dc
+
+    from exlm_chem.benchmark import probe_predictions
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 2, size=(160, 16)).astype(np.float32)
+    y = (X[:, 1:4].sum(1, keepdims=True) - 1.5).astype(np.float32)
+    X[:120, 0] = 0
+    X[120:, 0] = 1
+    make = lambda rows: dc.data.NumpyDataset(X[rows], y[rows], np.ones_like(y[rows]))  # noqa: E731
+    prediction = probe_predictions(probe, "regression", make(slice(0, 100)), make(slice(100, 120)), make(slice(120, 160)), seed=0)
+    assert np.abs(prediction - y[120:]).max() < 3
