@@ -24,10 +24,12 @@ OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
 def load_model(path: str | Path | None = None, device: str | torch.device | None = None) -> ExLMModel:
     """A model directory, or with no path the default model shipped inside the package.
 
-    The tokenizer comes with it as ``model.tokenizer``. The model is in eval mode.
+    The tokenizer comes with it as ``model.tokenizer``. The model is in eval mode. Each call
+    returns a model of its own: fine-tuning one leaves the next one as shipped.
     """
     if path is None:
-        return _load_default_model(str(device) if device is not None else None)
+        # The default model is read once per process; callers get copies.
+        return copy.deepcopy(_load_default_model(str(device) if device is not None else None))
     return load_model_directory(path, device=device)
 
 

@@ -92,6 +92,15 @@ def test_the_shipped_model_learned_chemistry(drug_smiles):
     assert vectors.shape == (len(drug_smiles), model.config.hidden_size) and np.isfinite(vectors).all()
 
 
+def test_changing_a_loaded_default_model_leaves_the_next_one_as_shipped(drug_smiles):
+    before = embed(drug_smiles[:4], errors="ignore")
+    tuned = load_model()
+    with torch.no_grad():
+        for parameter in tuned.parameters():
+            parameter.add_(1.0)  # what fine-tuning in place would do, only more
+    assert np.allclose(embed(drug_smiles[:4], errors="ignore"), before, atol=1e-6, equal_nan=True)
+
+
 def test_a_missing_default_model_gets_a_clear_message(monkeypatch, tmp_path):
     from exlm_chem import embedding, environment
 
