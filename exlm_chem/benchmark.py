@@ -243,10 +243,9 @@ def _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed):
 def _deepchem_predictions(task_type, train, valid, test, seed):
     import deepchem as dc
     import torch
-
-    torch.manual_seed(seed)
     from sklearn.preprocessing import StandardScaler
 
+    torch.manual_seed(seed)
     n_tasks, n_features = train.y.shape[1], train.X.shape[1]
     # As for the other probes. A fingerprint bit that is constant in the training set keeps
     # its scale (dividing by a tiny standard deviation would blow it up wherever it is set).
