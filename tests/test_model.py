@@ -186,11 +186,13 @@ def test_batch_loss_is_mean_of_molecule_losses(tokenizer, objective):
     ids = tok.encode_batch(smiles)
     masks = model.choose_masks(ids, torch.Generator().manual_seed(1))
     whole = model(ids, masks).loss
-    alone = []
+    alone, alone_padded = [], []
     for i in range(len(smiles)):
         length = int((ids[i] != 0).sum())
         alone.append(model(ids[i : i + 1, :length], masks[i : i + 1, :length]).loss)
+        alone_padded.append(model(ids[i : i + 1], masks[i : i + 1]).loss)  # trailing padding columns
     torch.testing.assert_close(whole, torch.stack(alone).mean(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.stack(alone_padded), torch.stack(alone), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("objective", ["exlm", "mlm"])

@@ -108,7 +108,9 @@ class ExLMModel(nn.Module):
         return self._exlm_loss(hidden, batch.expanded, ids, mask_positions, with_predictions)
 
     def _mlm_loss(self, hidden, ids, mask_positions, with_predictions) -> PretrainOutput:
-        # k = 1: states and tokens coincide, so the masked positions index the hidden states.
+        # k = 1: states and tokens coincide, so the masked positions index the hidden states
+        # (past the longest molecule of the batch there are no states, only padding).
+        ids, mask_positions = ids[:, : hidden.shape[1]], mask_positions[:, : hidden.shape[1]]
         rows = mask_positions.nonzero()[:, 0]
         logits = self._logits(hidden[mask_positions]).float()
         token_loss = F.cross_entropy(logits, ids[mask_positions], reduction="none")
