@@ -13,6 +13,7 @@ seed and the step, so a resumed run repeats exactly what an uninterrupted one wo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -370,23 +371,20 @@ def describe_hardware(device: torch.device) -> str:
     return f"{model}, {torch.get_num_threads()} threads"
 
 
+@functools.cache
 def _libc():
     """glibc's functions through ctypes, or None where the C library is not glibc."""
-    global _glibc
-    if _glibc is None:
-        import ctypes
-        import ctypes.util
+    import ctypes
+    import ctypes.util
 
-        _glibc = False
-        if platform.libc_ver()[0] == "glibc":
-            try:
-                _glibc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            except OSError:
-                pass
-    return _glibc or None
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
 
 
-_glibc = None
 TRIM_EVERY = 10  # steps
 
 
