@@ -195,6 +195,24 @@ def test_batch_loss_is_mean_of_molecule_losses(tokenizer, objective):
     torch.testing.assert_close(torch.stack(alone_padded), torch.stack(alone), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("objective", ["exlm", "mlm"])
+def test_a_model_on_the_gpu_takes_cpu_masks_and_matches_the_cpu_loss(tokenizer, objective):
+    # Pretraining draws the masks on the CPU (seeded CPU generator) for a model on any device.
+    tok, smiles = tokenizer
+    torch.manual_seed(0)
+    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, objective=objective)).eval()
+    ids = tok.encode_batch(smiles)
+    masks = model.choose_masks(ids, torch.Generator().manual_seed(1))
+    expected = model(ids, masks, with_predictions=True)
+    model.cuda()
+    gpu_masks = model.choose_masks(ids, torch.Generator().manual_seed(1))
+    assert torch.equal(gpu_masks, masks)
+    got = model(ids.cuda(), masks.cuda(), with_predictions=True)
+    torch.testing.assert_close(got.loss.cpu(), expected.loss, rtol=1e-4, atol=1e-4)
+    assert torch.equal(got.predictions.cpu(), expected.predictions)
+
+
 @pytest.mark.parametrize("objective", ["exlm", "mlm"])
 def test_embeddings_do_not_depend_on_the_batch(tokenizer, objective):
     tok, smiles = tokenizer

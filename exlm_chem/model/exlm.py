@@ -96,7 +96,9 @@ class ExLMModel(nn.Module):
 
     def choose_masks(self, ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Mask positions for pretraining: rate ``config.mask_rate``, at least one per molecule."""
-        return choose_mask_positions(ids, self.config.mask_rate, self.special_ids, generator)
+        # Drawn where ``ids`` is (the CPU in pretraining, with a CPU generator): the same masks
+        # whatever device the model runs on.
+        return choose_mask_positions(ids, self.config.mask_rate, self.special_ids.to(ids.device), generator)
 
     def forward(self, ids: torch.Tensor, mask_positions: torch.Tensor, with_predictions: bool = False) -> PretrainOutput:
         """Pretraining loss of a padded batch ``ids`` (B, L) with ``mask_positions`` (B, L) masked."""
@@ -150,7 +152,7 @@ class ExLMModel(nn.Module):
             predicted = best_token.gather(1, path)  # (B, T)
             inner = target_valid.clone()
             inner[:, 0] = False
-            inner[torch.arange(len(ids)), target_len - 1] = False
+            inner[torch.arange(len(ids), device=ids.device), target_len - 1] = False
             index, valid = pack_selected(inner)
             output.predictions = predicted.gather(1, index)
             output.targets, output.target_valid = targets.gather(1, index), valid
