@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${EXLM_DATA_DIR:-../shared/data}
 OUT=${OUT:-benchmarks/results/moleculenet}
-MLM=${MLM:-runs/ablation-mlm-small/model}
+MLM=${MLM:-runs/default/compare-mlm/model}
 DATASETS=${DATASETS:-bbbp,bace,clintox,tox21,toxcast,sider,esol,freesolv,lipo}
 PROBES=${PROBES:-logreg,rf,deepchem}
 SEEDS=${SEEDS:-0,1,2}

@@ -385,6 +385,12 @@ def run_benchmark(
         metric = "roc_auc" if task_type == "classification" else "rmse"
         for spec in features:
             featurizer = make_featurizer(spec)
+            # Results under the same features name from other weights (a replaced default
+            # model, say) would be averaged with the new ones: drop them.
+            current = [r for r in records if not (r["dataset"] == name and r["features"] == spec.name and r.get("featurizer") != str(featurizer))]
+            if len(current) < len(records):
+                logger.info("%s / %s: dropping %d results of other weights", name, spec.name, len(records) - len(current))
+                records = current
             todo = [
                 (seed, probe)
                 for seed in seeds

@@ -62,6 +62,10 @@ def export_model(run_dir: str | Path, dest: str | Path, dtype: torch.dtype = tor
     return facts
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
 def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> str:
     config = run["model"]
     pretrain = run["pretrain"]
@@ -95,9 +99,9 @@ An ExLM encoder (Zheng et al., ICML 2025) for SMILES, pretrained with exlm-chem'
 | masking | {config['mask_rate']:.0%} of real tokens, at least one per molecule |
 | optimisation | AdamW (0.9, 0.98), peak lr {pretrain['lr']:g}, {pretrain['warmup']:.0%} warm-up then {pretrain['schedule']} decay, batches of {pretrain['batch_tokens']:,} padded tokens, {run['precision']} |
 | steps | {last['step']:,} |
-| tokens seen | {last['tokens']:,} ({last['molecules']:,} molecules, epoch {last['epoch']}) |
+| tokens seen | {last['tokens']:,} ({last['molecules']:,} molecules, {last['molecules'] / run['corpus']['kept']:.2f} passes over the corpus) |
 | hardware | {run.get('hardware', 'not recorded')}, {run['world_size']} process(es) |
-| training time | {last['elapsed'] / 3600:.2f} h |
+| training time | {_duration(last['elapsed'])} (the steps alone, without validation) |
 | final validation masked-token accuracy | {final_val.get('val_accuracy', float('nan')):.4f} (step {final_val.get('step', '-')}) |
 | final validation loss | {final_val.get('val_loss', float('nan')):.4f} |
 | stored as | {facts['dtype']} safetensors; embeddings within {facts['embedding_max_abs_difference']:.1e} of float32 |
@@ -125,6 +129,6 @@ vector. {stereo_note}
 - Trained on drug-like, neutral ZINC molecules without stereochemistry (MOSES, 250-350 Da):
   charged species, stereocentres, metals, peptides and large molecules are outside what it
   has seen. Its vocabulary is {vocabulary}; any other token becomes `<unk>`.
-- A small model trained for hours on a CPU: far less pretraining than the paper's.
+- A small model: {last['tokens'] / 1e6:,.0f}M tokens of pretraining, far less than the paper's.
 - SMILES longer than {config['max_length'] - 2} tokens are truncated.
 """

@@ -88,8 +88,10 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
 
     # --resume keeps what results.json holds and computes only what is missing; the linear
     # probe on DeepChem's deterministic scaffold split gives the same value for every seed.
+    # A result under the same features name from other weights is dropped, not averaged in.
     records[0]["value"] = 0.123
-    (out / "results.json").write_text(json.dumps(records))
+    stale = dict(next(r for r in records if r["features"] == "ecfp"), featurizer="CircularFingerprint_of_other_settings")
+    (out / "results.json").write_text(json.dumps(records + [stale]))
     code, _, err = run_cli(
         "benchmark", "--datasets", "bbbp,esol", "--data-dir", shared_data / "moleculenet", "--features", "ecfp",
         "--probe", "logreg", "--seeds", "0,1", "--out", out, "--resume",
