@@ -481,7 +481,7 @@ def markdown_table(frame) -> str:
         if metric == "roc_auc":
             means = group.groupby(["probe", "features"])["mean"].mean()
             for probe in dict.fromkeys(group["probe"]):
-                cells = [f"{means.get((probe, f), float('nan')):.3f}" for f in feature_order]
+                cells = [f"{means[(probe, f)]:.3f}" if (probe, f) in means else "" for f in feature_order]
                 lines.append(f"| **mean** | {probe} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
