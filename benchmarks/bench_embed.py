@@ -32,6 +32,13 @@ def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / best
 
 
+def random_small_model(smiles) -> ExLMModel:
+    """The `small` preset with random weights (speed does not depend on them), in eval mode,
+    with a vocabulary built from ``smiles``."""
+    tokenizer = SmilesTokenizer.from_corpus(smiles)
+    return ExLMModel(ExLMConfig.from_preset("small", vocab_size=tokenizer.vocab_size), tokenizer).eval()
+
+
 def hf_roberta_time(smiles, tokenizer, config, batch_size) -> float:
     from transformers import RobertaConfig, RobertaModel
 
@@ -67,9 +74,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     smiles, source = benchmark_smiles(args.n, split="test")
-    tokenizer = SmilesTokenizer.from_corpus(smiles)
-    config = ExLMConfig.from_preset("small", vocab_size=tokenizer.vocab_size)
-    model = ExLMModel(config, tokenizer).eval()
+    model = random_small_model(smiles)
+    tokenizer, config = model.tokenizer, model.config
 
     embed(smiles[:500], model)  # warm-up
     start = time.perf_counter()

@@ -16,10 +16,10 @@ import time
 from collections import defaultdict
 
 import torch
-from bench_embed import hf_roberta_time
+from bench_embed import hf_roberta_time, random_small_model
 from common import benchmark_smiles, print_result
 
-from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, embed
+from exlm_chem import embed
 
 GROUPS = {
     "matmul": ("aten::addmm", "aten::mm", "aten::bmm"),
@@ -63,10 +63,9 @@ def main() -> None:
     args = parser.parse_args()
 
     smiles, source = benchmark_smiles(args.n, split="test")
-    tokenizer = SmilesTokenizer.from_corpus(smiles)
-    config = ExLMConfig.from_preset("small", vocab_size=tokenizer.vocab_size)
     torch.manual_seed(0)
-    model = ExLMModel(config, tokenizer).eval()
+    model = random_small_model(smiles)
+    tokenizer, config = model.tokenizer, model.config
     embed(smiles[:500], model, batch_size=args.batch_size)  # warm-up
     hf_roberta_time(smiles[:500], tokenizer, config, args.batch_size)
 

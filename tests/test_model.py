@@ -178,11 +178,16 @@ def tokenizer():
     return SmilesTokenizer.from_corpus(smiles), smiles
 
 
+def seeded_tiny_model(tok, objective):
+    """A `tiny` model in eval mode, with the same weights on every call."""
+    torch.manual_seed(0)
+    return ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, objective=objective)).eval()
+
+
 @pytest.mark.parametrize("objective", ["exlm", "mlm"])
 def test_batch_loss_is_mean_of_molecule_losses(tokenizer, objective):
     tok, smiles = tokenizer
-    torch.manual_seed(0)
-    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, objective=objective)).eval()
+    model = seeded_tiny_model(tok, objective)
     ids = tok.encode_batch(smiles)
     masks = model.choose_masks(ids, torch.Generator().manual_seed(1))
     whole = model(ids, masks).loss
@@ -200,8 +205,7 @@ def test_batch_loss_is_mean_of_molecule_losses(tokenizer, objective):
 def test_a_model_on_the_gpu_takes_cpu_masks_and_matches_the_cpu_loss(tokenizer, objective):
     # Pretraining draws the masks on the CPU (seeded CPU generator) for a model on any device.
     tok, smiles = tokenizer
-    torch.manual_seed(0)
-    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, objective=objective)).eval()
+    model = seeded_tiny_model(tok, objective)
     ids = tok.encode_batch(smiles)
     masks = model.choose_masks(ids, torch.Generator().manual_seed(1))
     expected = model(ids, masks, with_predictions=True)
@@ -216,8 +220,7 @@ def test_a_model_on_the_gpu_takes_cpu_masks_and_matches_the_cpu_loss(tokenizer, 
 @pytest.mark.parametrize("objective", ["exlm", "mlm"])
 def test_embeddings_do_not_depend_on_the_batch(tokenizer, objective):
     tok, smiles = tokenizer
-    torch.manual_seed(0)
-    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, objective=objective)).eval()
+    model = seeded_tiny_model(tok, objective)
     ids = tok.encode_batch(smiles)
     together = model.embed_states(ids).pooled
     for i, s in enumerate(smiles):
