@@ -59,7 +59,7 @@ def main() -> None:
     for name, (file, column) in DATASETS.items():
         written = [s.strip() for s in pd.read_csv(data / "moleculenet" / file)[column].astype(str)]
         written = [s for s in written if parse_smiles(s) is not None]
-        embedded = [p for p in prepare_smiles(written, model.tokenizer) if p is not None]
+        embedded = [p for p in prepare_smiles(written, model.tokenizer).smiles if p is not None]
         as_written, as_embedded = coverage(written, vocabulary), coverage(embedded, vocabulary)
         result[name] = {
             "molecules": len(written),

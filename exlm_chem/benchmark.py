@@ -304,7 +304,7 @@ def finetune_predictions(model_dir, task_type, train, valid, test, seed, random_
 
     # The SMILES as embedding reads them (the featurizer already dropped those it cannot read).
     def model_smiles(dataset) -> list[str]:
-        return [p or s for p, s in zip(prepare_smiles(list(dataset.ids), tokenizer), dataset.ids)]
+        return [p or s for p, s in zip(prepare_smiles(list(dataset.ids), tokenizer).smiles, dataset.ids)]
 
     train_smiles, valid_smiles, test_smiles = (model_smiles(d) for d in (train, valid, test))
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import copy
-import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from .environment import resolve_device
 from .errors import InputError
 from .model import ExLMModel, load_model_directory
 
@@ -27,6 +28,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
     The tokenizer comes with it as ``model.tokenizer``. The model is in eval mode. Each call
     returns a model of its own: fine-tuning one leaves the next one as shipped.
     """
+    device = resolve_device(device)
     if path is None:
         # The default model is read once per process; callers get copies.
         return copy.deepcopy(_load_default_model(str(device) if device is not None else None))
@@ -41,7 +43,9 @@ def _load_default_model(device: str | None) -> ExLMModel:
 
 
 def resolve_model(model: ExLMModel | str | Path | None, device=None) -> ExLMModel:
-    """An ExLMModel as given, or loaded from a directory / the default."""
+    """An ExLMModel as given, or loaded from a directory / the default, on ``device``
+    (see `resolve_device`)."""
+    device = resolve_device(device)
     if isinstance(model, ExLMModel):
         if model.tokenizer is None:
             raise InputError("the model has no tokenizer attached; load it with exlm_chem.load_model")
@@ -62,9 +66,31 @@ def model_fingerprint(model: ExLMModel) -> str:
     return digest.hexdigest()[:16]
 
 
-def prepare_smiles(smiles: Sequence[str], tokenizer, canonicalize: bool = True) -> list[str | None]:
-    """The SMILES the model reads for each input; None where RDKit cannot parse it or it cannot
-    be tokenized.
+class PreparedSmiles(NamedTuple):
+    """What the model reads for each input SMILES, or why it cannot read it."""
+
+    smiles: list[str | None]  # None where the molecule is invalid
+    errors: list[str | None]  # the reason, None where valid
+
+
+def smiles_problem(text) -> str | None:
+    """Why a text cannot be a SMILES before RDKit looks at it, or None."""
+    if not isinstance(text, str):
+        return f"not a string but {type(text).__name__}"
+    stripped = text.strip()
+    if not stripped:
+        return "empty SMILES"
+    if any(c.isspace() for c in stripped):
+        # RDKit would read the text after a space as the molecule's name and drop it.
+        return "whitespace inside the SMILES"
+    return None
+
+
+def prepare_smiles(smiles: Sequence[str], tokenizer, canonicalize: bool = True) -> PreparedSmiles:
+    """The SMILES the model reads for each input, or the reason it is invalid.
+
+    Invalid: not a string, empty, whitespace inside (``C C`` is not methane), not parsed by
+    RDKit, or not tokenizable.
 
     canonicalize: write RDKit's canonical SMILES, the form the pretraining corpus is in, so
     that every way of writing a molecule gets the same vector; stereochemistry is kept only
@@ -79,15 +105,22 @@ def prepare_smiles(smiles: Sequence[str], tokenizer, canonicalize: bool = True) 
 
     stereo = any("@" in token or token in ("/", "\\") for token in tokenizer.id_to_token)
     prepared: list[str | None] = []
+    errors: list[str | None] = []
     for s in smiles:
-        text = s.strip() if isinstance(s, str) else ""
-        mol = parse_smiles(text) if text else None
-        if mol is None:
-            prepared.append(None)
-            continue
-        candidates = [Chem.MolToSmiles(mol, isomericSmiles=stereo), text] if canonicalize else [text]
-        prepared.append(next((c for c in candidates if _tokenizes(c, tokenizer)), None))
-    return prepared
+        problem = smiles_problem(s)
+        mol = parse_smiles(s.strip()) if problem is None else None
+        if problem is None and mol is None:
+            problem = "RDKit cannot parse it"
+        choice = None
+        if problem is None:
+            text = s.strip()
+            candidates = [Chem.MolToSmiles(mol, isomericSmiles=stereo), text] if canonicalize else [text]
+            choice = next((c for c in candidates if _tokenizes(c, tokenizer)), None)
+            if choice is None:
+                problem = "cannot be tokenized"
+        prepared.append(choice)
+        errors.append(problem)
+    return PreparedSmiles(prepared, errors)
 
 
 def _tokenizes(smiles: str, tokenizer) -> bool:
@@ -98,8 +131,65 @@ def _tokenizes(smiles: str, tokenizer) -> bool:
     return True
 
 
+class Embedded(NamedTuple):
+    """Vectors of a list of molecules in input order, with what was lost reading each."""
+
+    vectors: np.ndarray  # (n, d) float32; NaN rows for invalid molecules
+    errors: list[str | None]  # why a molecule is invalid, None where valid
+    unknown_atoms: np.ndarray  # (n,) int: tokens outside the vocabulary, read as <unk>
+    truncated: np.ndarray  # (n,) bool: cut to the model's max_length
+    fallback_atoms: np.ndarray  # (n,) int: atoms read as a nearby known token (none yet)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.array([e is None for e in self.errors], dtype=bool)
+
+    def first_not_read_in_full(self) -> int | None:
+        """Index of the first valid molecule with an unknown atom or truncated, or None."""
+        lossy = np.flatnonzero(self.valid & ((self.unknown_atoms > 0) | self.truncated))
+        return int(lossy[0]) if len(lossy) else None
+
+    def not_read_in_full_reason(self, i: int) -> str:
+        if self.unknown_atoms[i]:
+            return f"{self.unknown_atoms[i]} tokens outside the model's vocabulary"
+        return "longer than the model's maximum length"
+
+    def summary(self, max_length: int) -> str | None:
+        """One line on the valid molecules the model could not read in full, or None."""
+        valid = self.valid
+        unknown = int(np.count_nonzero(self.unknown_atoms[valid]))
+        truncated = int(np.count_nonzero(self.truncated[valid]))
+        fallback = int(np.count_nonzero(self.fallback_atoms[valid]))
+        parts = []
+        if unknown:
+            parts.append(f"{unknown} with atoms outside the model's vocabulary (read as <unk>)")
+        if fallback:
+            parts.append(f"{fallback} with atoms read as a nearby known token")
+        if truncated:
+            parts.append(f"{truncated} truncated to {max_length} tokens")
+        return f"of {int(valid.sum())} valid molecules, " + "; ".join(parts) if parts else None
+
+
+def embed_molecules(
+    smiles: Sequence[str], model: ExLMModel, pooling: str, batch_size: int, precision: str, canonicalize: bool
+) -> Embedded:
+    """Prepare, embed the valid molecules, and put them back in input order: the one path
+    behind `embed`, `embed_file` and `ExLMFeaturizer`."""
+    prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
+    n = len(prepared.smiles)
+    vectors = np.full((n, model.config.hidden_size), np.nan, dtype=np.float32)
+    unknown = np.zeros(n, dtype=np.int64)
+    truncated = np.zeros(n, dtype=bool)
+    good = np.array([i for i, p in enumerate(prepared.smiles) if p is not None], dtype=np.int64)
+    if len(good):
+        vectors[good], unknown[good], truncated[good] = _embed_prepared(
+            [prepared.smiles[i] for i in good], model, pooling, batch_size, precision
+        )
+    return Embedded(vectors, prepared.errors, unknown, truncated, np.zeros(n, dtype=np.int64))
+
+
 def embed(
-    smiles: Iterable[str],
+    smiles: Iterable[str] | str,
     model: ExLMModel | str | Path | None = None,
     pooling: str = "mean",
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -107,41 +197,49 @@ def embed(
     precision: str = "fp32",
     errors: str = "warn",
     canonicalize: bool = True,
+    strict_atoms: bool = False,
 ) -> np.ndarray:
     """Embed SMILES as an (n, d) float32 array, rows in input order.
 
-    Molecules are embedded in batches of similar length (sorted, embedded, put back in order)
-    under ``torch.inference_mode``. A SMILES that RDKit cannot parse (or that cannot be
-    tokenized) gets a row of NaN and a warning listing the indices (``errors="warn"``), a row of
-    NaN silently (``"ignore"``), or an InputError (``"raise"``).
+    A single string is one molecule: ``embed("CCO")`` has shape (1, d).
 
-    precision: ``fp32`` (reproducible across runs and batch sizes) or ``bf16`` (autocast, the
-    fast path on CPUs and GPUs with native bf16 matrix maths).
+    Molecules are embedded in batches of similar length (sorted, embedded, put back in order)
+    under ``torch.inference_mode``. A SMILES that is invalid (see `prepare_smiles`) gets a row
+    of NaN and a warning listing the indices (``errors="warn"``), a row of NaN silently
+    (``"ignore"``), or an InputError (``"raise"``). Molecules with atoms outside the model's
+    vocabulary or cut at its maximum length are embedded and counted in one warning (unless
+    ``errors="ignore"``); ``strict_atoms=True`` raises an InputError naming the first instead.
+
+    precision: ``fp32`` (reproducible across runs and batch sizes) or ``bf16`` (the fast path
+    on CPUs and GPUs with native bf16 matrix maths).
 
     canonicalize: embed RDKit's canonical SMILES of each molecule (see `prepare_smiles`), so
     that different SMILES of one molecule get the same vector; False embeds the text as given.
     """
     if errors not in ("warn", "ignore", "raise"):
         raise InputError(f"errors must be 'warn', 'ignore' or 'raise', not {errors!r}")
-    smiles = list(smiles)
+    smiles = [smiles] if isinstance(smiles, str) else list(smiles)
     model = resolve_model(model, device)
-    prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
-    valid = np.array([p is not None for p in prepared], dtype=bool)
-    invalid = np.flatnonzero(~valid)
-    if len(invalid):
-        if errors == "raise":
-            raise InputError(f"invalid SMILES at index {invalid[0]}: {smiles[invalid[0]]!r}")
-        if errors == "warn":
-            shown = ", ".join(map(str, invalid[:20])) + (" ..." if len(invalid) > 20 else "")
-            warnings.warn(f"{len(invalid)} invalid SMILES got NaN embeddings (indices {shown})", stacklevel=2)
-    out = np.full((len(smiles), model.config.hidden_size), np.nan, dtype=np.float32)
-    good = np.flatnonzero(valid)
-    out[good] = embed_valid([prepared[i] for i in good], model, pooling, batch_size, precision)
-    return out
+    result = embed_molecules(smiles, model, pooling, batch_size, precision, canonicalize)
+    invalid = np.flatnonzero(~result.valid)
+    if len(invalid) and errors == "raise":
+        i = int(invalid[0])
+        raise InputError(f"invalid SMILES at index {i} ({result.errors[i]}): {smiles[i]!r}")
+    if len(invalid) and errors == "warn":
+        shown = ", ".join(map(str, invalid[:20])) + (" ..." if len(invalid) > 20 else "")
+        warnings.warn(f"{len(invalid)} invalid SMILES got NaN embeddings (indices {shown})", stacklevel=2)
+    if strict_atoms:
+        i = result.first_not_read_in_full()
+        if i is not None:
+            raise InputError(f"SMILES at index {i} is not read in full ({result.not_read_in_full_reason(i)}): {smiles[i]!r}")
+    lossy = result.summary(model.config.max_length)
+    if lossy and errors != "ignore":
+        warnings.warn(lossy, stacklevel=2)
+    return result.vectors
 
 
-def embed_valid(smiles: Sequence[str], model: ExLMModel, pooling: str, batch_size: int, precision: str) -> np.ndarray:
-    """Embeddings of SMILES already prepared by `prepare_smiles` (no checks), in input order."""
+def _embed_prepared(smiles: Sequence[str], model: ExLMModel, pooling: str, batch_size: int, precision: str):
+    """Vectors, unknown-token counts and truncation flags of SMILES prepared by `prepare_smiles`."""
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if batch_size < 1:
@@ -155,27 +253,29 @@ def embed_valid(smiles: Sequence[str], model: ExLMModel, pooling: str, batch_siz
     # Sort by length so that each batch holds molecules of similar size.
     order = np.argsort([len(s) for s in smiles], kind="stable")
     out = np.empty((len(smiles), model.config.hidden_size), dtype=np.float32)
+    unknown = np.zeros(len(smiles), dtype=np.int64)
+    truncated = np.zeros(len(smiles), dtype=bool)
     was_training = model.training
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            ids = tokenizer.encode_batch([smiles[i] for i in rows]).to(device)
-            pooled = model.embed_states(ids, pooling=pooling).pooled
+            ids, report = tokenizer.encode_batch_with_report([smiles[i] for i in rows])
+            pooled = model.embed_states(ids.to(device), pooling=pooling).pooled
             out[rows] = pooled.float().cpu().numpy()
+            unknown[rows], truncated[rows] = report.unknown_tokens, report.truncated
     model.train(was_training)
-    return out
+    return out, unknown, truncated
 
 
 # -- files ---------------------------------------------------------------------------------------
 
 
 def default_output_path(input_path: Path) -> Path:
-    """``molecules.csv.gz`` -> ``molecules.embeddings.parquet`` beside it."""
-    name = input_path.name
-    for suffix in reversed(input_path.suffixes):
-        name = name.removesuffix(suffix)
-    return input_path.with_name(f"{name}.embeddings.parquet")
+    """``screen.plate1.csv.gz`` -> ``screen.plate1.embeddings.parquet`` beside it."""
+    from .io import molecule_file_stem
+
+    return input_path.with_name(f"{molecule_file_stem(input_path)}.embeddings.parquet")
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -191,21 +291,36 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return index, count
 
 
+_NPY_HEADER_BYTES = 128  # room for any (rows, dim) shape, so the header is rewritten in place
+
+
+def _npy_header(rows: int, dim: int) -> bytes:
+    """A .npy version 1.0 header of fixed size for a C-ordered float32 (rows, dim) array."""
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
+    body = text.ljust(_NPY_HEADER_BYTES - 10 - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
+
+
 class _EmbeddingWriter:
-    """Appends chunks of (ids, smiles, valid, vectors) to a temporary file in one format."""
+    """Appends chunks of rows (id, smiles, flags, vector) to a temporary file in one format."""
 
     def __init__(self, path: Path, suffix: str, dim: int):
         self.path, self.suffix, self.dim, self.rows = path, suffix, dim, 0
         self._parquet = None
-        self._raw = open(path, "wb") if suffix == ".npy" else None
+        self._raw = None
+        if suffix == ".npy":
+            # The header's row count is written again when the file is complete.
+            self._raw = open(path, "wb")
+            self._raw.write(_npy_header(0, dim))
 
-    def write(self, ids, smiles, valid, vectors) -> None:
+    def write(self, columns: dict, vectors: np.ndarray) -> None:
+        """``columns``: per-row values (id, smiles, valid, ...) in output order."""
         if self.suffix == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), self.dim)
-            table = pa.table({"id": pa.array(ids, pa.string()), "smiles": pa.array(smiles, pa.string()), "valid": pa.array(valid), "embedding": embedding})
+            table = pa.table({**columns, "embedding": embedding})
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.path, table.schema)
             self._parquet.write_table(table)
@@ -214,10 +329,7 @@ class _EmbeddingWriter:
         else:
             import pandas as pd
 
-            frame = pd.DataFrame(vectors, columns=[f"exlm_{i}" for i in range(self.dim)])
-            frame.insert(0, "valid", valid)
-            frame.insert(0, "smiles", smiles)
-            frame.insert(0, "id", ids)
+            frame = pd.concat([pd.DataFrame(columns), pd.DataFrame(vectors, columns=[f"exlm_{i}" for i in range(self.dim)])], axis=1)
             frame.to_csv(self.path, mode="a", header=self.rows == 0, index=False, float_format="%.7g")
         self.rows += len(vectors)
 
@@ -225,15 +337,9 @@ class _EmbeddingWriter:
         if self._parquet is not None:
             self._parquet.close()
         if self._raw is not None:
+            self._raw.seek(0)
+            self._raw.write(_npy_header(self.rows, self.dim))
             self._raw.close()
-            # Prepend the .npy header now that the row count is known, streaming the rows.
-            raw = self.path.with_suffix(".raw")
-            self.path.rename(raw)
-            with open(self.path, "wb") as out, open(raw, "rb") as source:
-                np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": (self.rows, self.dim)})
-                while block := source.read(1 << 24):
-                    out.write(block)
-            raw.unlink()
 
 
 def embed_file(
@@ -251,17 +357,27 @@ def embed_file(
     shard: tuple[int, int] | None = None,
     chunk_size: int = 10_000,
     progress: bool | None = None,
+    overwrite: bool = False,
+    strict_atoms: bool = False,
 ) -> dict:
     """Embed a molecule file into ``.parquet``, ``.npy`` or ``.csv`` (chosen by extension).
 
     Streams: chunks are read, embedded and appended, so memory stays flat on any file size.
     invalid: ``keep`` (rows flagged invalid with NaN vectors), ``skip`` (dropped) or ``strict``
-    (InputError at the first, naming its row). canonicalize: as in `embed`; the output keeps
-    the SMILES as read. shard (I, N): only the I-th of N contiguous
-    slices of the input. The output appears only when complete (temp file + rename).
-    Returns counts: molecules written, invalid, and the output path.
+    (InputError at the first, naming its row). strict_atoms: InputError at the first molecule
+    with an atom outside the model's vocabulary or longer than its maximum length.
+    canonicalize: as in `embed`; the output keeps the SMILES as read. shard (I, N): only the
+    I-th of N contiguous slices of the input.
+
+    The output (default: ``INPUT-STEM.embeddings.parquet`` beside the input) may not be the
+    input; an existing file is replaced only with ``overwrite``, and only once the new one is
+    complete (temp file + rename). Parquet and CSV outputs carry, per molecule, ``valid``,
+    ``unknown_atoms``, ``fallback_atoms`` and ``truncated`` beside the vector.
+    Returns counts: molecules read, written, invalid, with unknown atoms, truncated, and the
+    output path.
     """
-    from .io import atomic_path, check_writable_dir, read_molecule_chunks
+    from .io import atomic_path, check_output_file, estimate_records, read_molecule_chunks
+    from .progress import Progress
 
     if invalid not in ("keep", "skip", "strict"):
         raise InputError(f"invalid must be 'keep', 'skip' or 'strict', not {invalid!r}")
@@ -270,20 +386,17 @@ def embed_file(
     suffix = output_path.suffix.lower()
     if suffix not in OUTPUT_FORMATS:
         raise InputError(f"{output_path}: output must end in {', '.join(OUTPUT_FORMATS)}")
-    check_writable_dir(output_path.parent if str(output_path.parent) else Path("."))
+    check_output_file(output_path, [input_path], overwrite)
     model = resolve_model(model, device)
     reader = dict(smiles_column=smiles_column, id_column=id_column, chunk_size=chunk_size, errors="keep")
     first, last = 0, None
     if shard is not None:
         total = sum(len(chunk) for chunk in read_molecule_chunks(input_path, **reader))
         first, last = total * shard[0] // shard[1], total * (shard[0] + 1) // shard[1]
-    show = sys.stderr.isatty() if progress is None else progress
-    counts = {"molecules": 0, "invalid": 0, "written": 0}
-    from tqdm import tqdm
-
-    bar = tqdm(total=(last - first) if last is not None else None, unit="mol", disable=not show, file=sys.stderr)
+    expected = last - first if last is not None else estimate_records(input_path)
+    counts = {"molecules": 0, "written": 0, "invalid": 0, "unknown_atoms": 0, "fallback_atoms": 0, "truncated": 0}
     seen = 0
-    with atomic_path(output_path) as tmp:
+    with atomic_path(output_path) as tmp, Progress(expected, "molecules", enabled=progress) as bar:
         writer = _EmbeddingWriter(tmp, suffix, model.config.hidden_size)
         try:
             for chunk in read_molecule_chunks(input_path, **reader):
@@ -293,24 +406,38 @@ def embed_file(
                 if not chunk:
                     continue
                 smiles = [r.smiles for r in chunk]
-                prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
-                valid = np.array([p is not None and r.error is None for p, r in zip(prepared, chunk)], dtype=bool)
+                result = embed_molecules(smiles, model, pooling, batch_size, precision, canonicalize)
+                errors = [r.error or e for r, e in zip(chunk, result.errors)]
+                valid = np.array([e is None for e in errors], dtype=bool)
                 if invalid == "strict" and not valid.all():
-                    record = chunk[int(np.flatnonzero(~valid)[0])]
-                    reason = record.error or "not a valid SMILES"
-                    raise InputError(f"{input_path}: row {record.row}: {reason}: {record.smiles[:80]!r}")
-                vectors = np.full((len(chunk), model.config.hidden_size), np.nan, dtype=np.float32)
-                good = np.flatnonzero(valid)
-                vectors[good] = embed_valid([prepared[i] for i in good], model, pooling, batch_size, precision)
-                keep = good if invalid == "skip" else np.arange(len(chunk))
-                writer.write([chunk[i].id for i in keep], [smiles[i] for i in keep], valid[keep], vectors[keep])
+                    i = int(np.flatnonzero(~valid)[0])
+                    raise InputError(f"{input_path}: row {chunk[i].row}: {errors[i]}: {chunk[i].smiles[:80]!r}")
+                lossy = valid & ((result.unknown_atoms > 0) | result.truncated)
+                if strict_atoms and lossy.any():
+                    i = int(np.flatnonzero(lossy)[0])
+                    raise InputError(
+                        f"{input_path}: row {chunk[i].row}: not read in full ({result.not_read_in_full_reason(i)}): "
+                        f"{chunk[i].smiles[:80]!r}; drop --strict-atoms to embed it anyway"
+                    )
+                keep = np.flatnonzero(valid) if invalid == "skip" else np.arange(len(chunk))
+                columns = {
+                    "id": [chunk[i].id for i in keep],
+                    "smiles": [smiles[i] for i in keep],
+                    "valid": valid[keep],
+                    "unknown_atoms": result.unknown_atoms[keep],
+                    "fallback_atoms": result.fallback_atoms[keep],
+                    "truncated": result.truncated[keep],
+                }
+                writer.write(columns, result.vectors[keep])
                 counts["molecules"] += len(chunk)
                 counts["invalid"] += int((~valid).sum())
                 counts["written"] += len(keep)
+                counts["unknown_atoms"] += int(np.count_nonzero(valid & (result.unknown_atoms > 0)))
+                counts["fallback_atoms"] += int(np.count_nonzero(valid & (result.fallback_atoms > 0)))
+                counts["truncated"] += int(np.count_nonzero(valid & result.truncated))
                 bar.update(len(chunk))
         finally:
             writer.close()
-            bar.close()
         if counts["written"] == 0:
             raise InputError(f"{input_path}: no valid molecules to write")
     counts["output"] = str(output_path)

@@ -21,6 +21,29 @@ def default_model_dir() -> Path:
     return DEFAULT_MODEL_DIR
 
 
+def resolve_device(device):
+    """A torch.device from ``cpu``, ``cuda``, ``cuda:N``, ``auto`` (a GPU where there is one)
+    or a torch.device; None stays None (the model's own device). InputError for anything else,
+    or for a GPU this machine does not have."""
+    import torch
+
+    if device is None or isinstance(device, torch.device):
+        return device
+    text = str(device).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise InputError(f"--device must be cpu, cuda, cuda:N or auto, not {device!r}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build of torch" if torch.version.cuda is None else "no CUDA GPU visible"
+            raise InputError(f"--device {device}: CUDA is not available here ({build}); use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device(text)
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has bf16 matrix instructions (AMX or AVX-512 BF16)."""
     try:

@@ -11,7 +11,7 @@ import logging
 import numpy as np
 from deepchem.feat import MolecularFeaturizer
 
-from .embedding import DEFAULT_BATCH_SIZE, embed_valid, model_fingerprint, prepare_smiles, resolve_model
+from .embedding import DEFAULT_BATCH_SIZE, embed_molecules, model_fingerprint, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -53,19 +53,17 @@ class ExLMFeaturizer(MolecularFeaturizer):
             datapoints = [datapoints]
         smiles = [Chem.MolToSmiles(p) if isinstance(p, Chem.Mol) else p for p in datapoints]
         model = self._model()
-        prepared = prepare_smiles(smiles, model.tokenizer, self.canonicalize)
-        valid = np.array([p is not None for p in prepared], dtype=bool)
-        vectors = embed_valid([p for p in prepared if p is not None], model, self.pooling, self.batch_size, self.precision)
+        result = embed_molecules(smiles, model, self.pooling, self.batch_size, self.precision, self.canonicalize)
+        lossy = result.summary(model.config.max_length)
+        if lossy:
+            logger.warning("ExLMFeaturizer: %s", lossy)
+        valid = result.valid
         if valid.all():
-            return vectors
-        features, rows = [], iter(vectors)
-        for i, (s, ok) in enumerate(zip(smiles, valid)):
-            if ok:
-                features.append(next(rows))
-            else:
-                logger.warning("Failed to featurize datapoint %d, %s. Appending empty array", i, s)
-                features.append(np.array([]))
-        return np.asarray(features, dtype=object)
+            return result.vectors
+        failed = np.flatnonzero(~valid)
+        shown = ", ".join(f"{i} ({result.errors[i]})" for i in failed[:10]) + (" ..." if len(failed) > 10 else "")
+        logger.warning("ExLMFeaturizer: %d of %d molecules cannot be featurized, given empty arrays: %s", len(failed), len(smiles), shown)
+        return np.asarray([v if ok else np.array([]) for v, ok in zip(result.vectors, valid)], dtype=object)
 
     def _featurize(self, datapoint, **kwargs) -> np.ndarray:
         return self.featurize([datapoint])[0]

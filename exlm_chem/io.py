@@ -18,9 +18,11 @@ record number in SDF files) so that errors can name it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -52,7 +54,8 @@ def _base_suffix(path: Path) -> str:
 def _open_text(path: Path):
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     # Undecodable bytes become U+FFFD so that the record holding them can be named.
-    return opener(path, "rt", encoding="utf-8", errors="replace", newline="")
+    # utf-8-sig: a byte-order mark at the start is not part of the first SMILES.
+    return opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="")
 
 
 def _check_readable(path: Path) -> None:
@@ -108,7 +111,7 @@ def _read_table(path, smiles_column, id_column, chunk_size, max_chars) -> Iterat
         columns = list(pd.read_csv(path, nrows=0, **options).columns)
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: file is empty") from None
-    except (pd.errors.ParserError, EOFError, OSError) as exc:
+    except (pd.errors.ParserError, EOFError, OSError, zlib.error) as exc:
         raise InputError(f"{path}: cannot read as a table: {exc}") from None
     smiles_column = _resolve_column(path, columns, smiles_column, "SMILES")
     if id_column is not None:
@@ -124,7 +127,7 @@ def _read_table(path, smiles_column, id_column, chunk_size, max_chars) -> Iterat
                 for i, (mol_id, s) in enumerate(zip(ids, smiles_values))
             ]
             row += len(frame)
-    except (pd.errors.ParserError, EOFError, OSError) as exc:
+    except (pd.errors.ParserError, EOFError, OSError, zlib.error) as exc:
         raise InputError(f"{path}: cannot read as a table near row {row}: {exc}") from None
 
 
@@ -156,26 +159,28 @@ def _read_lines(path, max_chars) -> Iterator[MoleculeRecord]:
                 else:
                     smiles, mol_id = fields[0], fields[1] if len(fields) > 1 else str(row)
                 yield _make_record(path, row, mol_id, smiles, max_chars)
-    except (EOFError, OSError) as exc:
+    except (EOFError, OSError, zlib.error) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
 
 
 def _read_sdf(path, id_column, max_chars) -> Iterator[MoleculeRecord]:
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem, rdBase
 
-    RDLogger.DisableLog("rdApp.*")
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     prop = id_column or "_Name"
+    row = 0
     try:
-        with opener(path, "rb") as handle:
+        with opener(path, "rb") as handle, rdBase.BlockLogs():
             for row, mol in enumerate(Chem.ForwardSDMolSupplier(handle), start=1):
                 if mol is None:
                     yield MoleculeRecord(row, str(row), "", "RDKit cannot read this SDF record")
                 else:
                     mol_id = mol.GetProp(prop) if mol.HasProp(prop) else ""
                     yield _make_record(path, row, mol_id or str(row), Chem.MolToSmiles(mol), max_chars)
-    except (EOFError, OSError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
+    except (EOFError, OSError, zlib.error, RuntimeError, SystemError) as exc:
+        # A damaged or truncated (gzipped) file; RDKit's reader raises SystemError for it.
+        reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+        raise InputError(f"{path}: cannot read after record {row}: {reason}") from None
 
 
 def read_molecule_chunks(
@@ -215,6 +220,25 @@ def read_molecule_chunks(
         raise InputError(f"{path}: no molecules found")
 
 
+def estimate_records(path: str | os.PathLike) -> int:
+    """About how many molecules a file holds, counted cheaply: its lines (less a table's
+    header) or its SDF record ends. For progress reports, not for logic."""
+    path = Path(path)
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    suffix = _base_suffix(path)
+    count = 0
+    try:
+        with opener(path, "rb") as handle:
+            if suffix in (".sdf", ".sd"):
+                count = sum(line.startswith(b"$$$$") for line in handle)
+            else:
+                while block := handle.read(1 << 24):
+                    count += block.count(b"\n")
+    except (EOFError, OSError, zlib.error):
+        pass  # the reader itself reports a damaged file, with its row
+    return max(count - (suffix in (".csv", ".tsv")), 0)
+
+
 def read_molecules(path: str | os.PathLike, **options) -> Iterator[MoleculeRecord]:
     """Stream a molecule file record by record (options as in `read_molecule_chunks`)."""
     for chunk in read_molecule_chunks(path, **options):
@@ -226,7 +250,23 @@ def read_smiles(path: str | os.PathLike, **options) -> list[str]:
     return [record.smiles for record in read_molecules(path, **options)]
 
 
-# -- atomic writing -----------------------------------------------------------------------
+# -- writing ------------------------------------------------------------------------------
+
+# Format suffixes that a derived output name drops (``screen.plate1.csv.gz`` -> ``screen.plate1``).
+MOLECULE_SUFFIXES = (".csv", ".tsv", ".smi", ".smiles", ".txt", ".sdf", ".sd")
+# Errors of the disk we write to, reported as one line naming the file.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+def molecule_file_stem(path: Path) -> str:
+    """The name without ``.gz`` and a molecule-format suffix; other dots are kept."""
+    name = path.name
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    for suffix in MOLECULE_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def check_writable_dir(directory: Path, what: str = "output") -> None:
@@ -237,22 +277,57 @@ def check_writable_dir(directory: Path, what: str = "output") -> None:
         raise InputError(f"{directory}: {what} folder is not writable")
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """True when two paths name one file: the same path, or through symbolic or hard links."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def check_output_file(path: Path, inputs=(), overwrite: bool = False, flag: str = "--overwrite") -> None:
+    """Refuse, before any work, an output file that would destroy something.
+
+    The output may not be one of ``inputs`` (a symlink to an input included), nor a folder;
+    an existing file is replaced only with ``overwrite``; its folder must exist and be
+    writable.
+    """
+    for source in inputs:
+        if same_file(path, Path(source)):
+            raise InputError(f"{path}: is the input file {source}; choose another output")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give an output file name")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: already exists; pass {flag} to replace it")
+    check_writable_dir(path.parent if str(path.parent) else Path("."))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    On any exception (Ctrl-C included) the temporary file is removed, so ``path`` is either
-    the complete new file or untouched.
+    On any exception (Ctrl-C and a full disk included) the temporary file is removed, so
+    ``path`` is either the complete new file or untouched. Errors of the disk being written
+    (full, read-only, over quota) become an InputError naming ``path``.
     """
     path = Path(path)
     check_writable_dir(path.parent if str(path.parent) else Path("."))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write there ({exc.strerror})") from None
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno in _WRITE_ERRNOS or exc.errno in (errno.EISDIR, errno.ENOTDIR):
+            raise InputError(f"{path}: cannot write ({exc.strerror})") from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -52,7 +52,7 @@ def export_model(run_dir: str | Path, dest: str | Path, dtype: torch.dtype = tor
     model, step = load_run_model(run_dir)
     save_model(model, dest, dtype=dtype)
     stored = load_model_directory(dest)
-    difference = float(np.abs(embed(CHECK_SMILES, stored) - embed(CHECK_SMILES, model)).max())
+    difference = float(np.abs(embed(CHECK_SMILES, stored, errors="ignore") - embed(CHECK_SMILES, model, errors="ignore")).max())
     if (run_dir / "curves.png").exists():
         shutil.copyfile(run_dir / "curves.png", dest / "curves.png")
     run = json.loads((run_dir / "run.json").read_text())

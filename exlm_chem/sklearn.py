@@ -12,8 +12,10 @@ from .embedding import DEFAULT_BATCH_SIZE, embed, resolve_model
 class ExLMTransformer(TransformerMixin, BaseEstimator):
     """Embed SMILES with an ExLM model; drops into Pipeline and GridSearchCV.
 
-    X: a sequence of SMILES, a pandas Series, or a one-column DataFrame/array.
-    Invalid SMILES give NaN rows (``errors="ignore"``) or an error (``errors="raise"``).
+    X: a sequence of SMILES, a pandas Series, a one-column DataFrame/array, or one SMILES
+    string (one row). An invalid SMILES raises an error naming its row and the reason
+    (``errors="raise"``, the default: scikit-learn estimators downstream reject NaN), or gives
+    a NaN row (``errors="ignore"``, for a pipeline that imputes or drops them).
 
     Parameters
     ----------
@@ -29,7 +31,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         batch_size: int = DEFAULT_BATCH_SIZE,
         device=None,
         precision: str = "fp32",
-        errors: str = "ignore",
+        errors: str = "raise",
         canonicalize: bool = True,
     ):
         self.model = model
@@ -62,7 +64,9 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         return tags
 
 
-def _as_smiles(X) -> list[str]:
+def _as_smiles(X) -> list:
+    if isinstance(X, str):
+        return [X]
     if hasattr(X, "columns"):  # DataFrame
         if X.shape[1] != 1:
             raise ValueError(f"ExLMTransformer takes one column of SMILES, got {X.shape[1]} columns")
@@ -72,4 +76,4 @@ def _as_smiles(X) -> list[str]:
         if array.shape[1] != 1:
             raise ValueError(f"ExLMTransformer takes one column of SMILES, got shape {array.shape}")
         array = array[:, 0]
-    return [str(s) for s in array]
+    return list(array)  # anything but a string is reported as invalid, with its row

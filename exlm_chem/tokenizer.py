@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -92,6 +93,13 @@ def randomize_smiles(smiles: str, seed: int = -1) -> str:
     if mol is None:
         raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
     return Chem.MolToRandomSmilesVect(mol, 1, randomSeed=seed)[0]
+
+
+class EncodingReport(NamedTuple):
+    """What encoding lost, per SMILES of a batch."""
+
+    unknown_tokens: np.ndarray  # int: tokens outside the vocabulary, read as <unk>
+    truncated: np.ndarray  # bool: cut to the tokenizer's max_length
 
 
 class SmilesTokenizer:
@@ -221,6 +229,10 @@ class SmilesTokenizer:
 
         Raises ValueError for a SMILES that cannot be tokenized.
         """
+        return self.encode_batch_with_report(smiles, max_length)[0]
+
+    def encode_batch_with_report(self, smiles: Sequence[str], max_length: int | None = None) -> tuple[torch.Tensor, EncodingReport]:
+        """`encode_batch`, and per SMILES how many tokens became ``<unk>`` and whether it was cut."""
         max_length = max_length or self.max_length
         limit = max_length - 2
         flat = self._flat_ids(smiles)
@@ -240,18 +252,17 @@ class SmilesTokenizer:
         is_token = ~separator
         lengths = np.bincount(row[is_token], minlength=batch)
         keep = is_token & (column <= limit)
-        truncated = int(np.count_nonzero(lengths > limit))
+        truncated = lengths > limit
         lengths = np.minimum(lengths, limit)
-        unknown = int(np.count_nonzero(flat[keep] == self.unk_id))
-        self.unknown_count += unknown
-        if truncated:
-            self.truncated_count += truncated
-            logger.warning("truncated %d of %d SMILES to %d tokens", truncated, batch, max_length)
+        # Unknown tokens are counted over the whole SMILES, the part cut off included.
+        unknown = np.bincount(row[is_token & (flat == self.unk_id)], minlength=batch)
+        self.unknown_count += int(unknown.sum())
+        self.truncated_count += int(truncated.sum())
         out = np.full((batch, int(lengths.max(initial=0)) + 2), self.pad_id, dtype=np.int64)
         out[row[keep], column[keep]] = flat[keep]
         out[:, 0] = self.bos_id
         out[np.arange(batch), lengths + 1] = self.eos_id
-        return torch.from_numpy(out)
+        return torch.from_numpy(out), EncodingReport(unknown, truncated)
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         """The string of a sequence of ids (a SMILES; SELFIES are decoded back to SMILES)."""

@@ -81,7 +81,7 @@ def test_the_shipped_model_learned_chemistry(drug_smiles):
     from exlm_chem.embedding import prepare_smiles
 
     model = load_model()  # the default model inside the package
-    smiles = [s for s in prepare_smiles(drug_smiles, model.tokenizer) if s is not None]
+    smiles = [s for s in prepare_smiles(drug_smiles, model.tokenizer).smiles if s is not None]
     ids = model.tokenizer.encode_batch(smiles)
     masks = model.choose_masks(ids, torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -121,9 +121,9 @@ def molecules_csv(tmp_path):
 def test_embed_file_to_parquet_keeps_invalid_rows(model, model_dir, molecules_csv):
     counts = embed_file(molecules_csv, model=model_dir, id_column="name")
     out = molecules_csv.with_name("mols.embeddings.parquet")
-    assert counts == {"molecules": 5, "invalid": 2, "written": 5, "output": str(out)}
+    assert counts == {"molecules": 5, "invalid": 2, "written": 5, "unknown_atoms": 0, "fallback_atoms": 0, "truncated": 0, "output": str(out)}
     table = pd.read_parquet(out)
-    assert list(table.columns) == ["id", "smiles", "valid", "embedding"]
+    assert list(table.columns) == ["id", "smiles", "valid", "unknown_atoms", "fallback_atoms", "truncated", "embedding"]
     assert table["id"].tolist() == ["eth", "bad", "benz", "empty", "acid"]
     assert table["valid"].tolist() == [True, False, True, False, True]
     vectors = np.stack(table["embedding"].to_numpy())
@@ -137,19 +137,19 @@ def test_embed_file_npy_csv_skip_and_shards(model, molecules_csv, tmp_path):
     assert full.shape == (3, 64)
     embed_file(molecules_csv, tmp_path / "all.csv", model=model)
     frame = pd.read_csv(tmp_path / "all.csv")
-    assert frame.shape == (5, 3 + 64) and frame["valid"].tolist() == [True, False, True, False, True]
-    np.testing.assert_allclose(frame.iloc[[0, 2, 4], 3:].to_numpy(), full, atol=1e-5)
+    assert frame.shape == (5, 6 + 64) and frame["valid"].tolist() == [True, False, True, False, True]
+    np.testing.assert_allclose(frame.iloc[[0, 2, 4], 6:].to_numpy(), full, atol=1e-5)
     parts = []
     for i in range(3):
         embed_file(molecules_csv, tmp_path / f"part{i}.npy", model=model, shard=(i, 3), invalid="keep")
         parts.append(np.load(tmp_path / f"part{i}.npy"))
     assert [len(p) for p in parts] == [1, 2, 2]
-    np.testing.assert_allclose(np.concatenate(parts), frame.iloc[:, 3:].to_numpy(dtype=np.float32), atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(parts), frame.iloc[:, 6:].to_numpy(dtype=np.float32), atol=1e-5)
 
 
 def test_embed_file_strict_stops_and_leaves_no_file(model, molecules_csv, tmp_path):
     out = tmp_path / "strict.parquet"
-    with pytest.raises(InputError, match=r"mols.csv: row 3: not a valid SMILES: 'C1CC'"):
+    with pytest.raises(InputError, match=r"mols.csv: row 3: RDKit cannot parse it: 'C1CC'"):
         embed_file(molecules_csv, out, model=model, invalid="strict")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mols.csv"]
 
