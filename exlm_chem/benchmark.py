@@ -11,11 +11,13 @@ files are there, DeepChem's download otherwise); featurized datasets are cached 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +33,12 @@ class DatasetSpec:
     loader: str
     task_type: str  # classification or regression
     file: str  # what DeepChem's loader looks for in data_dir (and downloads otherwise)
+    smiles_column: str = "smiles"  # the column DeepChem's loader featurizes
 
 
 DATASETS = {
     "bbbp": DatasetSpec("load_bbbp", "classification", "BBBP.csv"),
-    "bace": DatasetSpec("load_bace_classification", "classification", "bace.csv"),
+    "bace": DatasetSpec("load_bace_classification", "classification", "bace.csv", "mol"),
     "clintox": DatasetSpec("load_clintox", "classification", "clintox.csv.gz"),
     "tox21": DatasetSpec("load_tox21", "classification", "tox21.csv.gz"),
     "toxcast": DatasetSpec("load_toxcast", "classification", "toxcast_data.csv.gz"),
@@ -106,23 +109,146 @@ def make_featurizer(spec: FeatureSpec):
     return ExLMFeaturizer(model=model)
 
 
+CACHE_FORMAT = "exlm-chem featurized dataset 1"
+
+
 def load_dataset(name: str, featurizer, data_dir: Path | None, cache_dir: Path):
-    """(tasks, whole dataset) through DeepChem's loader, featurized and cached, untransformed."""
+    """(tasks, whole dataset): featurized through DeepChem's own loader, untransformed.
+
+    The result is cached in ``cache_dir/NAME/FEATURIZER/`` as plain ``.npy`` arrays (read
+    with ``allow_pickle=False``: a planted file can fail to load, never run code) and a JSON
+    manifest written last. DeepChem's own on-disk datasets, which hold pickles, live only in
+    a private temporary folder of this call and are deleted; none is ever reloaded.
+    """
+    folder = cache_dir / name / str(featurizer)
+    cached = _read_cached_dataset(folder)
+    if cached is not None:
+        return cached
+    tasks, dataset = _featurize_with_deepchem(name, featurizer, data_dir)
+    if not np.issubdtype(np.asarray(dataset.X).dtype, np.number):
+        return tasks, dataset  # not features (DeepChem's DummyFeaturizer keeps the SMILES)
+    _write_cached_dataset(folder, tasks, dataset, packed=_is_binary(featurizer))
+    # Read back, so that a first run and a resumed one compute on the same (float32) arrays.
+    return _read_cached_dataset(folder)
+
+
+def _featurize_with_deepchem(name: str, featurizer, data_dir: Path | None):
+    import shutil
+    import tempfile
+
     import deepchem as dc
     from rdkit import rdBase
 
+    from .featurizer import ExLMFeaturizer
+    from .io import estimate_records
+    from .progress import Progress
+
     loader = getattr(dc.molnet, DATASETS[name].loader)
-    options = dict(featurizer=featurizer, splitter=None, transformers=[], save_dir=str(cache_dir), reload=True)
-    if data_dir is not None:
-        options["data_dir"] = str(data_dir)
-    try:
-        with warnings.catch_warnings(), rdBase.BlockLogs():  # RDKit would print a line per odd molecule
-            warnings.simplefilter("ignore")
-            tasks, (dataset,), _ = loader(**options)
-    except OSError as exc:  # urllib's errors included: the file was missing and the download failed
-        where = data_dir if data_dir is not None else "DeepChem's data folder"
-        raise InputError(f"{name}: {DATASETS[name].file} is not in {where} and downloading it failed ({exc})") from None
+    progress = None
+    if isinstance(featurizer, ExLMFeaturizer):  # fingerprints take seconds; embeddings minutes
+        source = Path(data_dir or "") / DATASETS[name].file
+        featurizer.progress = progress = Progress(estimate_records(source) if source.is_file() else None, f"{name} molecules featurized")
+    with tempfile.TemporaryDirectory(prefix="exlm-chem-molnet-") as private:
+        options = dict(featurizer=featurizer, splitter=None, transformers=[], save_dir=private, reload=False)
+        if data_dir is not None:
+            options["data_dir"] = str(data_dir)
+        try:
+            # RDKit would print a line per odd molecule and the featurizer one per shard of
+            # 8,192 (numbered within the shard): the suite reports the dropped rows instead.
+            with warnings.catch_warnings(), rdBase.BlockLogs(), _quiet("exlm_chem.featurizer"):
+                warnings.simplefilter("ignore")
+                tasks, (disk,), _ = loader(**options)
+        except OSError as exc:  # urllib's errors included: the file was missing and the download failed
+            where = data_dir if data_dir is not None else "DeepChem's data folder"
+            raise InputError(f"{name}: {DATASETS[name].file} is not in {where} and downloading it failed ({exc})") from None
+        finally:
+            if progress is not None:
+                progress.close()
+                featurizer.progress = None
+        dataset = dc.data.NumpyDataset(disk.X, disk.y, disk.w, disk.ids)
+        # DeepChem wrote its shards to a fresh temporary folder of its own: remove it too.
+        shutil.rmtree(disk.data_dir, ignore_errors=True)
     return list(tasks), dataset
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    """Only errors from one logger for a while; its level is restored afterwards."""
+    quieted = logging.getLogger(logger_name)
+    level = quieted.level
+    quieted.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        quieted.setLevel(level)
+
+
+def dropped_rows(name: str, data_dir: Path | None, ids) -> list[int]:
+    """Line numbers (the header is line 1) of the rows of a dataset's file that are not among
+    ``ids``, the molecules a featurizer kept; empty when the file is not at hand."""
+    import pandas as pd
+
+    path = Path(data_dir or "") / DATASETS[name].file
+    if not path.is_file():
+        return []
+    column = pd.read_csv(path, usecols=[DATASETS[name].smiles_column], dtype=str, keep_default_na=False)
+    kept = Counter(str(i) for i in ids)
+    rows = []
+    for line, smiles in enumerate(column.iloc[:, 0], start=2):
+        if kept[smiles] > 0:
+            kept[smiles] -= 1
+        else:
+            rows.append(line)
+    return rows
+
+
+def _is_binary(featurizer) -> bool:
+    import deepchem as dc
+
+    return isinstance(featurizer, dc.feat.CircularFingerprint)
+
+
+def _write_cached_dataset(folder: Path, tasks: list[str], dataset, packed: bool) -> None:
+    from .io import atomic_path, atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    X = np.asarray(dataset.X)
+    arrays = {
+        # Fingerprint bits take 1/32 of the space packed as bits than as float32.
+        "X": np.packbits(X.astype(bool), axis=1) if packed else X.astype(np.float32),
+        "y": np.asarray(dataset.y, dtype=np.float64),
+        "w": np.asarray(dataset.w, dtype=np.float64),
+        "ids": np.asarray([str(i) for i in dataset.ids], dtype=str),
+    }
+    for key, array in arrays.items():
+        with atomic_path(folder / f"{key}.npy") as tmp, open(tmp, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+    manifest = dict(format=CACHE_FORMAT, tasks=list(tasks), rows=len(X), features=int(X.shape[1]), packed_bits=packed)
+    atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=1))
+
+
+def _read_cached_dataset(folder: Path):
+    """(tasks, NumpyDataset) from a cache folder, or None when there is no complete cache."""
+    import deepchem as dc
+
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format") != CACHE_FORMAT:
+            return None
+        arrays = {key: np.load(folder / f"{key}.npy", allow_pickle=False) for key in ("X", "y", "w", "ids")}
+    except (OSError, ValueError) as exc:  # ValueError: a pickled object array, or a damaged file
+        logger.warning("%s: ignoring an unreadable cache (%s); featurizing again", folder, exc)
+        return None
+    X = arrays["X"]
+    if manifest["packed_bits"]:
+        X = np.unpackbits(X, axis=1, count=manifest["features"]).astype(np.float32)
+    if len(X) != manifest["rows"] or not all(len(arrays[k]) == len(X) for k in ("y", "w", "ids")):
+        logger.warning("%s: ignoring a cache whose arrays disagree with its manifest; featurizing again", folder)
+        return None
+    return list(manifest["tasks"]), dc.data.NumpyDataset(X, arrays["y"], arrays["w"], arrays["ids"])
 
 
 # -- splits ------------------------------------------------------------------------------------
@@ -199,11 +325,15 @@ def probe_predictions(probe: str, task_type: str, train, valid, test, seed: int)
     return out
 
 
-REGULARIZATION = (0.001, 0.01, 0.1, 1.0, 10.0)  # logistic regression's C; ridge's alpha is 1 / C
+REGULARIZATION = (1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0)  # logistic regression's C; ridge's alpha is 1 / C
+REGULARIZATION_LIMITS = (1e-7, 1e5)  # how far the grid is extended while the best C sits on its edge
 
 
 def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid):
-    """Logistic regression or ridge with the regularization that scores best on validation."""
+    """Logistic regression or ridge with the regularization that scores best on validation.
+
+    The grid is extended by factors of 10 past whichever end holds the best value, so that
+    the choice never rests on the grid's edge (a strong baseline is not understated)."""
     import copy
 
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -211,8 +341,9 @@ def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid):
     # Weakest C first, each fit starting from the previous solution: the path costs little
     # more than one fit.
     model = LogisticRegression(max_iter=2000, warm_start=True) if classification else Ridge()
-    best, best_value = None, None
-    for c in REGULARIZATION:
+    tried: dict[float, tuple[float, object]] = {}
+
+    def fit(c: float) -> None:
         model.set_params(**({"C": c} if classification else {"alpha": 1 / c}))
         model.fit(X_train, y_train)
         if not classification:
@@ -221,9 +352,18 @@ def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid):
             value = score("classification", y_valid, np.ones_like(y_valid), model.predict_proba(X_valid)[:, 1])
         else:
             value = -abs(np.log10(c) + 1)  # no validation signal: prefer C = 0.1
-        if best_value is None or value > best_value:
-            best, best_value = copy.deepcopy(model), value
-    return best
+        tried[c] = (value, copy.deepcopy(model))
+
+    for c in REGULARIZATION:
+        fit(c)
+    while True:
+        best = max(tried, key=lambda c: tried[c][0])
+        if best == min(tried) and best / 10 >= REGULARIZATION_LIMITS[0]:
+            fit(best / 10)
+        elif best == max(tried) and best * 10 <= REGULARIZATION_LIMITS[1]:
+            fit(best * 10)
+        else:
+            return tried[best][1]
 
 
 def _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed):
@@ -363,28 +503,37 @@ def run_benchmark(
     finetune: bool = False,
     cache_dir: Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Run every (dataset, features, probe, seed) and write results.json/.csv/.md and plots to ``out``.
 
     results.json is rewritten after every result. With ``resume``, results already in it for
-    the same dataset, features (same weights), probe, seed and split are kept, not recomputed.
+    the same dataset, features (same weights), probe, seed and split are kept, not recomputed;
+    an ``out`` that holds results is otherwise refused unless ``overwrite``. Every argument is
+    checked before ``out`` is created.
     """
     from .io import atomic_write_text
 
     if split not in SPLITS:
         raise InputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache_dir = Path(cache_dir) if cache_dir else out / "cache"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise InputError(f"{data_dir}: data folder does not exist")
+    if (out / "results.json").exists() and not (resume or overwrite):
+        raise InputError(f"{out}: already holds results; pass --resume to add to them or --overwrite to start again")
     records = _previous_results(out / "results.json") if resume else []
+    featurizers = {spec.name: make_featurizer(spec) for spec in features}  # a bad model folder fails here
+    out.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache_dir) if cache_dir else out / "cache"
     done = {_result_key(r) for r in records}
+    reported: set = set()
     for name in datasets:
         task_type = DATASETS[name].task_type
         metric = "roc_auc" if task_type == "classification" else "rmse"
         for spec in features:
-            featurizer = make_featurizer(spec)
+            featurizer = featurizers[spec.name]
             # Results under the same features name from other weights (a replaced default
             # model, say) would be averaged with the new ones: drop them.
             current = [r for r in records if not (r["dataset"] == name and r["features"] == spec.name and r.get("featurizer") != str(featurizer))]
@@ -401,7 +550,9 @@ def run_benchmark(
                 continue
             start = time.perf_counter()
             _, dataset = load_dataset(name, featurizer, data_dir, cache_dir)
-            logger.info("%s / %s: %d molecules featurized in %.0fs", name, spec.name, len(dataset), time.perf_counter() - start)
+            featurize_seconds = round(time.perf_counter() - start, 1)
+            logger.info("%s / %s: %d molecules featurized (or read from the cache) in %.0f s", name, spec.name, len(dataset), featurize_seconds)
+            _report_reading(name, spec.name, dropped_rows(name, data_dir, dataset.ids), getattr(featurizer, "counts", None), reported)
             splits, seed_free = {}, {}
             for seed, probe in todo:
                 # DeepChem's scaffold split is deterministic, and so is the linear probe on it.
@@ -422,13 +573,28 @@ def run_benchmark(
                 value = score(task_type, test.y, test.w, prediction)
                 record = dict(
                     dataset=name, features=spec.name, probe=probe, seed=seed, split=split, metric=metric, value=value,
-                    seconds=round(time.perf_counter() - start, 1), featurizer=str(featurizer),
+                    fit_seconds=round(time.perf_counter() - start, 1), featurize_seconds=featurize_seconds, featurizer=str(featurizer),
                 )
-                logger.info("%s  %s  %s  seed %d: %s %.4f (%.0f s)", name, spec.name, probe, seed, metric, value, record["seconds"])
+                logger.info("%s  %s  %s  seed %d: %s %.4f (fit %.0f s)", name, spec.name, probe, seed, metric, value, record["fit_seconds"])
                 records.append(record)
                 atomic_write_text(out / "results.json", json.dumps(records, indent=1))
     write_reports(records, out)
     return records
+
+
+def _report_reading(name: str, features: str, dropped: list[int], counts, reported: set) -> None:
+    """One line for the rows a featurizer dropped (once per dataset and set of rows), one for
+    the molecules an ExLM model could not read in full."""
+    if dropped and (name, tuple(dropped)) not in reported:
+        reported.add((name, tuple(dropped)))
+        shown = ", ".join(map(str, dropped[:15])) + (" ..." if len(dropped) > 15 else "")
+        logger.warning("%s / %s: %d rows of %s cannot be featurized and are left out (lines %s)", name, features, len(dropped), DATASETS[name].file, shown)
+    if counts and (counts["unknown_atoms"] or counts["truncated"]):
+        logger.warning(
+            "%s / %s: of %d molecules, %d have atoms outside the model's vocabulary and %d were truncated",
+            name, features, counts["molecules"] - counts["invalid"], counts["unknown_atoms"], counts["truncated"],
+        )
+        counts.clear()
 
 
 def _result_key(record: dict) -> tuple:

@@ -180,6 +180,7 @@ def benchmark(
     out: Path = typer.Option(..., help="Output folder: results.json/.csv/.md and plots."),
     cache_dir: Optional[Path] = typer.Option(None, help="Featurized-data cache (default: OUT/cache)."),
     resume: bool = typer.Option(False, help="Keep the results already in OUT/results.json; compute only the missing ones."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUT that already holds results."),
 ) -> None:
     """Run MoleculeNet benchmarks: ExLM next to ECFP4, MLM and the random-init control."""
     import logging
@@ -197,7 +198,7 @@ def benchmark(
     run_benchmark(
         parse_list(datasets, DATASETS, "datasets"), parse_features(features), parse_list(probe, PROBES, "probes"),
         out, data_dir=data_dir, split=split, seeds=seed_list, finetune=finetune, cache_dir=cache_dir,
-        resume=resume,
+        resume=resume, overwrite=overwrite,
     )
     typer.echo(f"results in {out / 'results.md'}", err=True)
 
@@ -219,16 +220,39 @@ def _show_progress_messages() -> None:
     logger.setLevel(logging.INFO)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point: run the app and turn bad input into a one-line error and exit status 2."""
+def _click_exceptions():
+    """click's exception classes, as the installed typer uses them (recent typers bundle click)."""
     try:
-        app(args=argv)
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point: run the app; bad input (ours or a usage error) becomes one line starting
+    with ``error:`` and exit status 2, Ctrl-C the line ``interrupted`` and status 130."""
+    click = _click_exceptions()
+    try:
+        status = app(args=argv, standalone_mode=False)
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except click.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help(), err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "exlm-chem"
+        typer.echo(f"error: {exc.format_message()} (see {command} --help)", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code or 1)
+    except (KeyboardInterrupt, typer.Abort):
+        status = 130
+    if status == 130:  # typer turns Ctrl-C into exit status 130 without a word
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ This module imports DeepChem at the top (the class must subclass DeepChem's), so
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import numpy as np
 from deepchem.feat import MolecularFeaturizer
@@ -40,6 +41,9 @@ class ExLMFeaturizer(MolecularFeaturizer):
         self.precision = precision
         self.canonicalize = canonicalize
         self._loaded = None
+        self.progress = None  # an exlm_chem.progress.Progress that each call advances, if set
+        # Molecules over all calls: DeepChem's loaders call featurize once per shard of a file.
+        self.counts = Counter()
 
     def _model(self):
         if self._loaded is None:
@@ -54,10 +58,17 @@ class ExLMFeaturizer(MolecularFeaturizer):
         smiles = [Chem.MolToSmiles(p) if isinstance(p, Chem.Mol) else p for p in datapoints]
         model = self._model()
         result = embed_molecules(smiles, model, self.pooling, self.batch_size, self.precision, self.canonicalize)
+        valid = result.valid
+        self.counts.update(
+            molecules=len(smiles), invalid=int((~valid).sum()),
+            unknown_atoms=int(np.count_nonzero(valid & (result.unknown_atoms > 0))),
+            truncated=int(np.count_nonzero(valid & result.truncated)),
+        )
+        if self.progress is not None:
+            self.progress.update(len(smiles))
         lossy = result.summary(model.config.max_length)
         if lossy:
             logger.warning("ExLMFeaturizer: %s", lossy)
-        valid = result.valid
         if valid.all():
             return result.vectors
         failed = np.flatnonzero(~valid)

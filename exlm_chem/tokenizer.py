@@ -354,6 +354,8 @@ class SmilesTokenizer:
             raise InputError(f"{path}: tokenizer file not found") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{path}: not a tokenizer.json file ({exc.__class__.__name__}: {exc})") from None
+        if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
+            raise InputError(f"{path}: model.vocab must map each token to its integer id")
         if pattern not in (SMILES_REGEX, SELFIES_REGEX):
             raise InputError(f"{path}: unknown pre-tokenizer pattern {pattern!r}")
         tokens = sorted(vocab, key=vocab.get)

@@ -214,7 +214,7 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
     Weights are read with safetensors only (never a pickle); a missing, truncated or
     mismatched file raises InputError naming it.
     """
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -235,10 +235,23 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
         raise InputError(
             f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the config says {config.vocab_size}"
         )
+    weights_path = directory / WEIGHTS_FILE
     try:
-        state = load_file(str(directory / WEIGHTS_FILE))
+        with safe_open(str(weights_path), "pt") as weights:
+            stored = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"{directory / WEIGHTS_FILE}: unreadable or truncated weights ({exc})") from None
+        raise InputError(f"{weights_path}: unreadable or truncated weights ({exc})") from None
+    # Shapes from the file's header first: a config that does not match the weights (a
+    # hidden_size of 65536, say) is refused before anything of its size is allocated.
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in ExLMModel(config).state_dict().items()}
+    for name, shape in expected.items():
+        if stored.get(name, shape) != shape:
+            raise InputError(f"{directory}: the weights do not match the config ({name} is {stored[name]} in {WEIGHTS_FILE}, {shape} by {CONFIG_FILE})")
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{weights_path}: unreadable or truncated weights ({exc})") from None
     model = ExLMModel(config, tokenizer)
     try:
         model.load_state_dict({name: tensor.float() for name, tensor in state.items()})
