@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/default}
 RESULTS=benchmarks/results/default_model RUNS=$RUNS BUDGET=${BUDGET:-7m} BATCH_TOKENS=32768 LR=2e-3 \
     THREADS=4 LOG_EVERY=100 VAL_EVERY=1000 bash benchmarks/pretrain_compare.sh
-exlm-chem export "$RUNS/compare-exlm" --to exlm_chem/weights
+exlm-chem export "$RUNS/compare-exlm" --to exlm_chem/weights --overwrite

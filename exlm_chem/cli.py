@@ -156,6 +156,7 @@ def export(
     run: Path = typer.Argument(..., help="A pretraining run folder (OUT of exlm-chem pretrain)."),
     to: Path = typer.Option(..., "--to", help="Model folder to write: weights, config, tokenizer, curves, MODEL_CARD.md."),
     fp16: bool = typer.Option(False, "--fp16", help="Store the weights in float16 (half the size)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in the --to folder."),
 ) -> None:
     """Export a run's model (final, or its latest checkpoint) as a model folder with a model card."""
     import torch
@@ -164,7 +165,7 @@ def export(
 
     if not run.is_dir():
         raise InputError(f"{run}: not a run folder")
-    facts = export_model(run, to, dtype=torch.float16 if fp16 else torch.float32)
+    facts = export_model(run, to, dtype=torch.float16 if fp16 else torch.float32, overwrite=overwrite)
     typer.echo(f"exported step {facts['step']} to {to}; embeddings within {facts['embedding_max_abs_difference']:.1e} of float32", err=True)
 
 

@@ -39,27 +39,40 @@ def load_run_model(run_dir: Path) -> tuple[ExLMModel, int]:
     return model.eval(), checkpoint["step"]
 
 
-def export_model(run_dir: str | Path, dest: str | Path, dtype: torch.dtype = torch.float32) -> dict:
+def export_model(run_dir: str | Path, dest: str | Path, dtype: torch.dtype = torch.float32, overwrite: bool = False) -> dict:
     """Write the run's model to ``dest`` (weights in ``dtype``), its curves and MODEL_CARD.md.
 
-    Returns facts about the export, among them the largest difference between embeddings from
-    the stored weights and from the float32 weights.
+    ``dest`` may not be the run folder; a folder that already holds a model is replaced only
+    with ``overwrite``. Returns facts about the export, among them the largest difference
+    between embeddings from the stored weights and from the float32 weights.
     """
     from .embedding import embed
+    from .io import atomic_path, atomic_write_text, same_file
     from .pretrain import read_metrics
 
     run_dir, dest = Path(run_dir), Path(dest)
+    if same_file(run_dir, dest):
+        raise InputError(f"{dest}: is the run folder itself; export to a folder of its own")
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"{dest}: exists and is not a folder")
+    if (dest / "config.json").exists() and not overwrite:
+        raise InputError(f"{dest}: already holds a model; pass --overwrite to replace it")
     model, step = load_run_model(run_dir)
     save_model(model, dest, dtype=dtype)
     stored = load_model_directory(dest)
     difference = float(np.abs(embed(CHECK_SMILES, stored, errors="ignore") - embed(CHECK_SMILES, model, errors="ignore")).max())
     if (run_dir / "curves.png").exists():
-        shutil.copyfile(run_dir / "curves.png", dest / "curves.png")
+        with atomic_path(dest / "curves.png") as tmp:
+            shutil.copyfile(run_dir / "curves.png", tmp)
     run = json.loads((run_dir / "run.json").read_text())
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["step"] <= step]
     facts = {"step": step, "embedding_max_abs_difference": difference, "dtype": str(dtype).removeprefix("torch.")}
-    (dest / "MODEL_CARD.md").write_text(model_card(run, rows, model, facts))
+    atomic_write_text(dest / "MODEL_CARD.md", model_card(run, rows, model, facts))
     return facts
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _duration(seconds: float) -> str:
@@ -103,7 +116,7 @@ An ExLM encoder (Zheng et al., ICML 2025) for SMILES, pretrained with exlm-chem'
 | hardware | {run.get('hardware', 'not recorded')}, {run['world_size']} process(es) |
 | training time | {_duration(last['elapsed'])} (the steps alone, without validation) |
 | final validation masked-token accuracy | {final_val.get('val_accuracy', float('nan')):.4f} (step {final_val.get('step', '-')}) |
-| final validation loss | {final_val.get('val_loss', float('nan')):.4f} |
+| final validation loss | {_number(final_val.get('val_loss'))} |
 | stored as | {facts['dtype']} safetensors; embeddings within {facts['embedding_max_abs_difference']:.1e} of float32 |
 
 Masked-token accuracy for ExLM counts the tokens on the best path through the DAG of

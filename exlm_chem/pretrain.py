@@ -361,7 +361,14 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged files
-        raise InputError(f"{path}: corrupt checkpoint ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from None
+        # Not torch's advice to retry with weights_only=False: that would run the file's pickles.
+        text = str(exc)
+        detail = text.partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0] or text
+        detail = " ".join(detail.split())[:200]
+        raise InputError(
+            f"{path}: corrupt or not an exlm-chem checkpoint ({exc.__class__.__name__}: {detail}); "
+            "delete it to resume from the one before"
+        ) from None
 
 
 def describe_hardware(device: torch.device) -> str:
@@ -478,6 +485,9 @@ def _prepare_output(config: PretrainConfig) -> None:
         raise InputError(f"{out}: cannot create the output folder ({parent} is missing or not writable)")
     if out.exists() and not os.access(out, os.W_OK):
         raise InputError(f"{out}: output folder is not writable")
+    for source in config.corpus + ([config.val_corpus] if config.val_corpus else []):
+        if out.resolve() in Path(source).resolve().parents:
+            raise InputError(f"{source}: a corpus inside the run folder {out} could be overwritten; keep runs and data apart")
     has_checkpoints = out.is_dir() and bool(checkpoint_paths(out))
     if config.resume and not has_checkpoints:
         raise InputError(f"{out}: --resume given but there is no checkpoint in {out / 'checkpoints'}")
@@ -563,8 +573,10 @@ def validate(model: ExLMModel, tokenizer: SmilesTokenizer, corpus: PackedCorpus,
             correct += int((out.predictions[valid] == out.targets[valid]).sum())
             total += int(valid.sum())
     model.train()
+    losses = torch.cat(losses) if losses else torch.zeros(0)
     return {
-        "val_loss": float(torch.cat(losses).mean()) if losses else float("nan"),
+        # None (JSON null), not NaN, when no molecule gave a finite loss (an empty set, say).
+        "val_loss": float(losses.mean()) if len(losses) else None,
         "val_accuracy": correct / max(total, 1),
         "val_dropped": dropped,
     }
