@@ -32,6 +32,30 @@ def drug_smiles() -> list[str]:
         return [row["smiles"] for row in csv.DictReader(handle)]
 
 
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, drug_smiles):
+    """A tiny random model (64 numbers per molecule) whose vocabulary is that of data/drugs.csv."""
+    import torch
+
+    from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer
+    from exlm_chem.model import save_model
+
+    torch.manual_seed(0)
+    extra = ["CCO", "c1ccccc1", "CC(=O)O", "CCN(CC)CC", "OC(=O)c1ccccc1O", "C[Se]C"]
+    tokenizer = SmilesTokenizer.from_corpus(drug_smiles + extra)
+    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model(model_dir):
+    from exlm_chem import load_model
+
+    return load_model(model_dir)
+
+
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
     """Run the exlm-chem command in-process; returns (exit status, stdout, stderr)."""

@@ -10,22 +10,6 @@ from exlm_chem import ExLMConfig, ExLMModel, InputError, SmilesTokenizer, embed,
 from exlm_chem.model import save_model
 
 
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory, drug_smiles):
-    torch.manual_seed(0)
-    extra = ["CCO", "c1ccccc1", "CC(=O)O", "CCN(CC)CC", "OC(=O)c1ccccc1O", "C[Se]C"]
-    tokenizer = SmilesTokenizer.from_corpus(drug_smiles + extra)
-    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(model, path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def model(model_dir):
-    return load_model(model_dir)
-
-
 def test_embed_shape_order_and_batch_independence(model, drug_smiles):
     vectors = embed(drug_smiles, model)
     assert vectors.shape == (len(drug_smiles), 64) and vectors.dtype == np.float32
