@@ -80,17 +80,20 @@ def _make_record(path: Path, row: int, mol_id: str, smiles: str, max_chars: int)
 
 
 def _resolve_column(path: Path, columns: list[str], wanted: str | None, what: str) -> str:
+    # Column names are shown quoted where they hold a newline or other unprintable text, so
+    # that the message stays on one line.
+    shown = ", ".join(c if c.isprintable() else repr(c) for c in columns)
     if wanted is not None:
         if wanted in columns:
             return wanted
-        raise InputError(f"{path}: no {what} column {wanted!r}; the columns are: {', '.join(columns)}")
+        raise InputError(f"{path}: no {what} column {wanted!r}; the columns are: {shown}")
     for candidate in DEFAULT_SMILES_COLUMNS:
         for column in columns:
             if column.strip().lower() == candidate:
                 return column
     raise InputError(
         f"{path}: no SMILES column (looked for {', '.join(DEFAULT_SMILES_COLUMNS)}); "
-        f"the columns are: {', '.join(columns)}; choose one with --smiles-column"
+        f"the columns are: {shown}; choose one with --smiles-column"
     )
 
 
