@@ -73,19 +73,6 @@ class PreparedSmiles(NamedTuple):
     errors: list[str | None]  # the reason, None where valid
 
 
-def smiles_problem(text) -> str | None:
-    """Why a text cannot be a SMILES before RDKit looks at it, or None."""
-    if not isinstance(text, str):
-        return f"not a string but {type(text).__name__}"
-    stripped = text.strip()
-    if not stripped:
-        return "empty SMILES"
-    if any(c.isspace() for c in stripped):
-        # RDKit would read the text after a space as the molecule's name and drop it.
-        return "whitespace inside the SMILES"
-    return None
-
-
 def prepare_smiles(smiles: Sequence[str], tokenizer, canonicalize: bool = True) -> PreparedSmiles:
     """The SMILES the model reads for each input, or the reason it is invalid.
 
@@ -101,7 +88,7 @@ def prepare_smiles(smiles: Sequence[str], tokenizer, canonicalize: bool = True) 
     """
     from rdkit import Chem
 
-    from .tokenizer import parse_smiles
+    from .tokenizer import parse_smiles, smiles_problem
 
     stereo = any("@" in token or token in ("/", "\\") for token in tokenizer.id_to_token)
     prepared: list[str | None] = []

@@ -67,12 +67,28 @@ def tokenize_smiles(smiles: str) -> list[str]:
     return _regex_tokens(smiles, _SMILES_RE, "SMILES")
 
 
+def smiles_problem(text) -> str | None:
+    """Why a text cannot be a SMILES before RDKit looks at it, or None."""
+    if not isinstance(text, str):
+        return f"not a string but {type(text).__name__}"
+    stripped = text.strip()
+    if not stripped:
+        return "empty SMILES"
+    if any(c.isspace() for c in stripped):
+        # RDKit would read the text after a space as the molecule's name and drop it.
+        return "whitespace inside the SMILES"
+    return None
+
+
 def parse_smiles(smiles: str):
-    """RDKit molecule for a SMILES, or None when RDKit cannot parse it (quietly)."""
+    """RDKit molecule for a SMILES, or None when RDKit cannot parse it (quietly) or it is not a
+    SMILES to begin with (see `smiles_problem`)."""
     from rdkit import Chem, RDLogger
 
+    if smiles_problem(smiles) is not None:
+        return None
     RDLogger.DisableLog("rdApp.*")
-    return Chem.MolFromSmiles(smiles) if smiles else None
+    return Chem.MolFromSmiles(smiles.strip())
 
 
 def canonicalize_smiles(smiles: str) -> str:

@@ -132,6 +132,14 @@ def test_whitespace_inside_a_smiles_makes_it_invalid_everywhere(run_cli, model, 
     assert code == 2 and "row 2: whitespace inside the SMILES" in err
     code, _, err = run_cli("tokenize", path)
     assert code == 2 and "row 2" in err
+    # Pretraining corpora too: canonicalizing must not turn "C C" into methane.
+    from exlm_chem.pretrain import pack_corpus
+    from exlm_chem.tokenizer import canonicalize_smiles
+
+    with pytest.raises(ValueError):
+        canonicalize_smiles("c1ccccc1 O")
+    corpus, stats, _ = pack_corpus([path], None, canonicalize=True)
+    assert corpus.smiles(range(len(corpus))) == ["CCO"] and stats.invalid_rdkit == 3
 
 
 def test_unknown_atoms_and_truncation_are_counted_marked_and_refused_on_request(run_cli, model, model_dir, tmp_path):
