@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -131,10 +132,21 @@ class Embedded(NamedTuple):
     def valid(self) -> np.ndarray:
         return np.array([e is None for e in self.errors], dtype=bool)
 
-    def first_not_read_in_full(self) -> int | None:
-        """Index of the first valid molecule with an unknown atom or truncated, or None."""
-        lossy = np.flatnonzero(self.valid & ((self.unknown_atoms > 0) | self.truncated))
-        return int(lossy[0]) if len(lossy) else None
+    @property
+    def not_read_in_full(self) -> np.ndarray:
+        """Valid molecules with an atom outside the vocabulary or cut at the maximum length."""
+        return self.valid & ((self.unknown_atoms > 0) | self.truncated)
+
+    def counts(self) -> dict[str, int]:
+        """Molecules in all, invalid, and valid ones with unknown atoms, fallbacks or truncated."""
+        valid = self.valid
+        return {
+            "molecules": len(valid),
+            "invalid": int((~valid).sum()),
+            "unknown_atoms": int(np.count_nonzero(valid & (self.unknown_atoms > 0))),
+            "fallback_atoms": int(np.count_nonzero(valid & (self.fallback_atoms > 0))),
+            "truncated": int(np.count_nonzero(valid & self.truncated)),
+        }
 
     def not_read_in_full_reason(self, i: int) -> str:
         if self.unknown_atoms[i]:
@@ -143,18 +155,16 @@ class Embedded(NamedTuple):
 
     def summary(self, max_length: int) -> str | None:
         """One line on the valid molecules the model could not read in full, or None."""
-        valid = self.valid
-        unknown = int(np.count_nonzero(self.unknown_atoms[valid]))
-        truncated = int(np.count_nonzero(self.truncated[valid]))
-        fallback = int(np.count_nonzero(self.fallback_atoms[valid]))
+        counts = self.counts()
         parts = []
-        if unknown:
-            parts.append(f"{unknown} with atoms outside the model's vocabulary (read as <unk>)")
-        if fallback:
-            parts.append(f"{fallback} with atoms read as a nearby known token")
-        if truncated:
-            parts.append(f"{truncated} truncated to {max_length} tokens")
-        return f"of {int(valid.sum())} valid molecules, " + "; ".join(parts) if parts else None
+        if counts["unknown_atoms"]:
+            parts.append(f"{counts['unknown_atoms']} with atoms outside the model's vocabulary (read as <unk>)")
+        if counts["fallback_atoms"]:
+            parts.append(f"{counts['fallback_atoms']} with atoms read as a nearby known token")
+        if counts["truncated"]:
+            parts.append(f"{counts['truncated']} truncated to {max_length} tokens")
+        valid = counts["molecules"] - counts["invalid"]
+        return f"of {valid} valid molecules, " + "; ".join(parts) if parts else None
 
 
 def embed_molecules(
@@ -215,13 +225,13 @@ def embed(
     if len(invalid) and errors == "warn":
         shown = ", ".join(map(str, invalid[:20])) + (" ..." if len(invalid) > 20 else "")
         warnings.warn(f"{len(invalid)} invalid SMILES got NaN embeddings (indices {shown})", stacklevel=2)
-    if strict_atoms:
-        i = result.first_not_read_in_full()
-        if i is not None:
-            raise InputError(f"SMILES at index {i} is not read in full ({result.not_read_in_full_reason(i)}): {smiles[i]!r}")
-    lossy = result.summary(model.config.max_length)
-    if lossy and errors != "ignore":
-        warnings.warn(lossy, stacklevel=2)
+    lossy = np.flatnonzero(result.not_read_in_full)
+    if strict_atoms and len(lossy):
+        i = int(lossy[0])
+        raise InputError(f"SMILES at index {i} is not read in full ({result.not_read_in_full_reason(i)}): {smiles[i]!r}")
+    summary = result.summary(model.config.max_length)
+    if summary and errors != "ignore":
+        warnings.warn(summary, stacklevel=2)
     return result.vectors
 
 
@@ -381,7 +391,7 @@ def embed_file(
         total = sum(len(chunk) for chunk in read_molecule_chunks(input_path, **reader))
         first, last = total * shard[0] // shard[1], total * (shard[0] + 1) // shard[1]
     expected = last - first if last is not None else estimate_records(input_path)
-    counts = {"molecules": 0, "written": 0, "invalid": 0, "unknown_atoms": 0, "fallback_atoms": 0, "truncated": 0}
+    counts = Counter(molecules=0, written=0, invalid=0, unknown_atoms=0, fallback_atoms=0, truncated=0)
     seen = 0
     with atomic_path(output_path) as tmp, Progress(expected, "molecules", enabled=progress) as bar:
         writer = _EmbeddingWriter(tmp, suffix, model.config.hidden_size)
@@ -394,14 +404,15 @@ def embed_file(
                     continue
                 smiles = [r.smiles for r in chunk]
                 result = embed_molecules(smiles, model, pooling, batch_size, precision, canonicalize)
-                errors = [r.error or e for r, e in zip(chunk, result.errors)]
-                valid = np.array([e is None for e in errors], dtype=bool)
+                # The reader's reasons (an over-long SMILES, say) come first.
+                result = result._replace(errors=[r.error or e for r, e in zip(chunk, result.errors)])
+                valid = result.valid
                 if invalid == "strict" and not valid.all():
                     i = int(np.flatnonzero(~valid)[0])
-                    raise InputError(f"{input_path}: row {chunk[i].row}: {errors[i]}: {chunk[i].smiles[:80]!r}")
-                lossy = valid & ((result.unknown_atoms > 0) | result.truncated)
-                if strict_atoms and lossy.any():
-                    i = int(np.flatnonzero(lossy)[0])
+                    raise InputError(f"{input_path}: row {chunk[i].row}: {result.errors[i]}: {chunk[i].smiles[:80]!r}")
+                lossy = np.flatnonzero(result.not_read_in_full)
+                if strict_atoms and len(lossy):
+                    i = int(lossy[0])
                     raise InputError(
                         f"{input_path}: row {chunk[i].row}: not read in full ({result.not_read_in_full_reason(i)}): "
                         f"{chunk[i].smiles[:80]!r}; drop --strict-atoms to embed it anyway"
@@ -416,16 +427,11 @@ def embed_file(
                     "truncated": result.truncated[keep],
                 }
                 writer.write(columns, result.vectors[keep])
-                counts["molecules"] += len(chunk)
-                counts["invalid"] += int((~valid).sum())
+                counts.update(result.counts())
                 counts["written"] += len(keep)
-                counts["unknown_atoms"] += int(np.count_nonzero(valid & (result.unknown_atoms > 0)))
-                counts["fallback_atoms"] += int(np.count_nonzero(valid & (result.fallback_atoms > 0)))
-                counts["truncated"] += int(np.count_nonzero(valid & result.truncated))
                 bar.update(len(chunk))
         finally:
             writer.close()
         if counts["written"] == 0:
             raise InputError(f"{input_path}: no valid molecules to write")
-    counts["output"] = str(output_path)
-    return counts
+    return {**counts, "output": str(output_path)}

@@ -59,16 +59,12 @@ class ExLMFeaturizer(MolecularFeaturizer):
         model = self._model()
         result = embed_molecules(smiles, model, self.pooling, self.batch_size, self.precision, self.canonicalize)
         valid = result.valid
-        self.counts.update(
-            molecules=len(smiles), invalid=int((~valid).sum()),
-            unknown_atoms=int(np.count_nonzero(valid & (result.unknown_atoms > 0))),
-            truncated=int(np.count_nonzero(valid & result.truncated)),
-        )
+        self.counts.update(result.counts())
         if self.progress is not None:
             self.progress.update(len(smiles))
-        lossy = result.summary(model.config.max_length)
-        if lossy:
-            logger.warning("ExLMFeaturizer: %s", lossy)
+        summary = result.summary(model.config.max_length)
+        if summary:
+            logger.warning("ExLMFeaturizer: %s", summary)
         if valid.all():
             return result.vectors
         failed = np.flatnonzero(~valid)
