@@ -19,7 +19,8 @@ import torch
 from common import benchmark_smiles, print_result
 
 from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, tokenize_smiles
-from exlm_chem.pretrain import epoch_batches, keep_freed_memory
+from exlm_chem.environment import keep_freed_memory
+from exlm_chem.training.batches import epoch_batches
 from exlm_chem.model.exlm import MASK_ID, PAD_ID
 from exlm_chem.model.expansion import expand_states
 

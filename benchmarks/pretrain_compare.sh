@@ -43,6 +43,6 @@ for objective in exlm mlm; do
     cp "$RUNS/compare-$objective/curves.png" "$RESULTS/$objective-curves.png"
 done
 python -c "
-from exlm_chem.pretrain import plot_curves
+from exlm_chem.training.runlog import plot_curves
 plot_curves(['$RESULTS/exlm-metrics.jsonl', '$RESULTS/mlm-metrics.jsonl'], '$RESULTS/exlm-vs-mlm.png', labels=['ExLM k=4', 'MLM'])
 "

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .errors import InputError
+from .training.config import PretrainConfig, parse_duration
 
 STOPPED_EXIT_CODE = 143  # a pretraining run stopped by SIGTERM / Ctrl-C (128 + SIGTERM), resumable
 
@@ -95,56 +96,53 @@ def embed(
     )
 
 
+def _default(name: str):
+    """A pretraining setting's default, from its one home (PretrainConfig)."""
+    return PretrainConfig.__dataclass_fields__[name].default
+
+
 @app.command()
 def pretrain(
     corpus: list[Path] = typer.Option(..., help="Corpus file(s): any molecule file format; repeat the option for several."),
     out: Path = typer.Option(..., help="Run folder: checkpoints, logs, the final model in OUT/model."),
-    objective: str = typer.Option("exlm", help="exlm, or mlm for the plain masked-LM baseline."),
-    preset: str = typer.Option("small", help="Model size: tiny, small or base."),
-    k: int = typer.Option(4, help="States per <mask>, <s> and </s> (ExLM)."),
-    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
-    max_tokens: Optional[int] = typer.Option(None, help="Stop after this many training tokens."),
+    objective: str = typer.Option(_default("objective"), help="exlm, or mlm for the plain masked-LM baseline."),
+    preset: str = typer.Option(_default("preset"), help="Model size: tiny, small or base."),
+    k: Optional[int] = typer.Option(_default("k"), help="States per <mask>, <s> and </s> (ExLM; default 4). The plain MLM is k = 1."),
+    max_steps: Optional[int] = typer.Option(_default("max_steps"), help="Stop after this many optimizer steps."),
+    max_tokens: Optional[int] = typer.Option(_default("max_tokens"), help="Stop after this many training tokens."),
     max_time: Optional[str] = typer.Option(None, help="Stop after this much training time, e.g. 20m, 2h, 1h30m."),
-    batch_tokens: int = typer.Option(6144, help="Padded tokens per batch (per process)."),
-    grad_accum: int = typer.Option(1, help="Batches per optimizer step."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate."),
-    warmup: float = typer.Option(0.06, help="Warm-up, as a fraction of the run."),
-    schedule: str = typer.Option("linear", help="Decay after warm-up: linear or poly."),
-    weight_decay: float = typer.Option(0.01),
-    clip: float = typer.Option(1.0, help="Gradient-norm clipping (0: off)."),
-    val_corpus: Optional[Path] = typer.Option(None, help="Validation molecules (default: a held-out slice of the corpus)."),
-    val_size: int = typer.Option(5000, help="Validation molecules used."),
-    val_every: int = typer.Option(500, help="Validate every N steps."),
-    log_every: int = typer.Option(50, help="Log every N steps."),
-    checkpoint_every: int = typer.Option(500, help="Checkpoint every N steps."),
-    keep_checkpoints: int = typer.Option(3, help="Checkpoints kept."),
-    tokenizer: Optional[Path] = typer.Option(None, help="A tokenizer.json to use instead of building one from the corpus."),
-    corpus_cache: Optional[Path] = typer.Option(None, help="Folder for the prepared corpus, shareable between runs (default: OUT/corpus)."),
-    smiles_column: Optional[str] = typer.Option(None, help="SMILES column of CSV/TSV corpora."),
-    canonicalize: bool = typer.Option(False, help="RDKit-canonicalize the corpus."),
-    augment: bool = typer.Option(False, help="Randomized-SMILES augmentation."),
-    max_length: int = typer.Option(128, help="Longest token sequence, <s> and </s> included."),
-    resume: bool = typer.Option(False, help="Continue the run in OUT from its latest checkpoint."),
-    seed: int = typer.Option(0),
-    precision: str = typer.Option("auto", help="auto, fp32 or bf16 (auto: bf16 where it is native)."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads (default: torch's choice)."),
+    batch_tokens: int = typer.Option(_default("batch_tokens"), help="Padded tokens per batch (per process)."),
+    grad_accum: int = typer.Option(_default("grad_accum"), help="Batches per optimizer step."),
+    lr: float = typer.Option(_default("lr"), help="Peak learning rate."),
+    warmup: float = typer.Option(_default("warmup"), help="Warm-up, as a fraction of the run."),
+    schedule: str = typer.Option(_default("schedule"), help="Decay after warm-up: linear or poly."),
+    weight_decay: float = typer.Option(_default("weight_decay")),
+    clip: float = typer.Option(_default("clip"), help="Gradient-norm clipping (0: off)."),
+    val_corpus: Optional[Path] = typer.Option(_default("val_corpus"), help="Validation molecules (default: a held-out slice of the corpus)."),
+    val_size: int = typer.Option(_default("val_size"), help="Validation molecules used."),
+    val_every: int = typer.Option(_default("val_every"), help="Validate every N steps."),
+    log_every: int = typer.Option(_default("log_every"), help="Log every N steps."),
+    checkpoint_every: int = typer.Option(_default("checkpoint_every"), help="Checkpoint every N steps."),
+    keep_checkpoints: int = typer.Option(_default("keep_checkpoints"), help="Checkpoints kept."),
+    tokenizer: Optional[Path] = typer.Option(_default("tokenizer"), help="A tokenizer.json to use instead of building one from the corpus."),
+    corpus_cache: Optional[Path] = typer.Option(_default("corpus_cache"), help="Folder for the prepared corpus, shareable between runs (default: OUT/corpus)."),
+    smiles_column: Optional[str] = typer.Option(_default("smiles_column"), help="SMILES column of CSV/TSV corpora."),
+    canonicalize: bool = typer.Option(_default("canonicalize"), help="RDKit-canonicalize the corpus."),
+    augment: bool = typer.Option(_default("augment"), help="Randomized-SMILES augmentation."),
+    max_length: int = typer.Option(_default("max_length"), help="Longest token sequence, <s> and </s> included."),
+    resume: bool = typer.Option(_default("resume"), help="Continue the run in OUT from its latest checkpoint."),
+    seed: int = typer.Option(_default("seed")),
+    precision: str = typer.Option(_default("precision"), help="auto, fp32 or bf16 (auto: bf16 where it is native)."),
+    threads: Optional[int] = typer.Option(_default("threads"), help="CPU threads (default: torch's choice)."),
 ) -> None:
     """Pretrain ExLM (or the plain-MLM baseline) on a SMILES corpus; resumable; torchrun-ready."""
-    from .pretrain import PretrainConfig, parse_duration
-    from .pretrain import pretrain as run_pretraining
+    from .training.loop import pretrain as run_pretraining
 
     _show_progress_messages()
-    config = PretrainConfig(
-        corpus=corpus, out=out, objective=objective, preset=preset, k=k, max_steps=max_steps,
-        max_tokens=max_tokens, max_time=parse_duration(max_time) if max_time else None,
-        batch_tokens=batch_tokens, grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule,
-        weight_decay=weight_decay, clip=clip, val_corpus=val_corpus, val_size=val_size,
-        val_every=val_every, log_every=log_every, checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints, tokenizer=tokenizer, corpus_cache=corpus_cache, smiles_column=smiles_column,
-        canonicalize=canonicalize, augment=augment, max_length=max_length, resume=resume,
-        seed=seed, precision=precision, threads=threads,
-    )
-    result = run_pretraining(config)
+    # Every option above is a PretrainConfig field of the same name: pass them on as they are.
+    settings = {name: value for name, value in locals().items() if name in PretrainConfig.__dataclass_fields__}
+    settings["max_time"] = parse_duration(max_time) if max_time else None
+    result = run_pretraining(PretrainConfig(**settings))
     if result.stopped:
         raise typer.Exit(STOPPED_EXIT_CODE)
     if result.rank == 0:

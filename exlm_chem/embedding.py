@@ -68,17 +68,19 @@ def model_fingerprint(model: ExLMModel) -> str:
 
 
 class PreparedSmiles(NamedTuple):
-    """What the model reads for each input SMILES, or why it cannot read it."""
+    """What the model reads for each input molecule, or why it cannot read it."""
 
-    smiles: list[str | None]  # None where the molecule is invalid
+    smiles: list[str | None]  # the SMILES read; None where the molecule is invalid
+    tokens: list[list[str] | None]  # its tokens, so that nothing is tokenized twice
     errors: list[str | None]  # the reason, None where valid
 
 
-def prepare_smiles(smiles: Sequence[str], tokenizer, canonicalize: bool = True) -> PreparedSmiles:
-    """The SMILES the model reads for each input, or the reason it is invalid.
+def prepare_smiles(molecules: Sequence, tokenizer, canonicalize: bool = True) -> PreparedSmiles:
+    """The SMILES (and tokens) the model reads for each input, or the reason it is invalid.
 
-    Invalid: not a string, empty, whitespace inside (``C C`` is not methane), not parsed by
-    RDKit, or not tokenizable.
+    molecules: SMILES strings or RDKit molecules. Each string is parsed by RDKit once and each
+    chosen SMILES tokenized once. Invalid: not a string, empty, whitespace inside (``C C`` is
+    not methane), not parsed by RDKit, or not tokenizable.
 
     canonicalize: write RDKit's canonical SMILES, the form the pretraining corpus is in, so
     that every way of writing a molecule gets the same vector; stereochemistry is kept only
@@ -87,36 +89,39 @@ def prepare_smiles(smiles: Sequence[str], tokenizer, canonicalize: bool = True) 
     canonical SMILES cannot be tokenized (RDKit writes dative bonds as ``->``), the SMILES is
     used as given, without surrounding whitespace.
     """
+    from .tokenizer import quiet_rdkit
+
+    stereo = any("@" in token or token in ("/", "\\") for token in tokenizer.id_to_token)
+    prepared = PreparedSmiles([], [], [])
+    with quiet_rdkit():
+        for molecule in molecules:
+            for column, value in zip(prepared, _prepare_one(molecule, tokenizer, canonicalize, stereo)):
+                column.append(value)
+    return prepared
+
+
+def _prepare_one(molecule, tokenizer, canonicalize: bool, stereo: bool) -> tuple[str | None, list[str] | None, str | None]:
     from rdkit import Chem
 
     from .tokenizer import parse_smiles, smiles_problem
 
-    stereo = any("@" in token or token in ("/", "\\") for token in tokenizer.id_to_token)
-    prepared: list[str | None] = []
-    errors: list[str | None] = []
-    for s in smiles:
-        problem = smiles_problem(s)
-        mol = parse_smiles(s.strip()) if problem is None else None
-        if problem is None and mol is None:
-            problem = "RDKit cannot parse it"
-        choice = None
-        if problem is None:
-            text = s.strip()
-            candidates = [Chem.MolToSmiles(mol, isomericSmiles=stereo), text] if canonicalize else [text]
-            choice = next((c for c in candidates if _tokenizes(c, tokenizer)), None)
-            if choice is None:
-                problem = "cannot be tokenized"
-        prepared.append(choice)
-        errors.append(problem)
-    return PreparedSmiles(prepared, errors)
-
-
-def _tokenizes(smiles: str, tokenizer) -> bool:
-    try:
-        tokenizer.tokenize(smiles)
-    except ValueError:
-        return False
-    return True
+    if isinstance(molecule, Chem.Mol):
+        mol, text = molecule, Chem.MolToSmiles(molecule, isomericSmiles=stereo)
+    else:
+        problem = smiles_problem(molecule)
+        if problem is not None:
+            return None, None, problem
+        text = molecule.strip()
+        mol = parse_smiles(text)
+        if mol is None:
+            return None, None, "RDKit cannot parse it"
+    candidates = [Chem.MolToSmiles(mol, isomericSmiles=stereo), text] if canonicalize else [text]
+    for candidate in dict.fromkeys(candidates):
+        try:
+            return candidate, tokenizer.tokenize(candidate), None
+        except ValueError:
+            continue
+    return None, None, "cannot be tokenized"
 
 
 class Embedded(NamedTuple):
@@ -177,10 +182,10 @@ def embed_molecules(
     vectors = np.full((n, model.config.hidden_size), np.nan, dtype=np.float32)
     unknown = np.zeros(n, dtype=np.int64)
     truncated = np.zeros(n, dtype=bool)
-    good = np.array([i for i, p in enumerate(prepared.smiles) if p is not None], dtype=np.int64)
+    good = np.array([i for i, p in enumerate(prepared.tokens) if p is not None], dtype=np.int64)
     if len(good):
-        vectors[good], unknown[good], truncated[good] = _embed_prepared(
-            [prepared.smiles[i] for i in good], model, pooling, batch_size, precision
+        vectors[good], unknown[good], truncated[good] = _embed_tokens(
+            [prepared.tokens[i] for i in good], model, pooling, batch_size, precision
         )
     return Embedded(vectors, prepared.errors, unknown, truncated, np.zeros(n, dtype=np.int64))
 
@@ -235,8 +240,8 @@ def embed(
     return result.vectors
 
 
-def _embed_prepared(smiles: Sequence[str], model: ExLMModel, pooling: str, batch_size: int, precision: str):
-    """Vectors, unknown-token counts and truncation flags of SMILES prepared by `prepare_smiles`."""
+def _embed_tokens(tokens: Sequence[list[str]], model: ExLMModel, pooling: str, batch_size: int, precision: str):
+    """Vectors, unknown-token counts and truncation flags of molecules tokenized by `prepare_smiles`."""
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if batch_size < 1:
@@ -248,16 +253,16 @@ def _embed_prepared(smiles: Sequence[str], model: ExLMModel, pooling: str, batch
         # its weights and its float32 activations again for every batch.
         model = copy.deepcopy(model).to(torch.bfloat16)
     # Sort by length so that each batch holds molecules of similar size.
-    order = np.argsort([len(s) for s in smiles], kind="stable")
-    out = np.empty((len(smiles), model.config.hidden_size), dtype=np.float32)
-    unknown = np.zeros(len(smiles), dtype=np.int64)
-    truncated = np.zeros(len(smiles), dtype=bool)
+    order = np.argsort([len(t) for t in tokens], kind="stable")
+    out = np.empty((len(tokens), model.config.hidden_size), dtype=np.float32)
+    unknown = np.zeros(len(tokens), dtype=np.int64)
+    truncated = np.zeros(len(tokens), dtype=bool)
     was_training = model.training
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            ids, report = tokenizer.encode_batch_with_report([smiles[i] for i in rows])
+            ids, report = tokenizer.encode_tokens_with_report([tokens[i] for i in rows])
             pooled = model.embed_states(ids.to(device), pooling=pooling).pooled
             out[rows] = pooled.float().cpu().numpy()
             unknown[rows], truncated[rows] = report.unknown_tokens, report.truncated

@@ -55,7 +55,7 @@ class ExLMFeaturizer(MolecularFeaturizer):
 
         if isinstance(datapoints, (str, Chem.Mol)):
             datapoints = [datapoints]
-        smiles = [Chem.MolToSmiles(p) if isinstance(p, Chem.Mol) else p for p in datapoints]
+        smiles = list(datapoints)  # SMILES or RDKit molecules: both are read as they are
         model = self._model()
         result = embed_molecules(smiles, model, self.pooling, self.batch_size, self.precision, self.canonicalize)
         valid = result.valid

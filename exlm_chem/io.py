@@ -167,13 +167,15 @@ def _read_lines(path, max_chars) -> Iterator[MoleculeRecord]:
 
 
 def _read_sdf(path, id_column, max_chars) -> Iterator[MoleculeRecord]:
-    from rdkit import Chem, rdBase
+    from rdkit import Chem
+
+    from .tokenizer import quiet_rdkit
 
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     prop = id_column or "_Name"
     row = 0
     try:
-        with opener(path, "rb") as handle, rdBase.BlockLogs():
+        with opener(path, "rb") as handle, quiet_rdkit():
             for row, mol in enumerate(Chem.ForwardSDMolSupplier(handle), start=1):
                 if mol is None:
                     yield MoleculeRecord(row, str(row), "", "RDKit cannot read this SDF record")

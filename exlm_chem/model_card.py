@@ -26,7 +26,8 @@ CHECK_SMILES = [
 
 def load_run_model(run_dir: Path) -> tuple[ExLMModel, int]:
     """The run's final model, or the model of its latest checkpoint; and the step it is from."""
-    from .pretrain import checkpoint_paths, load_checkpoint, read_metrics
+    from .training.checkpoints import checkpoint_paths, load_checkpoint
+    from .training.runlog import read_metrics
 
     if (run_dir / "model" / "config.json").exists():
         return load_model_directory(run_dir / "model"), read_metrics(run_dir / "metrics.jsonl")[-1]["step"]
@@ -48,7 +49,7 @@ def export_model(run_dir: str | Path, dest: str | Path, dtype: torch.dtype = tor
     """
     from .embedding import embed
     from .io import atomic_path, atomic_write_text, same_file
-    from .pretrain import read_metrics
+    from .training.runlog import read_metrics
 
     run_dir, dest = Path(run_dir), Path(dest)
     if same_file(run_dir, dest):
@@ -120,7 +121,7 @@ An ExLM encoder (Zheng et al., ICML 2025) for SMILES, pretrained with exlm-chem'
 | stored as | {facts['dtype']} safetensors; embeddings within {facts['embedding_max_abs_difference']:.1e} of float32 |
 
 Masked-token accuracy for ExLM counts the tokens on the best path through the DAG of
-expanded states, decoded without looking at the targets (see `exlm_chem.pretrain.validate`).
+expanded states, decoded without looking at the targets (see `exlm_chem.training.loop.validate`).
 
 ![training curves](curves.png)
 

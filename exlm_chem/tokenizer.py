@@ -10,6 +10,7 @@ model behind a regex Split pre-tokenizer), so `tokenizers.Tokenizer.from_file` r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -17,12 +18,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +83,23 @@ def smiles_problem(text) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def quiet_rdkit():
+    """RDKit's messages (a line per molecule it cannot parse) silenced for a while; its
+    logging is as it was afterwards. Wrap loops, not single calls: entering costs a little."""
+    from rdkit import rdBase
+
+    with rdBase.BlockLogs():
+        yield
+
+
 def parse_smiles(smiles: str):
-    """RDKit molecule for a SMILES, or None when RDKit cannot parse it (quietly) or it is not a
-    SMILES to begin with (see `smiles_problem`)."""
-    from rdkit import Chem, RDLogger
+    """RDKit molecule for a SMILES, or None when RDKit cannot parse it or it is not a SMILES to
+    begin with (see `smiles_problem`). RDKit says why on stderr unless in `quiet_rdkit`."""
+    from rdkit import Chem
 
     if smiles_problem(smiles) is not None:
         return None
-    RDLogger.DisableLog("rdApp.*")
     return Chem.MolFromSmiles(smiles.strip())
 
 
@@ -95,7 +107,8 @@ def canonicalize_smiles(smiles: str) -> str:
     """RDKit canonical SMILES; ValueError when RDKit cannot parse the input."""
     from rdkit import Chem
 
-    mol = parse_smiles(smiles)
+    with quiet_rdkit():
+        mol = parse_smiles(smiles)
     if mol is None:
         raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
     return Chem.MolToSmiles(mol)
@@ -105,7 +118,8 @@ def randomize_smiles(smiles: str, seed: int = -1) -> str:
     """A random valid SMILES of the same molecule (augmentation); seed -1 means unseeded."""
     from rdkit import Chem
 
-    mol = parse_smiles(smiles)
+    with quiet_rdkit():
+        mol = parse_smiles(smiles)
     if mol is None:
         raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
     return Chem.MolToRandomSmilesVect(mol, 1, randomSeed=seed)[0]
@@ -249,17 +263,24 @@ class SmilesTokenizer:
 
     def encode_batch_with_report(self, smiles: Sequence[str], max_length: int | None = None) -> tuple[torch.Tensor, EncodingReport]:
         """`encode_batch`, and per SMILES how many tokens became ``<unk>`` and whether it was cut."""
-        max_length = max_length or self.max_length
-        limit = max_length - 2
         flat = self._flat_ids(smiles)
         if flat is None:
-            id_lists = [[self.token_to_id.get(t, self.unk_id) for t in tokens] for tokens in self._token_lists(smiles)]
-            flat = np.fromiter(
-                chain.from_iterable(chain(ids, (-1,)) for ids in id_lists),
-                dtype=np.int64,
-                count=sum(map(len, id_lists)) + len(id_lists),
-            )[:-1]
-        batch = len(smiles)
+            return self.encode_tokens_with_report(self._token_lists(smiles), max_length)
+        return self._encode_flat(flat, len(smiles), max_length or self.max_length)
+
+    def encode_tokens_with_report(self, token_lists: Sequence[list[str]], max_length: int | None = None) -> tuple[torch.Tensor, EncodingReport]:
+        """As `encode_batch_with_report`, for molecules already tokenized."""
+        id_lists = [[self.token_to_id.get(t, self.unk_id) for t in tokens] for tokens in token_lists]
+        flat = np.fromiter(
+            chain.from_iterable(chain(ids, (-1,)) for ids in id_lists),
+            dtype=np.int64,
+            count=sum(map(len, id_lists)) + len(id_lists),
+        )[:-1]
+        return self._encode_flat(flat, len(token_lists), max_length or self.max_length)
+
+    def _encode_flat(self, flat: np.ndarray, batch: int, max_length: int) -> tuple[torch.Tensor, EncodingReport]:
+        """Pad ids given as one array with rows separated by -1 (see `_flat_ids`)."""
+        limit = max_length - 2
         # Row of each flat entry, and its column once <s> takes column 0.
         separator = flat < 0
         row = np.cumsum(separator) - separator
@@ -278,11 +299,13 @@ class SmilesTokenizer:
         out[row[keep], column[keep]] = flat[keep]
         out[:, 0] = self.bos_id
         out[np.arange(batch), lengths + 1] = self.eos_id
+        import torch  # here, so that reading the vocabulary (the CLI's defaults) stays light
+
         return torch.from_numpy(out), EncodingReport(unknown, truncated)
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         """The string of a sequence of ids (a SMILES; SELFIES are decoded back to SMILES)."""
-        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
         specials = {self.pad_id, self.bos_id, self.eos_id}
         tokens = [self.id_to_token[i] for i in ids if not (skip_special_tokens and i in specials)]
         text = "".join(tokens)

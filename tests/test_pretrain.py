@@ -12,7 +12,10 @@ import torch
 
 from exlm_chem import InputError
 from exlm_chem.model import load_model_directory
-from exlm_chem.pretrain import PretrainConfig, corpus_fingerprint, epoch_batches, learning_rate, parse_duration, pretrain
+from exlm_chem.training.batches import epoch_batches
+from exlm_chem.training.config import PretrainConfig, learning_rate, parse_duration
+from exlm_chem.training.corpus import corpus_fingerprint
+from exlm_chem.training.loop import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 SMILES = [
@@ -56,12 +59,15 @@ def test_epoch_batches_are_disjoint_across_ranks_and_within_budget():
 
 
 def test_learning_rate_schedule():
-    config = PretrainConfig(corpus=["x"], out="y", max_steps=100, lr=1e-3, warmup=0.1)
-    assert learning_rate(config, 0.0) == 0.0
-    assert learning_rate(config, 0.05) == pytest.approx(5e-4)
-    assert learning_rate(config, 0.1) == pytest.approx(1e-3)
-    assert learning_rate(config, 0.55) == pytest.approx(5e-4)
-    assert learning_rate(config, 1.0) == 0.0
+    def rate(progress):
+        return learning_rate(1e-3, 0.1, "linear", progress)
+
+    assert rate(0.0) == 0.0
+    assert rate(0.05) == pytest.approx(5e-4)
+    assert rate(0.1) == pytest.approx(1e-3)
+    assert rate(0.55) == pytest.approx(5e-4)
+    assert rate(1.0) == 0.0
+    assert learning_rate(1e-3, 0.1, "poly", 0.55) == pytest.approx(2.5e-4)
 
 
 def test_corpus_fingerprint_follows_content_not_location(tmp_path):
@@ -105,10 +111,10 @@ def test_tiny_run_logs_checkpoints_and_saves_a_model(corpus, tmp_path, objective
 
 
 def run_in_subprocess(corpus, **flags):
-    """The `python -m exlm_chem.pretrain` command of a tiny run, and its environment (one thread)."""
+    """The `python -m exlm_chem.training` command of a tiny run, and its environment (one thread)."""
     values = dict(corpus=corpus, preset="tiny", batch_tokens=512, val_size=16, precision="fp32", seed=3, **flags)
     args = [item for key, value in values.items() for item in ("--" + key.replace("_", "-"), str(value))]
-    return [sys.executable, "-m", "exlm_chem.pretrain", *args], dict(os.environ, OMP_NUM_THREADS="1")
+    return [sys.executable, "-m", "exlm_chem.training", *args], dict(os.environ, OMP_NUM_THREADS="1")
 
 
 def assert_same_weights(first: Path, second: Path):

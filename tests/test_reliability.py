@@ -102,7 +102,7 @@ def test_a_pickle_planted_in_the_benchmark_cache_is_never_run(tmp_path):
 
 
 def test_a_checkpoint_holding_a_planted_pickle_is_refused_without_running_it(tmp_path):
-    from exlm_chem.pretrain import load_checkpoint
+    from exlm_chem.training.checkpoints import load_checkpoint
 
     sentinel = tmp_path / "pwned"
     path = tmp_path / "step-000000001.pt"
@@ -133,7 +133,7 @@ def test_whitespace_inside_a_smiles_makes_it_invalid_everywhere(run_cli, model, 
     code, _, err = run_cli("tokenize", path)
     assert code == 2 and "row 2" in err
     # Pretraining corpora too: canonicalizing must not turn "C C" into methane.
-    from exlm_chem.pretrain import pack_corpus
+    from exlm_chem.training.corpus import pack_corpus
     from exlm_chem.tokenizer import canonicalize_smiles
 
     with pytest.raises(ValueError):
@@ -296,10 +296,8 @@ def test_progress_prints_plain_lines_when_stderr_is_not_a_terminal(capsys):
 
 
 def test_an_empty_validation_set_logs_null_not_nan():
-    from exlm_chem.pretrain import PackedCorpus, validate
-
-    class Settings:
-        batch_tokens = 1024
+    from exlm_chem.training.corpus import PackedCorpus
+    from exlm_chem.training.loop import validate
 
     import torch
 
@@ -308,7 +306,7 @@ def test_an_empty_validation_set_logs_null_not_nan():
     tokenizer = SmilesTokenizer(["C", "O"])
     model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer)
     empty = PackedCorpus(np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32))
-    metrics = validate(model, tokenizer, empty, Settings(), "cpu", torch.autocast("cpu", enabled=False))
+    metrics = validate(model, tokenizer, empty, 1024, "cpu", torch.autocast("cpu", enabled=False))
     json.loads(json.dumps(metrics, allow_nan=False))  # strict JSON
     assert metrics["val_loss"] is None
 

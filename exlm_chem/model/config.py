@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..errors import InputError
+from ..tokenizer import DEFAULT_MAX_LENGTH
 
 PRESETS = {
     # For tests: trains in seconds, well under 1M parameters.
@@ -18,14 +19,16 @@ PRESETS = {
     "base": dict(num_layers=12, hidden_size=768, num_heads=12, dropout=0.1),
 }
 OBJECTIVES = ("exlm", "mlm")
+DEFAULT_K = 4  # states per <mask>, <s> and </s>: the method's default
 
 
 @dataclass
 class ExLMConfig:
     """Everything that fixes the shape and the training objective of a model.
 
-    ``k`` is the number of states each ``<mask>``, ``<s>`` and ``</s>`` expands into; the plain-MLM
-    objective uses k = 1. ``max_length`` is the longest token sequence, ``<s>`` and ``</s>``
+    ``k`` is the number of states each ``<mask>``, ``<s>`` and ``</s>`` expands into: 4 by
+    default for ExLM; the plain-MLM objective is k = 1 (left unset, it is; any other value is
+    refused). ``max_length`` is the longest token sequence, ``<s>`` and ``</s>``
     included; the transition head learns one embedding per expanded-sequence position, up to
     ``max_length * k``.
     """
@@ -36,15 +39,17 @@ class ExLMConfig:
     num_heads: int = 4
     ffn_multiplier: int = 4
     dropout: float = 0.1
-    k: int = 4
+    k: int | None = None  # None: DEFAULT_K for ExLM, 1 for the plain MLM
     objective: str = "exlm"
     mask_rate: float = 0.15
-    max_length: int = 128
+    max_length: int = DEFAULT_MAX_LENGTH
     transition_heads: int = 4
     rope_base: float = 10_000.0
     preset: str | None = None
 
     def __post_init__(self):
+        if self.k is None:
+            self.k = 1 if self.objective == "mlm" else DEFAULT_K
         # Checked before any use: a config file is user input, and a zero or a string here
         # would fail deep inside the model with a traceback.
         for name in ("vocab_size", "num_layers", "hidden_size", "num_heads", "ffn_multiplier", "k", "max_length", "transition_heads"):
@@ -59,7 +64,7 @@ class ExLMConfig:
         if self.objective not in OBJECTIVES:
             raise InputError(f"objective must be one of {OBJECTIVES}, not {self.objective!r}")
         if self.objective == "mlm" and self.k != 1:
-            raise InputError("the plain-MLM objective uses k = 1")
+            raise InputError(f"the plain-MLM objective is k = 1, not k = {self.k}; leave --k out with --objective mlm")
         if self.k < 1:
             raise InputError(f"k must be at least 1, not {self.k}")
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 4:
@@ -79,13 +84,11 @@ class ExLMConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> ExLMConfig:
-        """A preset (tiny, small, base) with any field overridden; MLM implies k = 1."""
+        """A preset (tiny, small, base) with any field overridden."""
         if name not in PRESETS:
             raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         values = dict(PRESETS[name], transition_heads=PRESETS[name]["num_heads"], preset=name)
         values.update(overrides)
-        if values.get("objective") == "mlm":
-            values["k"] = 1
         return cls(**values)
 
     def to_dict(self) -> dict:

@@ -1,0 +1,77 @@
+"""Length-bucketed batches that are a function of the seed, the epoch and the rank only.
+
+Every epoch is a seeded permutation: rank r of N takes every N-th molecule of it, sorts
+chunks of it by length and cuts them into batches of at most ``batch_tokens`` padded tokens.
+A resumed run therefore repeats exactly what an uninterrupted one would do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..tokenizer import randomize_smiles
+from .corpus import PackedCorpus
+
+CHUNK_BATCHES = 50  # batches per length-sorted chunk: long enough to bucket, short enough to mix
+
+
+def epoch_batches(lengths: np.ndarray, epoch: int, seed: int, rank: int, world_size: int, batch_tokens: int) -> list[np.ndarray]:
+    """The batches (arrays of corpus indices) of one rank in one epoch.
+
+    A seeded permutation is split across ranks (disjoint), cut into chunks, each sorted by
+    length and cut into batches of at most ``batch_tokens`` padded tokens; the batch order is
+    then shuffled, so long and short batches alternate.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    mine = rng.permutation(len(lengths))[rank::world_size]
+    typical = max(1, batch_tokens // max(1, int(np.median(lengths[mine[:1000]])) if len(mine) else 1))
+    chunk_size = typical * CHUNK_BATCHES
+    batches = []
+    for start in range(0, len(mine), chunk_size):
+        chunk = mine[start : start + chunk_size]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        chunk_lengths = lengths[chunk]
+        begin = 0
+        while begin < len(chunk):
+            end = begin + 1
+            # Sorted ascending, so the padded size of [begin, end) is (end - begin) * length[end - 1].
+            while end < len(chunk) and (end + 1 - begin) * chunk_lengths[end] <= batch_tokens:
+                end += 1
+            batches.append(chunk[begin:end])
+            begin = end
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+class BatchStream:
+    """Endless batches of SMILES for one rank, from a position (epoch, batch index) that can be
+    saved; with ``augment``, each SMILES rewritten as a random equivalent one, seeded by position."""
+
+    def __init__(self, corpus: PackedCorpus, batch_tokens: int, seed: int, rank: int, world_size: int, augment: bool, epoch: int = 0, index: int = 0):
+        self.corpus, self.batch_tokens, self.seed, self.augment = corpus, batch_tokens, seed, augment
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.index = epoch, index
+        self._batches = None
+
+    def position(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return self
+
+    def __next__(self) -> list[str]:
+        if self._batches is None:
+            self._batches = epoch_batches(self.corpus.lengths, self.epoch, self.seed, self.rank, self.world_size, self.batch_tokens)
+        if self.index >= len(self._batches):
+            self.epoch, self.index, self._batches = self.epoch + 1, 0, None
+            return next(self)
+        indices = self._batches[self.index]
+        self.index += 1
+        smiles = self.corpus.smiles(indices)
+        if self.augment:
+            # Seeded by position, so a resumed run sees the same random SMILES.
+            base = (self.seed * 1_000_003 + self.epoch * 7919 + self.index) % (2**31 - 1000)
+            smiles = [randomize_smiles(s, seed=base + j) for j, s in enumerate(smiles)]
+        return smiles

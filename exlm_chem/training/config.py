@@ -1,0 +1,120 @@
+"""The settings of a pretraining run: one dataclass, the one home of every default."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+from ..tokenizer import DEFAULT_MAX_LENGTH
+
+PRECISIONS = ("auto", "fp32", "bf16")
+SCHEDULES = ("linear", "poly")
+
+
+@dataclass
+class PretrainConfig:
+    """Arguments of a pretraining run (the command-line flags, one for one; the CLI reads its
+    defaults from here)."""
+
+    corpus: list[Path]
+    out: Path
+    objective: str = "exlm"
+    preset: str = "small"
+    k: int | None = None  # states per <mask>, <s>, </s>; None: the objective's own (ExLMConfig)
+    max_steps: int | None = None
+    max_tokens: int | None = None
+    max_time: float | None = None  # seconds
+    batch_tokens: int = 6144  # padded tokens per batch (before states expansion)
+    grad_accum: int = 1
+    lr: float = 1e-3
+    warmup: float = 0.06  # fraction of the run
+    schedule: str = "linear"  # or "poly" (power 2)
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    val_corpus: Path | None = None
+    val_size: int = 5000
+    val_every: int = 500
+    log_every: int = 50
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    tokenizer: Path | None = None
+    corpus_cache: Path | None = None  # where the prepared corpus is kept (default: OUT/corpus)
+    smiles_column: str | None = None
+    canonicalize: bool = False
+    augment: bool = False  # randomized SMILES
+    max_length: int = DEFAULT_MAX_LENGTH
+    resume: bool = False
+    seed: int = 0
+    precision: str = "auto"
+    threads: int | None = None
+    model_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # The model package imports torch; the CLI reads this class's defaults before any run.
+        from ..model.config import OBJECTIVES, PRESETS
+
+        self.corpus = [Path(p) for p in self.corpus]
+        self.out = Path(self.out)
+        self.val_corpus = Path(self.val_corpus) if self.val_corpus else None
+        self.tokenizer = Path(self.tokenizer) if self.tokenizer else None
+        self.corpus_cache = Path(self.corpus_cache) if self.corpus_cache else None
+        if not (self.max_steps or self.max_tokens or self.max_time):
+            raise InputError("give a budget: --max-steps, --max-tokens or --max-time")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.batch_tokens < self.max_length:
+            raise InputError(f"--batch-tokens must be at least --max-length ({self.max_length})")
+        if not self.corpus:
+            raise InputError("give at least one --corpus file")
+        if self.objective not in OBJECTIVES:
+            raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if self.preset not in PRESETS:
+            raise InputError(f"--preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+
+    def model_config(self, vocab_size: int):
+        """The ExLMConfig of this run's model (the preset, with this run's settings)."""
+        from ..model import ExLMConfig
+
+        overrides = dict(self.model_overrides, vocab_size=vocab_size, objective=self.objective, max_length=self.max_length)
+        if self.k is not None:
+            overrides["k"] = self.k
+        return ExLMConfig.from_preset(self.preset, **overrides)
+
+    def to_json(self) -> dict:
+        return {key: (str(v) if isinstance(v, Path) else [str(p) for p in v] if key == "corpus" else v) for key, v in asdict(self).items()}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '90s', '20m', '2h', '1h30m'."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise InputError(f"cannot read duration {text!r}: use e.g. 90s, 20m, 2h or 1h30m")
+    return sum(float(value) * {"h": 3600, "m": 60, "s": 1}[unit] for value, unit in parts)
+
+
+def learning_rate(peak: float, warmup: float, schedule: str, progress: float) -> float:
+    """Linear warm-up over the first ``warmup`` of the run, then linear or polynomial decay to 0."""
+    progress = min(max(progress, 0.0), 1.0)
+    if progress < warmup:
+        return peak * progress / warmup
+    remaining = (1.0 - progress) / (1.0 - warmup)
+    return peak * (remaining if schedule == "linear" else remaining**2)
+
+
+def run_progress(config: PretrainConfig, step: int, tokens: int, elapsed: float) -> float:
+    """How far through its budget the run is: the largest of the step, token and time fractions."""
+    fractions = [0.0]
+    if config.max_steps:
+        fractions.append(step / config.max_steps)
+    if config.max_tokens:
+        fractions.append(tokens / config.max_tokens)
+    if config.max_time:
+        fractions.append(elapsed / config.max_time)
+    return max(fractions)

@@ -1,0 +1,276 @@
+"""The pretraining loop: build the model, step, validate, log and checkpoint, resumably."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..environment import describe_hardware, keep_freed_memory, peak_rss_mb, release_free_memory, resolve_precision
+from ..errors import InputError
+from ..io import atomic_write_text
+from ..model import ExLMConfig, ExLMModel, save_model
+from ..tokenizer import SmilesTokenizer
+from .batches import BatchStream, epoch_batches
+from .checkpoints import check_run_folder, checkpoint_paths, load_checkpoint, save_checkpoint
+from .config import PretrainConfig, learning_rate, run_progress
+from .corpus import CorpusSources, PackedCorpus, prepare_corpora, write_run_tokenizer
+from .distributed import Distributed, gather_positions, rank0_view, setup_distributed
+from .runlog import RunLog, Window
+
+VALIDATION_SEED = 12_345
+TRIM_EVERY = 10  # steps between handing freed memory back to the OS
+
+
+@dataclass
+class PretrainResult:
+    model: ExLMModel
+    step: int
+    tokens: int
+    out: Path
+    rank: int = 0
+    stopped: bool = False  # stopped early on SIGTERM / Ctrl-C, with a checkpoint to resume from
+
+
+@dataclass
+class Counters:
+    """How far a run is: saved in every checkpoint."""
+
+    step: int = 0
+    tokens: int = 0
+    molecules: int = 0
+    elapsed: float = 0.0  # seconds of training
+
+
+class StopSignal:
+    """SIGTERM (a scheduler's preemption, ``kill``) or Ctrl-C asks the run to stop after the
+    current step, with a checkpoint; a second Ctrl-C interrupts at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+def pretrain(config: PretrainConfig) -> PretrainResult:
+    """Train a model as ``config`` says; ``exlm-chem pretrain`` and ``torchrun -m
+    exlm_chem.training`` call this."""
+    check_run_folder(config.out, config.resume, config.corpus + ([config.val_corpus] if config.val_corpus else []))
+    dist = setup_distributed()
+    try:
+        return _run(config, dist)
+    finally:
+        if dist.world_size > 1:
+            torch.distributed.destroy_process_group()
+
+
+def build_model(model_config: ExLMConfig, tokenizer: SmilesTokenizer, device: torch.device, seed: int) -> ExLMModel:
+    torch.manual_seed(seed)
+    return ExLMModel(model_config, tokenizer).to(device)
+
+
+def build_optimizer(model: ExLMModel, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with RoBERTa's betas and eps; no weight decay on biases and norms."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def restore(checkpoint: dict, model: ExLMModel, optimizer, dist: Distributed, out: Path) -> tuple[Counters, dict]:
+    """Load a checkpoint into the model and optimizer; the counters and this rank's position."""
+    saved = checkpoint["model_config"]
+    if saved != model.config.to_dict():
+        differences = ", ".join(f"{key}: {saved.get(key)} vs {value}" for key, value in model.config.to_dict().items() if saved.get(key) != value)
+        raise InputError(f"{out}: the checkpoint is of another model ({differences}); use the same --preset and options")
+    if dist.world_size != len(checkpoint["data_position"]):
+        raise InputError(f"{out}: the checkpoint was written by {len(checkpoint['data_position'])} processes, not {dist.world_size}")
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    counters = Counters(checkpoint["step"], checkpoint["tokens"], checkpoint["molecules"], checkpoint["elapsed"])
+    return counters, checkpoint["data_position"][dist.rank]
+
+
+@dataclass
+class StepStats:
+    loss: float
+    tokens: int
+    molecules: int
+    dropped: int
+
+
+def train_step(model, training_model, optimizer, stream, tokenizer, grad_accum: int, mask_seed: int, clip: float, autocast, device) -> StepStats:
+    """One optimizer step over ``grad_accum`` batches; the masks are seeded by ``mask_seed``."""
+    stats = StepStats(0.0, 0, 0, 0)
+    for micro in range(grad_accum):
+        smiles = next(stream)
+        ids = tokenizer.encode_batch(smiles)
+        masks = model.choose_masks(ids, torch.Generator().manual_seed(mask_seed + micro))
+        ids, masks = ids.to(device), masks.to(device)
+        sync = training_model is model or micro == grad_accum - 1
+        with (nullcontext() if sync else training_model.no_sync()), autocast:
+            output = training_model(ids, masks)
+        (output.loss / grad_accum).backward()
+        stats.loss += float(output.loss.detach()) / grad_accum
+        stats.tokens += int((ids != 0).sum())
+        stats.molecules += len(smiles)
+        stats.dropped += output.num_dropped
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return stats
+
+
+def validate(model: ExLMModel, tokenizer: SmilesTokenizer, corpus: PackedCorpus, batch_tokens: int, device, autocast) -> dict:
+    """Validation loss and masked-token top-1 accuracy, with fixed masks.
+
+    Accuracy: the share of masked tokens predicted exactly. MLM predicts each masked position's
+    most probable token; ExLM decodes the best DAG path of M + 2 states (transitions times each
+    state's most probable token, without looking at the targets) and reads its inner states.
+    """
+    model.eval()
+    generator = torch.Generator(device="cpu").manual_seed(VALIDATION_SEED)
+    losses, correct, total, dropped = [], 0, 0, 0
+    with torch.no_grad(), autocast:
+        for batch in epoch_batches(corpus.lengths, 0, VALIDATION_SEED, 0, 1, batch_tokens):
+            ids = tokenizer.encode_batch(corpus.smiles(batch))
+            masks = model.choose_masks(ids, generator)
+            out = model(ids.to(device), masks.to(device), with_predictions=True)
+            finite = torch.isfinite(out.molecule_loss)
+            losses.append(out.molecule_loss[finite].float().cpu())
+            dropped += int((~finite).sum())
+            valid = out.target_valid
+            correct += int((out.predictions[valid] == out.targets[valid]).sum())
+            total += int(valid.sum())
+    model.train()
+    losses = torch.cat(losses) if losses else torch.zeros(0)
+    return {
+        # None (JSON null), not NaN, when no molecule gave a finite loss (an empty set, say).
+        "val_loss": float(losses.mean()) if len(losses) else None,
+        "val_accuracy": correct / max(total, 1),
+        "val_dropped": dropped,
+    }
+
+
+def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    keep_freed_memory()
+    out = config.out
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    checkpoint = load_checkpoint(checkpoint_paths(out)[-1]) if config.resume else None
+    sources = CorpusSources(config.corpus, config.val_corpus, config.val_size, config.smiles_column, config.canonicalize, config.seed)
+    train_corpus, val_corpus, corpus_stats = prepare_corpora(sources, config.corpus_cache or out / "corpus", dist)
+    if dist.is_main:
+        write_run_tokenizer(out / "tokenizer.json", config.tokenizer, corpus_stats["vocabulary"], config.max_length)
+    dist.barrier()
+    tokenizer = SmilesTokenizer.load(out / "tokenizer.json")
+
+    model = build_model(config.model_config(tokenizer.vocab_size), tokenizer, dist.device, config.seed)
+    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    counters, position = Counters(), {"epoch": 0, "index": 0}
+    if checkpoint is not None:
+        counters, position = restore(checkpoint, model, optimizer, dist, out)
+    training_model = model
+    if dist.world_size > 1:
+        training_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    precision = resolve_precision(config.precision, dist.device)
+    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    if dist.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    stream = BatchStream(train_corpus, config.batch_tokens, config.seed, dist.rank, dist.world_size, config.augment, **position)
+    steps_only = config.max_steps and not (config.max_time or config.max_tokens)
+    log = RunLog(out, dist.is_main, config.max_steps if steps_only else None, counters.step)
+    if dist.is_main:
+        _describe_run(config, model, precision, dist, corpus_stats, len(train_corpus), log)
+
+    model.train()
+    window = Window()
+    progress, stopped = rank0_view(run_progress(config, counters.step, counters.tokens, counters.elapsed), False, dist)
+    with StopSignal() as stop_signal:
+        while progress < 1.0 and not stopped:
+            step_start = time.perf_counter()
+            lr = learning_rate(config.lr, config.warmup, config.schedule, progress)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            mask_seed = config.seed * 1_000_003 + counters.step * 64 + 1
+            stats = train_step(model, training_model, optimizer, stream, tokenizer, config.grad_accum, mask_seed, config.clip, autocast, dist.device)
+            counters.step += 1
+            if counters.step % TRIM_EVERY == 0:
+                release_free_memory()
+            counters.tokens += stats.tokens * dist.world_size
+            counters.molecules += stats.molecules * dist.world_size
+            counters.elapsed += time.perf_counter() - step_start
+            window.add(stats.loss, stats.tokens * dist.world_size, stats.dropped)
+
+            progress, stopped = rank0_view(run_progress(config, counters.step, counters.tokens, counters.elapsed), stop_signal.received is not None, dist)
+            done = progress >= 1.0
+            validate_now = counters.step % config.val_every == 0 or done
+            if counters.step % config.log_every == 0 or validate_now:
+                metrics = {**vars(counters), "epoch": stream.epoch, **window.metrics(), "lr": lr, "progress": progress, "peak_rss_mb": peak_rss_mb()}
+                if validate_now:
+                    dist.barrier()
+                    if dist.is_main:
+                        metrics.update(validate(model, tokenizer, val_corpus, config.batch_tokens, dist.device, autocast))
+                    dist.barrier()
+                log.record(metrics)
+                window = Window()
+            if counters.step % config.checkpoint_every == 0 or done or stopped:
+                positions = gather_positions(stream.position(), dist)
+                if dist.is_main:
+                    state = {**vars(counters), "data_position": positions, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "torch_rng": torch.get_rng_state(), "model_config": model.config.to_dict()}
+                    save_checkpoint(out, state, config.keep_checkpoints)
+                dist.barrier()
+
+    if stopped:
+        log.message(f"stopped at step {counters.step} with a checkpoint; continue with --resume")
+    elif dist.is_main:
+        save_model(model, out / "model", tokenizer)
+    log.finish()
+    return PretrainResult(model, counters.step, counters.tokens, out, dist.rank, stopped)
+
+
+def _describe_run(config, model, precision, dist, corpus_stats, training_molecules, log) -> None:
+    """run.json, and the run's first log line."""
+    run_info = {
+        "pretrain": config.to_json(),
+        "model": model.config.to_dict(),
+        "parameters": model.num_parameters(),
+        "precision": precision,
+        "world_size": dist.world_size,
+        "hardware": describe_hardware(dist.device),
+        "corpus": {k: v for k, v in corpus_stats.items() if k != "vocabulary"},
+    }
+    atomic_write_text(config.out / "run.json", json.dumps(run_info, indent=2))
+    log.message(
+        f"{config.objective} {config.preset} ({model.num_parameters():,} parameters), {training_molecules:,} training molecules "
+        f"({corpus_stats['invalid_rdkit']} invalid SMILES skipped), {precision}, {dist.world_size} process(es), device {dist.device}"
+    )

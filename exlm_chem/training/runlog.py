@@ -1,0 +1,112 @@
+"""What a run tells: metrics.jsonl, a progress bar (plain lines in a log), curves.png."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..io import atomic_path, atomic_write_text
+
+
+class Window:
+    """Loss, tokens and dropped molecules summed over the steps since the last log line."""
+
+    def __init__(self):
+        self.tokens, self.loss, self.steps, self.dropped = 0, 0.0, 0, 0
+        self.start = time.perf_counter()
+
+    def add(self, loss: float, tokens: int, dropped: int) -> None:
+        self.loss += loss
+        self.tokens += tokens
+        self.steps += 1
+        self.dropped += dropped
+
+    def metrics(self) -> dict:
+        return {
+            "loss": self.loss / self.steps,
+            "tokens_per_second": self.tokens / (time.perf_counter() - self.start),
+            "dropped": self.dropped,
+        }
+
+
+class RunLog:
+    """metrics.jsonl, a progress bar (or plain lines when not on a terminal), and curves.png.
+
+    total_steps: the bar's length when the run's budget is a number of steps, else None.
+    """
+
+    def __init__(self, out: Path, active: bool, total_steps: int | None, start_step: int):
+        self.out, self.active = out, active
+        self.bar = None
+        if active and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+        self.last_step = start_step
+        metrics = out / "metrics.jsonl"
+        if active and metrics.exists():
+            # A resumed run drops what was logged after its checkpoint; it will log it again.
+            kept = [line for line in metrics.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= start_step]
+            atomic_write_text(metrics, "".join(line + "\n" for line in kept))
+
+    def message(self, text: str) -> None:
+        if self.active:
+            (self.bar.write if self.bar else lambda t: print(t, file=sys.stderr, flush=True))(text)
+
+    def record(self, metrics: dict) -> None:
+        if not self.active:
+            return
+        # Strict JSON: a value that is not finite is written as null, never NaN.
+        finite = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+        with open(self.out / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(finite, allow_nan=False) + "\n")
+        remaining = (1 - metrics["progress"]) * metrics["elapsed"] / max(metrics["progress"], 1e-9)
+        summary = f"loss {metrics['loss']:.4f}  {metrics['tokens_per_second']:,.0f} tok/s  lr {metrics['lr']:.2e}"
+        if "val_accuracy" in metrics:
+            summary += f"  val_acc {metrics['val_accuracy']:.4f}"
+        if self.bar is not None:
+            self.bar.update(metrics["step"] - self.last_step)
+            self.bar.set_postfix_str(summary)
+        else:
+            print(f"step {metrics['step']}  {summary}  {metrics['progress']:.1%} done, eta {remaining / 60:.1f} min", file=sys.stderr, flush=True)
+        self.last_step = metrics["step"]
+        if "val_accuracy" in metrics:
+            plot_curves(self.out / "metrics.jsonl", self.out / "curves.png")
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_curves(metrics_path: Path | Sequence[Path], png_path: Path, labels: Sequence[str] = ()) -> None:
+    """Training loss and validation accuracy against tokens seen (one or several runs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = metrics_path if isinstance(metrics_path, (list, tuple)) else [metrics_path]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, path in enumerate(paths):
+        rows = read_metrics(path)
+        label = labels[i] if i < len(labels) else None
+        ax_loss.plot([r["tokens"] for r in rows], [r["loss"] for r in rows], label=label)
+        val = [r for r in rows if "val_accuracy" in r]
+        ax_acc.plot([r["tokens"] for r in val], [r["val_accuracy"] for r in val], marker="o", label=label)
+    ax_loss.set(xlabel="tokens seen", ylabel="training loss", title="training loss")
+    ax_acc.set(xlabel="tokens seen", ylabel="masked-token accuracy", title="validation accuracy")
+    if labels:
+        ax_loss.legend()
+        ax_acc.legend()
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
