@@ -18,7 +18,7 @@ _PUBLIC = {
     "ExLMConfig": "model",
     "ExLMModel": "model",
     "dag_log_likelihood": "model",
-    "load_model": "embedding",
+    "load_model": "model.io",
     "embed": "embedding",
     "embed_file": "embedding",
     "ExLMFeaturizer": "featurizer",

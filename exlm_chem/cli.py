@@ -184,7 +184,11 @@ def benchmark(
     """Run MoleculeNet benchmarks: ExLM next to ECFP4, MLM and the random-init control."""
     import logging
 
-    from .benchmark import DATASETS, PROBES, parse_features, parse_list, run_benchmark
+    # The MoleculeNet package imports DeepChem, slow to import: only for this command.
+    from .moleculenet.datasets import DATASETS
+    from .moleculenet.features import parse_features
+    from .moleculenet.probes import PROBES
+    from .moleculenet.suite import parse_list, run_benchmark
 
     _show_progress_messages()
     # DeepChem warns about optional back-ends it lacks (TensorFlow, JAX) and per-molecule

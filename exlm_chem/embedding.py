@@ -6,52 +6,19 @@ import copy
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .environment import resolve_device
 from .errors import InputError
-from .model import ExLMModel, load_model_directory
+from .model import ExLMModel, load_model
 
 
 DEFAULT_BATCH_SIZE = 128
 PRECISIONS = ("fp32", "bf16")
 OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
-
-
-def load_model(path: str | Path | None = None, device: str | torch.device | None = None) -> ExLMModel:
-    """A model directory, or with no path the default model shipped inside the package.
-
-    The tokenizer comes with it as ``model.tokenizer``. The model is in eval mode. Each call
-    returns a model of its own: fine-tuning one leaves the next one as shipped.
-    """
-    device = resolve_device(device)
-    if path is None:
-        # The default model is read once per process; callers get copies.
-        return copy.deepcopy(_load_default_model(str(device) if device is not None else None))
-    return load_model_directory(path, device=device)
-
-
-@lru_cache(maxsize=2)
-def _load_default_model(device: str | None) -> ExLMModel:
-    from .environment import default_model_dir
-
-    return load_model_directory(default_model_dir(), device=device)
-
-
-def resolve_model(model: ExLMModel | str | Path | None, device=None) -> ExLMModel:
-    """An ExLMModel as given, or loaded from a directory / the default, on ``device``
-    (see `resolve_device`)."""
-    device = resolve_device(device)
-    if isinstance(model, ExLMModel):
-        if model.tokenizer is None:
-            raise InputError("the model has no tokenizer attached; load it with exlm_chem.load_model")
-        return model.to(device) if device is not None else model
-    return load_model(model, device=device)
 
 
 def model_fingerprint(model: ExLMModel) -> str:
@@ -221,7 +188,7 @@ def embed(
     if errors not in ("warn", "ignore", "raise"):
         raise InputError(f"errors must be 'warn', 'ignore' or 'raise', not {errors!r}")
     smiles = [smiles] if isinstance(smiles, str) else list(smiles)
-    model = resolve_model(model, device)
+    model = load_model(model, device)
     result = embed_molecules(smiles, model, pooling, batch_size, precision, canonicalize)
     invalid = np.flatnonzero(~result.valid)
     if len(invalid) and errors == "raise":
@@ -389,7 +356,7 @@ def embed_file(
     if suffix not in OUTPUT_FORMATS:
         raise InputError(f"{output_path}: output must end in {', '.join(OUTPUT_FORMATS)}")
     check_output_file(output_path, [input_path], overwrite)
-    model = resolve_model(model, device)
+    model = load_model(model, device)
     reader = dict(smiles_column=smiles_column, id_column=id_column, chunk_size=chunk_size, errors="keep")
     first, last = 0, None
     if shard is not None:

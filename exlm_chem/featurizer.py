@@ -12,7 +12,8 @@ from collections import Counter
 import numpy as np
 from deepchem.feat import MolecularFeaturizer
 
-from .embedding import DEFAULT_BATCH_SIZE, embed_molecules, model_fingerprint, resolve_model
+from .model import load_model
+from .embedding import DEFAULT_BATCH_SIZE, embed_molecules, model_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class ExLMFeaturizer(MolecularFeaturizer):
 
     def _model(self):
         if self._loaded is None:
-            self._loaded = resolve_model(self.model, self.device)
+            self._loaded = load_model(self.model, self.device)
         return self._loaded
 
     def featurize(self, datapoints, log_every_n: int = 1000, **kwargs) -> np.ndarray:

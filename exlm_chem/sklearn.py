@@ -6,7 +6,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .embedding import DEFAULT_BATCH_SIZE, embed, resolve_model
+from .model import load_model
+from .embedding import DEFAULT_BATCH_SIZE, embed
 
 
 class ExLMTransformer(TransformerMixin, BaseEstimator):
@@ -43,7 +44,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         self.canonicalize = canonicalize
 
     def fit(self, X=None, y=None):
-        model = resolve_model(self.model, self.device)
+        model = load_model(self.model, self.device)
         self.model_ = model
         self.n_features_out_ = model.config.hidden_size
         return self

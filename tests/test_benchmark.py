@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from exlm_chem import ExLMConfig, ExLMModel, InputError, SmilesTokenizer
-from exlm_chem.benchmark import markdown_table, parse_features, parse_list, score, split_dataset, DATASETS
+from exlm_chem.metrics import score
+from exlm_chem.moleculenet.datasets import DATASETS, split_dataset
+from exlm_chem.moleculenet.features import parse_features
+from exlm_chem.moleculenet.report import markdown_table
+from exlm_chem.moleculenet.suite import parse_list
 from exlm_chem.model import save_model
 
 
@@ -110,7 +114,8 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
 
 
 def test_finetune_runs_on_a_small_set(tiny_model_dir, shared_data, tmp_path):
-    from exlm_chem.benchmark import finetune_predictions, load_dataset, split_dataset
+    from exlm_chem.finetune import finetune_predictions
+    from exlm_chem.moleculenet.datasets import load_dataset
     import deepchem as dc
 
     _, dataset = load_dataset("freesolv", dc.feat.DummyFeaturizer(), shared_data / "moleculenet", tmp_path)
@@ -140,7 +145,7 @@ def test_probes_are_not_thrown_by_a_bit_never_set_in_training(probe):
     # A fingerprint bit absent from every training molecule and set in a test molecule.
     import deepchem as dc
 
-    from exlm_chem.benchmark import probe_predictions
+    from exlm_chem.moleculenet.probes import probe_predictions
 
     rng = np.random.default_rng(0)
     X = rng.integers(0, 2, size=(160, 16)).astype(np.float32)

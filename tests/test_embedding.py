@@ -86,13 +86,14 @@ def test_changing_a_loaded_default_model_leaves_the_next_one_as_shipped(drug_smi
 
 
 def test_a_missing_default_model_gets_a_clear_message(monkeypatch, tmp_path):
-    from exlm_chem import embedding, environment
+    from exlm_chem import environment
+    from exlm_chem.model import io
 
     monkeypatch.setattr(environment, "DEFAULT_MODEL_DIR", tmp_path)
-    embedding._load_default_model.cache_clear()
+    io._load_default_model.cache_clear()
     with pytest.raises(InputError, match="default model is missing from this installation"):
         load_model()
-    embedding._load_default_model.cache_clear()
+    io._load_default_model.cache_clear()
 
 
 @pytest.fixture

@@ -86,7 +86,7 @@ def test_an_output_that_cannot_be_written_fails_before_any_embedding(run_cli, mo
 
 
 def test_a_pickle_planted_in_the_benchmark_cache_is_never_run(tmp_path):
-    from exlm_chem.benchmark import CACHE_FORMAT, _read_cached_dataset
+    from exlm_chem.moleculenet.datasets import CACHE_FORMAT, _read_cached_dataset
 
     folder = tmp_path / "cache" / "bbbp" / "CircularFingerprint"
     folder.mkdir(parents=True)

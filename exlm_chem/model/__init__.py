@@ -2,7 +2,8 @@
 
 from .config import PRESETS, ExLMConfig
 from .dag import dag_best_path, dag_log_likelihood
-from .exlm import ExLMModel, load_model_directory, pool_states, save_model
+from .exlm import ExLMModel, pool_states
+from .io import load_model, load_model_directory, save_model
 
 __all__ = [
     "PRESETS",
@@ -10,6 +11,7 @@ __all__ = [
     "ExLMModel",
     "dag_best_path",
     "dag_log_likelihood",
+    "load_model",
     "load_model_directory",
     "pool_states",
     "save_model",

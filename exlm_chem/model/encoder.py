@@ -124,17 +124,12 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(config.hidden_size)
 
-    def forward(self, ids, p1, p2, valid, return_all_layers: bool = False):
-        """Hidden states (B, N, d) of the final layer (zeros at padding), or a list of every
-        layer's with ``return_all_layers`` (after its block; the last after the final LayerNorm)."""
+    def forward(self, ids, p1, p2, valid):
+        """Hidden states (B, N, d) of the final layer, after its LayerNorm; zeros at padding."""
         layout = PackedLayout(valid)
         cos, sin = rotary_tables(layout.pack(p1), layout.pack(p2), self.config.head_dim, self.config.rope_base)
         x = self.dropout(self.embed_tokens(layout.pack(ids)))  # (T, d)
-        layers = []
         for block in self.blocks:
             x = block(x, cos, sin, layout)
-            layers.append(x)
-        layers[-1] = self.final_norm(x)
-        keep = valid[..., None].to(x.dtype) if layout.dense else None  # zeros at padding
-        padded = [layout.pad(layer) if keep is None else layout.pad(layer) * keep for layer in (layers if return_all_layers else layers[-1:])]
-        return padded if return_all_layers else padded[0]
+        hidden = layout.pad(self.final_norm(x))
+        return hidden * valid[..., None].to(x.dtype) if layout.dense else hidden

@@ -1,10 +1,8 @@
-"""The ExLM model: pretraining loss (ExLM or plain MLM), embedding forward, save and load."""
+"""The ExLM model: pretraining loss (ExLM or plain MLM) and the embedding forward."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +17,8 @@ from .expansion import choose_mask_positions, expand_states, pack_selected
 
 # Special-token ids, fixed by SmilesTokenizer.
 PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3
+UNTRAINED_SEED = 0  # the weights of the untrained control network
 
-WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE = "model.safetensors", "config.json", "tokenizer.json"
-FORMAT_NAME = "exlm-chem"
 
 
 class LMHead(nn.Module):
@@ -50,7 +47,7 @@ class PretrainOutput:
 
 @dataclass
 class EmbeddingOutput:
-    hidden: torch.Tensor | list[torch.Tensor]  # (B, N, d), or one per layer
+    hidden: torch.Tensor  # (B, N, d)
     token_states: torch.Tensor  # (B, N) True for the states of real tokens (not <s>, </s>, padding)
     valid: torch.Tensor  # (B, N) True for non-padding states
     pooled: torch.Tensor | None = None  # (B, d)
@@ -81,13 +78,15 @@ class ExLMModel(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def num_parameters(self, non_embedding: bool = False) -> int:
-        total = sum(p.numel() for p in self.parameters())
-        if non_embedding:
-            total -= self.encoder.embed_tokens.weight.numel()
-            if self.transition_head is not None:
-                total -= self.transition_head.state_embedding.weight.numel()
-        return total
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def reinitialized(self, seed: int = UNTRAINED_SEED) -> ExLMModel:
+        """A model of the same shape and tokenizer with fresh weights drawn with ``seed``: the
+        untrained control that shows what pretraining adds (the same weights in the frozen
+        and the fine-tuning benchmarks). Leaves torch's RNG seeded."""
+        torch.manual_seed(seed)
+        return ExLMModel(self.config, self.tokenizer).eval()
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden, self.encoder.embed_tokens.weight)
@@ -160,17 +159,17 @@ class ExLMModel(nn.Module):
 
     # -- embedding --------------------------------------------------------------------------
 
-    def embed_states(self, ids: torch.Tensor, pooling: str | None = "mean", return_all_layers: bool = False) -> EmbeddingOutput:
+    def embed_states(self, ids: torch.Tensor, pooling: str | None = "mean") -> EmbeddingOutput:
         """Hidden states of unmasked molecules; ``<s>`` and ``</s>`` expanded as in pretraining.
 
         pooling: ``mean`` over the real-token states, ``cls`` (the first ``<s>`` state), or None.
         """
         batch = expand_states(ids, self.config.k, self.expand_ids, PAD_ID)
-        hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid, return_all_layers=return_all_layers)
+        hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
         token_states = batch.valid & ~batch.expanded
         output = EmbeddingOutput(hidden, token_states, batch.valid)
         if pooling is not None:
-            output.pooled = pool_states(hidden[-1] if return_all_layers else hidden, token_states, pooling)
+            output.pooled = pool_states(hidden, token_states, pooling)
         return output
 
 
@@ -183,80 +182,3 @@ def pool_states(hidden: torch.Tensor, token_states: torch.Tensor, pooling: str) 
         weights = token_states.to(hidden.dtype)[..., None]
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
     raise InputError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
-
-
-# -- saving and loading ---------------------------------------------------------------------
-
-
-def save_model(model: ExLMModel, directory: str | Path, tokenizer: SmilesTokenizer | None = None, dtype=torch.float32) -> Path:
-    """Write safetensors weights, a JSON config and the tokenizer into ``directory`` (atomically)."""
-    from safetensors.torch import save_file
-
-    from ..io import atomic_path, atomic_write_text
-
-    tokenizer = tokenizer or model.tokenizer
-    if tokenizer is None:
-        raise InputError("save_model needs the tokenizer the model was trained with")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().to("cpu", dtype).contiguous() for name, tensor in model.state_dict().items()}
-    with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-    tokenizer.save(directory / TOKENIZER_FILE)
-    config = {"format": FORMAT_NAME, "format_version": 1, "dtype": str(dtype).removeprefix("torch."), "config": model.config.to_dict()}
-    atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2))
-    return directory
-
-
-def load_model_directory(directory: str | Path, device: str | torch.device | None = None) -> ExLMModel:
-    """Read a model directory written by `save_model`; the tokenizer is at ``model.tokenizer``.
-
-    Weights are read with safetensors only (never a pickle); a missing, truncated or
-    mismatched file raises InputError naming it.
-    """
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise InputError(f"{directory}: not a model directory (no such folder)")
-    for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE):
-        if not (directory / name).is_file():
-            raise InputError(f"{directory}: not a model directory ({name} is missing)")
-    try:
-        meta = json.loads((directory / CONFIG_FILE).read_text())
-        if meta.get("format") != FORMAT_NAME:
-            raise ValueError(f"format is {meta.get('format')!r}, not {FORMAT_NAME!r}")
-        config = ExLMConfig.from_dict(meta["config"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{directory / CONFIG_FILE}: not an exlm-chem model config ({exc})") from None
-    tokenizer = SmilesTokenizer.load(directory / TOKENIZER_FILE)
-    if tokenizer.vocab_size != config.vocab_size:
-        raise InputError(
-            f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the config says {config.vocab_size}"
-        )
-    weights_path = directory / WEIGHTS_FILE
-    try:
-        with safe_open(str(weights_path), "pt") as weights:
-            stored = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"{weights_path}: unreadable or truncated weights ({exc})") from None
-    # Shapes from the file's header first: a config that does not match the weights (a
-    # hidden_size of 65536, say) is refused before anything of its size is allocated.
-    with torch.device("meta"):
-        expected = {name: tuple(t.shape) for name, t in ExLMModel(config).state_dict().items()}
-    for name, shape in expected.items():
-        if stored.get(name, shape) != shape:
-            raise InputError(f"{directory}: the weights do not match the config ({name} is {stored[name]} in {WEIGHTS_FILE}, {shape} by {CONFIG_FILE})")
-    try:
-        state = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"{weights_path}: unreadable or truncated weights ({exc})") from None
-    model = ExLMModel(config, tokenizer)
-    try:
-        model.load_state_dict({name: tensor.float() for name, tensor in state.items()})
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise InputError(f"{directory / WEIGHTS_FILE}: weights do not match the config ({' '.join(first[:2])})") from None
-    model.eval()
-    return model.to(device) if device is not None else model

@@ -1,0 +1,117 @@
+"""Model folders: safetensors weights, a JSON config and the tokenizer; saving and loading.
+
+`load_model` is the one public way in: the shipped default model, a model folder, or a model
+already loaded. Weights are read with safetensors only, never from a pickle.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from ..environment import default_model_dir, resolve_device
+from ..errors import InputError
+from ..io import atomic_path, atomic_write_text
+from ..tokenizer import SmilesTokenizer
+from .config import ExLMConfig
+from .exlm import ExLMModel
+
+WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE = "model.safetensors", "config.json", "tokenizer.json"
+FORMAT_NAME = "exlm-chem"
+
+
+def load_model(model: ExLMModel | str | Path | None = None, device: str | torch.device | None = None) -> ExLMModel:
+    """The default model shipped inside the package (None), a model folder, or a loaded model,
+    on ``device`` (cpu, cuda, cuda:N or auto; None keeps it where it is, the CPU for files).
+
+    The tokenizer comes with it as ``model.tokenizer``; a folder's model is in eval mode. Each
+    call for the default model returns a copy of its own: fine-tuning one leaves the next one
+    as shipped.
+    """
+    device = resolve_device(device)
+    if isinstance(model, ExLMModel):
+        if model.tokenizer is None:
+            raise InputError("the model has no tokenizer attached; load it with exlm_chem.load_model")
+        return model.to(device) if device is not None else model
+    if model is None:
+        # The default model is read once per process; callers get copies.
+        return copy.deepcopy(_load_default_model(str(device) if device is not None else None))
+    return load_model_directory(model, device=device)
+
+
+@lru_cache(maxsize=2)
+def _load_default_model(device: str | None) -> ExLMModel:
+    return load_model_directory(default_model_dir(), device=device)
+
+
+def save_model(model: ExLMModel, directory: str | Path, tokenizer: SmilesTokenizer | None = None, dtype=torch.float32) -> Path:
+    """Write safetensors weights, a JSON config and the tokenizer into ``directory`` (atomically)."""
+    tokenizer = tokenizer or model.tokenizer
+    if tokenizer is None:
+        raise InputError("save_model needs the tokenizer the model was trained with")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().to("cpu", dtype).contiguous() for name, tensor in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    tokenizer.save(directory / TOKENIZER_FILE)
+    config = {"format": FORMAT_NAME, "format_version": 1, "dtype": str(dtype).removeprefix("torch."), "config": model.config.to_dict()}
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2))
+    return directory
+
+
+def load_model_directory(directory: str | Path, device: str | torch.device | None = None) -> ExLMModel:
+    """Read a model directory written by `save_model`; the tokenizer is at ``model.tokenizer``.
+
+    Weights are read with safetensors only (never a pickle); a missing, truncated or
+    mismatched file raises InputError naming it.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a model directory (no such folder)")
+    for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE):
+        if not (directory / name).is_file():
+            raise InputError(f"{directory}: not a model directory ({name} is missing)")
+    try:
+        meta = json.loads((directory / CONFIG_FILE).read_text())
+        if meta.get("format") != FORMAT_NAME:
+            raise ValueError(f"format is {meta.get('format')!r}, not {FORMAT_NAME!r}")
+        config = ExLMConfig.from_dict(meta["config"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{directory / CONFIG_FILE}: not an exlm-chem model config ({exc})") from None
+    tokenizer = SmilesTokenizer.load(directory / TOKENIZER_FILE)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise InputError(
+            f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the config says {config.vocab_size}"
+        )
+    weights_path = directory / WEIGHTS_FILE
+    try:
+        with safe_open(str(weights_path), "pt") as weights:
+            stored = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{weights_path}: unreadable or truncated weights ({exc})") from None
+    # Shapes from the file's header first: a config that does not match the weights (a
+    # hidden_size of 65536, say) is refused before anything of its size is allocated.
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in ExLMModel(config).state_dict().items()}
+    for name, shape in expected.items():
+        if stored.get(name, shape) != shape:
+            raise InputError(f"{directory}: the weights do not match the config ({name} is {stored[name]} in {WEIGHTS_FILE}, {shape} by {CONFIG_FILE})")
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{weights_path}: unreadable or truncated weights ({exc})") from None
+    model = ExLMModel(config, tokenizer)
+    try:
+        model.load_state_dict({name: tensor.float() for name, tensor in state.items()})
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise InputError(f"{directory / WEIGHTS_FILE}: weights do not match the config ({' '.join(first[:2])})") from None
+    model.eval()
+    return model.to(device) if device is not None else model

@@ -1,0 +1,124 @@
+"""Probes on frozen features: a tuned linear model, a random forest, an MLP, DeepChem's
+multitask network; one per task on its labelled rows."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import deepchem as dc
+import numpy as np
+import torch
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.preprocessing import StandardScaler
+
+from ..metrics import score
+
+PROBES = ("logreg", "rf", "mlp", "deepchem")
+
+
+def _task_rows(dataset, t):
+    mask = dataset.w[:, t] > 0
+    return dataset.X[mask], dataset.y[mask, t]
+
+
+def probe_predictions(probe: str, task_type: str, train, valid, test, seed: int) -> np.ndarray:
+    """Fit one probe per task on the labelled training rows; predictions (n_test, n_tasks)."""
+    if probe == "deepchem":
+        return _deepchem_predictions(task_type, train, valid, test, seed)
+    scaler = StandardScaler().fit(train.X)
+    n_tasks = train.y.shape[1]
+    out = np.zeros((len(test), n_tasks))
+    X_test = scaler.transform(test.X)
+    for t in range(n_tasks):
+        X_train, y_train = _task_rows(train, t)
+        X_valid, y_valid = _task_rows(valid, t)
+        X_train, X_valid = scaler.transform(X_train), scaler.transform(X_valid)
+        if task_type == "classification" and len(np.unique(y_train)) < 2:
+            out[:, t] = y_train.mean() if len(y_train) else 0.0  # one class only: its rate
+            continue
+        model = _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed)
+        out[:, t] = model.predict_proba(X_test)[:, 1] if task_type == "classification" else model.predict(X_test)
+    return out
+
+
+REGULARIZATION = (1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0)  # logistic regression's C; ridge's alpha is 1 / C
+REGULARIZATION_LIMITS = (1e-7, 1e5)  # how far the grid is extended while the best C sits on its edge
+
+
+def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid):
+    """Logistic regression or ridge with the regularization that scores best on validation.
+
+    The grid is extended by factors of 10 past whichever end holds the best value, so that
+    the choice never rests on the grid's edge (a strong baseline is not understated)."""
+    # Weakest C first, each fit starting from the previous solution: the path costs little
+    # more than one fit.
+    model = LogisticRegression(max_iter=2000, warm_start=True) if classification else Ridge()
+    tried: dict[float, tuple[float, object]] = {}
+
+    def fit(c: float) -> None:
+        model.set_params(**({"C": c} if classification else {"alpha": 1 / c}))
+        model.fit(X_train, y_train)
+        if not classification:
+            value = -score("regression", y_valid, np.ones_like(y_valid), model.predict(X_valid))
+        elif len(np.unique(y_valid)) == 2:
+            value = score("classification", y_valid, np.ones_like(y_valid), model.predict_proba(X_valid)[:, 1])
+        else:
+            value = -abs(np.log10(c) + 1)  # no validation signal: prefer C = 0.1
+        tried[c] = (value, copy.deepcopy(model))
+
+    for c in REGULARIZATION:
+        fit(c)
+    while True:
+        best = max(tried, key=lambda c: tried[c][0])
+        if best == min(tried) and best / 10 >= REGULARIZATION_LIMITS[0]:
+            fit(best / 10)
+        elif best == max(tried) and best * 10 <= REGULARIZATION_LIMITS[1]:
+            fit(best * 10)
+        else:
+            return tried[best][1]
+
+
+def _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed):
+    classification = task_type == "classification"
+    if probe == "logreg":
+        return _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid)
+    if probe == "rf":
+        cls = RandomForestClassifier if classification else RandomForestRegressor
+        return cls(n_estimators=200, n_jobs=-1, random_state=seed).fit(X_train, y_train)
+    cls = MLPClassifier if classification else MLPRegressor
+    return cls(hidden_layer_sizes=(256,), early_stopping=True, max_iter=300, random_state=seed).fit(X_train, y_train)
+
+
+def _deepchem_predictions(task_type, train, valid, test, seed):
+    torch.manual_seed(seed)
+    n_tasks, n_features = train.y.shape[1], train.X.shape[1]
+    # As for the other probes. A fingerprint bit that is constant in the training set keeps
+    # its scale (dividing by a tiny standard deviation would blow it up wherever it is set).
+    scaler = StandardScaler().fit(train.X)
+    scale = lambda d: dc.data.NumpyDataset(scaler.transform(d.X), d.y, d.w, d.ids)  # noqa: E731
+    train, valid, test = scale(train), scale(valid), scale(test)
+    if task_type == "classification":
+        model = dc.models.MultitaskClassifier(n_tasks, n_features, layer_sizes=[512], dropouts=0.2, learning_rate=1e-3, batch_size=64)
+    else:
+        model = dc.models.MultitaskRegressor(n_tasks, n_features, layer_sizes=[512], dropouts=0.2, learning_rate=1e-3, batch_size=64)
+    best, best_value = None, None
+    for _ in range(30):  # epochs, keeping the best on validation
+        model.fit(train, nb_epoch=1)
+        prediction = _deepchem_output(model, valid, task_type)
+        value = score(task_type, valid.y, valid.w, prediction)
+        value = value if task_type == "classification" else -value
+        if best_value is None or (not math.isnan(value) and value > best_value):
+            best_value, best = value, _deepchem_output(model, test, task_type)
+    return best
+
+
+def _deepchem_output(model, dataset, task_type):
+    output = model.predict(dataset)
+    if task_type == "classification":
+        return output[..., 1]  # (n, tasks, classes)
+    return output.reshape(len(dataset), -1)
+
+

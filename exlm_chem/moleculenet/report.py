@@ -1,0 +1,72 @@
+"""The suite's reports: results.csv, a markdown table of features side by side, bar charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_path, atomic_write_text
+
+
+def write_reports(records: list[dict], out: Path) -> None:
+    """results.csv, results.md (mean +- std over seeds) and a bar chart per metric."""
+    frame = pd.DataFrame(records)
+    atomic_write_text(out / "results.csv", frame.to_csv(index=False))
+    atomic_write_text(out / "results.md", markdown_table(frame))
+    for metric, group in frame.groupby("metric"):
+        plot_bars(group, out / f"results_{metric}.png", metric)
+
+
+def markdown_table(frame) -> str:
+    """One row per dataset and probe, one column per feature kind: mean +- std over seeds."""
+    summary = frame.groupby(["dataset", "metric", "probe", "features"])["value"].agg(["mean", "std", "count"]).reset_index()
+    feature_order = list(dict.fromkeys(frame["features"]))
+    lines = []
+    for metric, group in summary.groupby("metric", sort=False):
+        better = "higher" if metric == "roc_auc" else "lower"
+        lines += [f"### {metric} ({better} is better)", "", "| dataset | probe | " + " | ".join(feature_order) + " |", "|---|---|" + "---|" * len(feature_order)]
+        for (dataset, probe), rows in group.groupby(["dataset", "probe"], sort=False):
+            cells = []
+            for feature in feature_order:
+                row = rows[rows["features"] == feature]
+                if row.empty:
+                    cells.append("")
+                else:
+                    mean, std, count = row.iloc[0]["mean"], row.iloc[0]["std"], row.iloc[0]["count"]
+                    cells.append(f"{mean:.3f} ± {std:.3f}" if count > 1 else f"{mean:.3f}")
+            lines.append(f"| {dataset} | {probe} | " + " | ".join(cells) + " |")
+        if metric == "roc_auc":
+            means = group.groupby(["probe", "features"])["mean"].mean()
+            for probe in dict.fromkeys(group["probe"]):
+                cells = [f"{means[(probe, f)]:.3f}" if (probe, f) in means else "" for f in feature_order]
+                lines.append(f"| **mean** | {probe} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_bars(frame, path: Path, metric: str) -> None:
+    # pyplot only here, after choosing the file-only backend: no display needed.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = frame.groupby(["dataset", "features", "probe"])["value"].mean().reset_index()
+    summary["label"] = summary["features"] + " / " + summary["probe"]
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    labels = list(dict.fromkeys(summary["label"]))
+    width = 0.8 / max(len(labels), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(datasets)), 4))
+    for i, label in enumerate(labels):
+        rows = summary[summary["label"] == label].set_index("dataset")
+        ax.bar([d + i * width for d in range(len(datasets))], [rows["value"].get(name, np.nan) for name in datasets], width, label=label)
+    ax.set_xticks([d + width * (len(labels) - 1) / 2 for d in range(len(datasets))], datasets)
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
