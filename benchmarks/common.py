@@ -31,7 +31,7 @@ def benchmark_smiles(n: int, split: str = "train") -> tuple[list[str], str]:
         return smiles, f"ZINC moses_{split} (first {len(smiles)})"
     import csv
 
-    from exlm_chem.tokenizer import randomize_smiles
+    from exlm_chem.smiles import randomize_smiles
 
     with open(REPO / "data" / "drugs.csv") as handle:
         drugs = [row["smiles"] for row in csv.DictReader(handle)]

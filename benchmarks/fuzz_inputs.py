@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exlm_chem import InputError, SmilesTokenizer, read_molecule_chunks, tokenize_smiles
-from exlm_chem.embedding import embed_file
+from exlm_chem.embedding_files import embed_file
 
 SMILES_ALPHABET = "CNOSPFIBrcnosp()[]=#+-@/\\%0123456789.*: \t\n,\"'H"
 SUFFIXES = [".csv", ".tsv", ".smi", ".txt", ".sdf", ".csv.gz", ".smi.gz", ".sdf.gz", ""]

@@ -18,7 +18,7 @@ from common import print_result, shared_data_dir
 
 from exlm_chem import load_model, tokenize_smiles
 from exlm_chem.embedding import prepare_smiles
-from exlm_chem.tokenizer import parse_smiles
+from exlm_chem.smiles import parse_smiles
 
 # file and SMILES column of each set, as DeepChem's loaders read them
 DATASETS = {

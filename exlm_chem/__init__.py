@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "InputError": "errors",
-    "tokenize_smiles": "tokenizer",
+    "tokenize_smiles": "smiles",
     "SmilesTokenizer": "tokenizer",
     "read_molecules": "io",
     "read_molecule_chunks": "io",
@@ -20,7 +20,7 @@ _PUBLIC = {
     "dag_log_likelihood": "model",
     "load_model": "model.io",
     "embed": "embedding",
-    "embed_file": "embedding",
+    "embed_file": "embedding_files",
     "ExLMFeaturizer": "featurizer",
     "ExLMTransformer": "sklearn",
 }

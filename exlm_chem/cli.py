@@ -40,7 +40,8 @@ def tokenize(
 ) -> None:
     """Print the tokens (or ids) of each molecule, one molecule per line."""
     from .environment import default_model_dir
-    from .tokenizer import SmilesTokenizer, tokenize_file, tokenize_smiles
+    from .smiles import tokenize_smiles
+    from .tokenizer import SmilesTokenizer, tokenize_file
 
     if (input is None) == (smiles is None):
         raise InputError("give either an INPUT file or --smiles, not both or neither")
@@ -77,7 +78,7 @@ def embed(
     shard: Optional[str] = typer.Option(None, help="I/N: embed only the I-th (0-based) of N contiguous slices."),
 ) -> None:
     """Write one embedding vector per molecule of INPUT."""
-    from .embedding import embed_file, parse_shard
+    from .embedding_files import embed_file, parse_shard
 
     if skip_invalid and strict:
         raise InputError("--skip-invalid and --strict exclude each other")

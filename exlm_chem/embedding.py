@@ -1,10 +1,10 @@
-"""Molecule embeddings: load a model, embed SMILES, and embed whole files in a stream."""
+"""Molecule embeddings: prepare molecules once, embed them in length-sorted batches, and say
+what the model could not read."""
 
 from __future__ import annotations
 
 import copy
 import warnings
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -14,11 +14,11 @@ import torch
 
 from .errors import InputError
 from .model import ExLMModel, load_model
+from .smiles import parse_smiles, quiet_rdkit, smiles_problem
 
 
 DEFAULT_BATCH_SIZE = 128
 PRECISIONS = ("fp32", "bf16")
-OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
 
 
 def model_fingerprint(model: ExLMModel) -> str:
@@ -56,8 +56,6 @@ def prepare_smiles(molecules: Sequence, tokenizer, canonicalize: bool = True) ->
     canonical SMILES cannot be tokenized (RDKit writes dative bonds as ``->``), the SMILES is
     used as given, without surrounding whitespace.
     """
-    from .tokenizer import quiet_rdkit
-
     stereo = any("@" in token or token in ("/", "\\") for token in tokenizer.id_to_token)
     prepared = PreparedSmiles([], [], [])
     with quiet_rdkit():
@@ -69,8 +67,6 @@ def prepare_smiles(molecules: Sequence, tokenizer, canonicalize: bool = True) ->
 
 def _prepare_one(molecule, tokenizer, canonicalize: bool, stereo: bool) -> tuple[str | None, list[str] | None, str | None]:
     from rdkit import Chem
-
-    from .tokenizer import parse_smiles, smiles_problem
 
     if isinstance(molecule, Chem.Mol):
         mol, text = molecule, Chem.MolToSmiles(molecule, isomericSmiles=stereo)
@@ -235,175 +231,3 @@ def _embed_tokens(tokens: Sequence[list[str]], model: ExLMModel, pooling: str, b
             unknown[rows], truncated[rows] = report.unknown_tokens, report.truncated
     model.train(was_training)
     return out, unknown, truncated
-
-
-# -- files ---------------------------------------------------------------------------------------
-
-
-def default_output_path(input_path: Path) -> Path:
-    """``screen.plate1.csv.gz`` -> ``screen.plate1.embeddings.parquet`` beside it."""
-    from .io import molecule_file_stem
-
-    return input_path.with_name(f"{molecule_file_stem(input_path)}.embeddings.parquet")
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """'I/N' (0 <= I < N) -> (I, N)."""
-    if text is None:
-        return None
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise InputError(f"--shard must look like I/N (e.g. 0/4), not {text!r}") from None
-    if not (count >= 1 and 0 <= index < count):
-        raise InputError(f"--shard {text}: need 0 <= I < N")
-    return index, count
-
-
-_NPY_HEADER_BYTES = 128  # room for any (rows, dim) shape, so the header is rewritten in place
-
-
-def _npy_header(rows: int, dim: int) -> bytes:
-    """A .npy version 1.0 header of fixed size for a C-ordered float32 (rows, dim) array."""
-    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
-    body = text.ljust(_NPY_HEADER_BYTES - 10 - 1) + "\n"
-    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
-
-
-class _EmbeddingWriter:
-    """Appends chunks of rows (id, smiles, flags, vector) to a temporary file in one format."""
-
-    def __init__(self, path: Path, suffix: str, dim: int):
-        self.path, self.suffix, self.dim, self.rows = path, suffix, dim, 0
-        self._parquet = None
-        self._raw = None
-        if suffix == ".npy":
-            # The header's row count is written again when the file is complete.
-            self._raw = open(path, "wb")
-            self._raw.write(_npy_header(0, dim))
-
-    def write(self, columns: dict, vectors: np.ndarray) -> None:
-        """``columns``: per-row values (id, smiles, valid, ...) in output order."""
-        if self.suffix == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), self.dim)
-            table = pa.table({**columns, "embedding": embedding})
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, table.schema)
-            self._parquet.write_table(table)
-        elif self.suffix == ".npy":
-            self._raw.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
-        else:
-            import pandas as pd
-
-            frame = pd.concat([pd.DataFrame(columns), pd.DataFrame(vectors, columns=[f"exlm_{i}" for i in range(self.dim)])], axis=1)
-            frame.to_csv(self.path, mode="a", header=self.rows == 0, index=False, float_format="%.7g")
-        self.rows += len(vectors)
-
-    def close(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-        if self._raw is not None:
-            self._raw.seek(0)
-            self._raw.write(_npy_header(self.rows, self.dim))
-            self._raw.close()
-
-
-def embed_file(
-    input_path: str | Path,
-    output_path: str | Path | None = None,
-    smiles_column: str | None = None,
-    id_column: str | None = None,
-    model: ExLMModel | str | Path | None = None,
-    pooling: str = "mean",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    device: str | None = None,
-    precision: str = "fp32",
-    invalid: str = "keep",
-    canonicalize: bool = True,
-    shard: tuple[int, int] | None = None,
-    chunk_size: int = 10_000,
-    progress: bool | None = None,
-    overwrite: bool = False,
-    strict_atoms: bool = False,
-) -> dict:
-    """Embed a molecule file into ``.parquet``, ``.npy`` or ``.csv`` (chosen by extension).
-
-    Streams: chunks are read, embedded and appended, so memory stays flat on any file size.
-    invalid: ``keep`` (rows flagged invalid with NaN vectors), ``skip`` (dropped) or ``strict``
-    (InputError at the first, naming its row). strict_atoms: InputError at the first molecule
-    with an atom outside the model's vocabulary or longer than its maximum length.
-    canonicalize: as in `embed`; the output keeps the SMILES as read. shard (I, N): only the
-    I-th of N contiguous slices of the input.
-
-    The output (default: ``INPUT-STEM.embeddings.parquet`` beside the input) may not be the
-    input; an existing file is replaced only with ``overwrite``, and only once the new one is
-    complete (temp file + rename). Parquet and CSV outputs carry, per molecule, ``valid``,
-    ``unknown_atoms``, ``fallback_atoms`` and ``truncated`` beside the vector.
-    Returns counts: molecules read, written, invalid, with unknown atoms, truncated, and the
-    output path.
-    """
-    from .io import atomic_path, check_output_file, estimate_records, read_molecule_chunks
-    from .progress import Progress
-
-    if invalid not in ("keep", "skip", "strict"):
-        raise InputError(f"invalid must be 'keep', 'skip' or 'strict', not {invalid!r}")
-    input_path = Path(input_path)
-    output_path = Path(output_path) if output_path else default_output_path(input_path)
-    suffix = output_path.suffix.lower()
-    if suffix not in OUTPUT_FORMATS:
-        raise InputError(f"{output_path}: output must end in {', '.join(OUTPUT_FORMATS)}")
-    check_output_file(output_path, [input_path], overwrite)
-    model = load_model(model, device)
-    reader = dict(smiles_column=smiles_column, id_column=id_column, chunk_size=chunk_size, errors="keep")
-    first, last = 0, None
-    if shard is not None:
-        total = sum(len(chunk) for chunk in read_molecule_chunks(input_path, **reader))
-        first, last = total * shard[0] // shard[1], total * (shard[0] + 1) // shard[1]
-    expected = last - first if last is not None else estimate_records(input_path)
-    counts = Counter(molecules=0, written=0, invalid=0, unknown_atoms=0, fallback_atoms=0, truncated=0)
-    seen = 0
-    with atomic_path(output_path) as tmp, Progress(expected, "molecules", enabled=progress) as bar:
-        writer = _EmbeddingWriter(tmp, suffix, model.config.hidden_size)
-        try:
-            for chunk in read_molecule_chunks(input_path, **reader):
-                begin, seen = seen, seen + len(chunk)
-                if last is not None:
-                    chunk = chunk[max(first - begin, 0) : max(last - begin, 0)]
-                if not chunk:
-                    continue
-                smiles = [r.smiles for r in chunk]
-                result = embed_molecules(smiles, model, pooling, batch_size, precision, canonicalize)
-                # The reader's reasons (an over-long SMILES, say) come first.
-                result = result._replace(errors=[r.error or e for r, e in zip(chunk, result.errors)])
-                valid = result.valid
-                if invalid == "strict" and not valid.all():
-                    i = int(np.flatnonzero(~valid)[0])
-                    raise InputError(f"{input_path}: row {chunk[i].row}: {result.errors[i]}: {chunk[i].smiles[:80]!r}")
-                lossy = np.flatnonzero(result.not_read_in_full)
-                if strict_atoms and len(lossy):
-                    i = int(lossy[0])
-                    raise InputError(
-                        f"{input_path}: row {chunk[i].row}: not read in full ({result.not_read_in_full_reason(i)}): "
-                        f"{chunk[i].smiles[:80]!r}; drop --strict-atoms to embed it anyway"
-                    )
-                keep = np.flatnonzero(valid) if invalid == "skip" else np.arange(len(chunk))
-                columns = {
-                    "id": [chunk[i].id for i in keep],
-                    "smiles": [smiles[i] for i in keep],
-                    "valid": valid[keep],
-                    "unknown_atoms": result.unknown_atoms[keep],
-                    "fallback_atoms": result.fallback_atoms[keep],
-                    "truncated": result.truncated[keep],
-                }
-                writer.write(columns, result.vectors[keep])
-                counts.update(result.counts())
-                counts["written"] += len(keep)
-                bar.update(len(chunk))
-        finally:
-            writer.close()
-        if counts["written"] == 0:
-            raise InputError(f"{input_path}: no valid molecules to write")
-    return {**counts, "output": str(output_path)}

@@ -48,7 +48,7 @@ def export_model(run_dir: str | Path, dest: str | Path, dtype: torch.dtype = tor
     between embeddings from the stored weights and from the float32 weights.
     """
     from .embedding import embed
-    from .io import atomic_path, atomic_write_text, same_file
+    from .outputs import atomic_path, atomic_write_text, same_file
     from .training.runlog import read_metrics
 
     run_dir, dest = Path(run_dir), Path(dest)

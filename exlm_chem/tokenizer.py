@@ -1,8 +1,4 @@
-"""Atom-level SMILES tokenization, the vocabulary, and encoding to padded id tensors.
-
-`tokenize_smiles` uses the standard SMILES regex (Schwaller et al., 2019, as in DeepChem's
-`BasicSmilesTokenizer`) but never drops a character: text the regex does not cover is an
-error that names the character and its position.
+"""The vocabulary, and encoding molecules to padded id tensors.
 
 `SmilesTokenizer` saves to and loads from the Hugging Face `tokenizer.json` format (a WordLevel
 model behind a regex Split pre-tokenizer), so `tokenizers.Tokenizer.from_file` reads our files.
@@ -10,7 +6,6 @@ model behind a regex Split pre-tokenizer), so `tokenizers.Tokenizer.from_file` r
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -23,18 +18,14 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .errors import InputError
+from .smiles import SMILES_REGEX, canonicalize_smiles, randomize_smiles, regex_tokens, tokenize_smiles
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 
-SMILES_REGEX = (
-    r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>>?|\*|\$"
-    r"|\%[0-9]{2}|[0-9])"
-)
 SELFIES_REGEX = r"(\[[^\]]*\]|\.)"
-_SMILES_RE = re.compile(SMILES_REGEX)
 # For whole batches joined by newlines: the same tokens as SMILES_REGEX with the single
 # characters folded into one class (faster), plus the newline as a separator that no bracket
 # atom may swallow.
@@ -44,85 +35,6 @@ _SELFIES_RE = re.compile(SELFIES_REGEX)
 PAD, BOS, EOS, MASK, UNK = "<pad>", "<s>", "</s>", "<mask>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, MASK, UNK)
 DEFAULT_MAX_LENGTH = 128
-
-
-def _regex_tokens(text: str, pattern: re.Pattern, kind: str) -> list[str]:
-    tokens = pattern.findall(text)
-    if len("".join(tokens)) == len(text):
-        return tokens
-    # Matches are ordered and disjoint, so a length mismatch means a gap: find its start.
-    position = 0
-    for match in pattern.finditer(text):
-        if match.start() != position:
-            break
-        position = match.end()
-    shown = text if len(text) <= 60 else text[:57] + "..."
-    raise ValueError(
-        f"cannot tokenize {kind} {shown!r}: unexpected character {text[position]!r} at position {position}"
-    )
-
-
-def tokenize_smiles(smiles: str) -> list[str]:
-    """Split a SMILES string into atom-level tokens; ``"".join(tokens) == smiles`` always holds.
-
-    Raises ValueError naming the first character the SMILES regex does not cover.
-    """
-    return _regex_tokens(smiles, _SMILES_RE, "SMILES")
-
-
-def smiles_problem(text) -> str | None:
-    """Why a text cannot be a SMILES before RDKit looks at it, or None."""
-    if not isinstance(text, str):
-        return f"not a string but {type(text).__name__}"
-    stripped = text.strip()
-    if not stripped:
-        return "empty SMILES"
-    if any(c.isspace() for c in stripped):
-        # RDKit would read the text after a space as the molecule's name and drop it.
-        return "whitespace inside the SMILES"
-    return None
-
-
-@contextlib.contextmanager
-def quiet_rdkit():
-    """RDKit's messages (a line per molecule it cannot parse) silenced for a while; its
-    logging is as it was afterwards. Wrap loops, not single calls: entering costs a little."""
-    from rdkit import rdBase
-
-    with rdBase.BlockLogs():
-        yield
-
-
-def parse_smiles(smiles: str):
-    """RDKit molecule for a SMILES, or None when RDKit cannot parse it or it is not a SMILES to
-    begin with (see `smiles_problem`). RDKit says why on stderr unless in `quiet_rdkit`."""
-    from rdkit import Chem
-
-    if smiles_problem(smiles) is not None:
-        return None
-    return Chem.MolFromSmiles(smiles.strip())
-
-
-def canonicalize_smiles(smiles: str) -> str:
-    """RDKit canonical SMILES; ValueError when RDKit cannot parse the input."""
-    from rdkit import Chem
-
-    with quiet_rdkit():
-        mol = parse_smiles(smiles)
-    if mol is None:
-        raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
-    return Chem.MolToSmiles(mol)
-
-
-def randomize_smiles(smiles: str, seed: int = -1) -> str:
-    """A random valid SMILES of the same molecule (augmentation); seed -1 means unseeded."""
-    from rdkit import Chem
-
-    with quiet_rdkit():
-        mol = parse_smiles(smiles)
-    if mol is None:
-        raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
-    return Chem.MolToRandomSmilesVect(mol, 1, randomSeed=seed)[0]
 
 
 class EncodingReport(NamedTuple):
@@ -227,7 +139,7 @@ class SmilesTokenizer:
             encoded = selfies.encoder(smiles)
         except selfies.EncoderError as exc:
             raise ValueError(f"cannot convert SMILES {smiles!r} to SELFIES: {exc}") from None
-        return _regex_tokens(encoded, _SELFIES_RE, "SELFIES")
+        return regex_tokens(encoded, _SELFIES_RE, "SELFIES")
 
     def _token_lists(self, smiles: Sequence[str]) -> list[list[str]]:
         return [self.tokenize(s) for s in smiles]
@@ -376,7 +288,7 @@ class SmilesTokenizer:
 
     def save(self, path: str | Path) -> None:
         """Write the tokenizer as one JSON file (atomically)."""
-        from .io import atomic_write_text
+        from .outputs import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1, ensure_ascii=False))
 

@@ -3,7 +3,7 @@ import gzip
 import pytest
 
 from exlm_chem import InputError, read_molecule_chunks, read_molecules, read_smiles
-from exlm_chem.io import atomic_path
+from exlm_chem.outputs import atomic_path
 
 
 def write(path, text, compress=False):

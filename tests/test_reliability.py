@@ -68,12 +68,12 @@ def test_default_output_names_keep_the_whole_stem(run_cli, model_dir, tmp_path):
 
 
 def test_an_output_that_cannot_be_written_fails_before_any_embedding(run_cli, model_dir, drugs, tmp_path, monkeypatch):
-    from exlm_chem import embedding
+    from exlm_chem import embedding_files
 
     def never(*args, **kwargs):
         raise AssertionError("embedding started")
 
-    monkeypatch.setattr(embedding, "embed_molecules", never)
+    monkeypatch.setattr(embedding_files, "embed_molecules", never)
     folder = tmp_path / "a_folder.parquet"
     folder.mkdir()
     cases = [(folder, "is a folder"), ("/proc/x.parquet", "/proc/x.parquet")]
@@ -134,7 +134,7 @@ def test_whitespace_inside_a_smiles_makes_it_invalid_everywhere(run_cli, model, 
     assert code == 2 and "row 2" in err
     # Pretraining corpora too: canonicalizing must not turn "C C" into methane.
     from exlm_chem.training.corpus import pack_corpus
-    from exlm_chem.tokenizer import canonicalize_smiles
+    from exlm_chem.smiles import canonicalize_smiles
 
     with pytest.raises(ValueError):
         canonicalize_smiles("c1ccccc1 O")
@@ -188,12 +188,12 @@ def test_the_sklearn_transformer_names_the_molecule_it_cannot_read(model_dir):
 @pytest.mark.parametrize("suffix", [".npy", ".csv", ".parquet"])
 @pytest.mark.parametrize("when", ["write", "close"])
 def test_a_full_disk_leaves_no_file_and_one_line(run_cli, model_dir, drugs, tmp_path, monkeypatch, suffix, when):
-    from exlm_chem import embedding
+    from exlm_chem import embedding_files
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(embedding._EmbeddingWriter, when, disk_full)
+    monkeypatch.setattr(embedding_files._EmbeddingWriter, when, disk_full)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     code, _, err = run_cli("embed", drugs, "-o", out_dir / f"e{suffix}", "--model", model_dir)
@@ -271,12 +271,12 @@ def test_a_byte_order_mark_is_not_part_of_the_first_molecule(tmp_path):
 
 
 def test_ctrl_c_says_interrupted(run_cli, drugs, monkeypatch):
-    from exlm_chem import embedding
+    from exlm_chem import embedding_files
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(embedding, "embed_file", interrupted)
+    monkeypatch.setattr(embedding_files, "embed_file", interrupted)
     code, _, err = run_cli("embed", drugs)
     assert code == 130 and err.strip() == "interrupted"
 

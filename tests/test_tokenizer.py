@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exlm_chem import InputError, SmilesTokenizer, tokenize_smiles
-from exlm_chem.tokenizer import SMILES_REGEX, canonicalize_smiles, randomize_smiles
+from exlm_chem.smiles import SMILES_REGEX, canonicalize_smiles, randomize_smiles
 
 EXAMPLES = {
     "CCO": ["C", "C", "O"],

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from ..environment import default_model_dir, resolve_device
 from ..errors import InputError
-from ..io import atomic_path, atomic_write_text
+from ..outputs import atomic_path, atomic_write_text
 from ..tokenizer import SmilesTokenizer
 from .config import ExLMConfig
 from .exlm import ExLMModel

@@ -25,9 +25,10 @@ import pandas as pd
 
 from ..errors import InputError
 from ..featurizer import ExLMFeaturizer
-from ..io import atomic_path, atomic_write_text, estimate_records
+from ..io import estimate_records
+from ..outputs import atomic_path, atomic_write_text
 from ..progress import Progress
-from ..tokenizer import quiet_rdkit
+from ..smiles import quiet_rdkit
 
 logger = logging.getLogger(__name__)
 

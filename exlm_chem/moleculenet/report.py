@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path, atomic_write_text
+from ..outputs import atomic_path, atomic_write_text
 
 
 def write_reports(records: list[dict], out: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..finetune import finetune_predictions
-from ..io import atomic_write_text
+from ..outputs import atomic_write_text
 from ..metrics import score
 from .datasets import DATASETS, SPLITS, dropped_rows, load_dataset, split_dataset
 from .features import FeatureSpec, make_featurizer

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..tokenizer import randomize_smiles
+from ..smiles import randomize_smiles
 from .corpus import PackedCorpus
 
 CHUNK_BATCHES = 50  # batches per length-sorted chunk: long enough to bucket, short enough to mix

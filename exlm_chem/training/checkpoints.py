@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from ..io import atomic_path
+from ..outputs import atomic_path
 
 
 def checkpoint_paths(out: Path) -> list[Path]:

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import atomic_path, atomic_write_text, read_molecule_chunks
-from ..tokenizer import SmilesTokenizer, parse_smiles, quiet_rdkit, tokenize_smiles
+from ..io import read_molecule_chunks
+from ..outputs import atomic_path, atomic_write_text
+from ..smiles import parse_smiles, quiet_rdkit, tokenize_smiles
+from ..tokenizer import SmilesTokenizer
 from .distributed import Distributed
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import torch
 
 from ..environment import describe_hardware, keep_freed_memory, peak_rss_mb, release_free_memory, resolve_precision
 from ..errors import InputError
-from ..io import atomic_write_text
+from ..outputs import atomic_write_text
 from ..model import ExLMConfig, ExLMModel, save_model
 from ..tokenizer import SmilesTokenizer
 from .batches import BatchStream, epoch_batches

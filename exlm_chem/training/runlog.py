@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..io import atomic_path, atomic_write_text
+from ..outputs import atomic_path, atomic_write_text
 
 
 class Window:

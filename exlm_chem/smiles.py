@@ -1,0 +1,98 @@
+"""SMILES text: the atom-level regex, what is not a SMILES, and RDKit parsing.
+
+`tokenize_smiles` uses the standard SMILES regex (Schwaller et al., 2019, as in DeepChem's
+`BasicSmilesTokenizer`) but never drops a character: text the regex does not cover is an
+error that names the character and its position.
+
+RDKit is imported inside the functions that use it, so that importing the package stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+SMILES_REGEX = (
+    r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>>?|\*|\$"
+    r"|\%[0-9]{2}|[0-9])"
+)
+_SMILES_RE = re.compile(SMILES_REGEX)
+
+
+def regex_tokens(text: str, pattern: re.Pattern, kind: str) -> list[str]:
+    tokens = pattern.findall(text)
+    if len("".join(tokens)) == len(text):
+        return tokens
+    # Matches are ordered and disjoint, so a length mismatch means a gap: find its start.
+    position = 0
+    for match in pattern.finditer(text):
+        if match.start() != position:
+            break
+        position = match.end()
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    raise ValueError(
+        f"cannot tokenize {kind} {shown!r}: unexpected character {text[position]!r} at position {position}"
+    )
+
+
+def tokenize_smiles(smiles: str) -> list[str]:
+    """Split a SMILES string into atom-level tokens; ``"".join(tokens) == smiles`` always holds.
+
+    Raises ValueError naming the first character the SMILES regex does not cover.
+    """
+    return regex_tokens(smiles, _SMILES_RE, "SMILES")
+
+
+def smiles_problem(text) -> str | None:
+    """Why a text cannot be a SMILES before RDKit looks at it, or None."""
+    if not isinstance(text, str):
+        return f"not a string but {type(text).__name__}"
+    stripped = text.strip()
+    if not stripped:
+        return "empty SMILES"
+    if any(c.isspace() for c in stripped):
+        # RDKit would read the text after a space as the molecule's name and drop it.
+        return "whitespace inside the SMILES"
+    return None
+
+
+@contextlib.contextmanager
+def quiet_rdkit():
+    """RDKit's messages (a line per molecule it cannot parse) silenced for a while; its
+    logging is as it was afterwards. Wrap loops, not single calls: entering costs a little."""
+    from rdkit import rdBase
+
+    with rdBase.BlockLogs():
+        yield
+
+
+def parse_smiles(smiles: str):
+    """RDKit molecule for a SMILES, or None when RDKit cannot parse it or it is not a SMILES to
+    begin with (see `smiles_problem`). RDKit says why on stderr unless in `quiet_rdkit`."""
+    from rdkit import Chem
+
+    if smiles_problem(smiles) is not None:
+        return None
+    return Chem.MolFromSmiles(smiles.strip())
+
+
+def canonicalize_smiles(smiles: str) -> str:
+    """RDKit canonical SMILES; ValueError when RDKit cannot parse the input."""
+    from rdkit import Chem
+
+    with quiet_rdkit():
+        mol = parse_smiles(smiles)
+    if mol is None:
+        raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
+    return Chem.MolToSmiles(mol)
+
+
+def randomize_smiles(smiles: str, seed: int = -1) -> str:
+    """A random valid SMILES of the same molecule (augmentation); seed -1 means unseeded."""
+    from rdkit import Chem
+
+    with quiet_rdkit():
+        mol = parse_smiles(smiles)
+    if mol is None:
+        raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
+    return Chem.MolToRandomSmilesVect(mol, 1, randomSeed=seed)[0]
