@@ -19,4 +19,6 @@ embed: setup
 	$(BIN)/exlm-chem embed data/drugs.csv -o data/drugs.embeddings.parquet
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q

@@ -36,7 +36,9 @@ def random_small_model(smiles) -> ExLMModel:
     """The `small` preset with random weights (speed does not depend on them), in eval mode,
     with a vocabulary built from ``smiles``."""
     tokenizer = SmilesTokenizer.from_corpus(smiles)
-    return ExLMModel(ExLMConfig.from_preset("small", vocab_size=tokenizer.vocab_size), tokenizer).eval()
+    return ExLMModel(
+        ExLMConfig.from_preset("small", vocab_size=tokenizer.vocab_size), tokenizer
+    ).eval()
 
 
 def hf_roberta_time(smiles, tokenizer, config, batch_size) -> float:
@@ -101,7 +103,10 @@ def main() -> None:
     real_states = int((ids != 0).sum()) + len(smiles) * 2 * (config.k - 1)
     # What each model computes per molecule: our real states (<s> and </s> expanded k-fold),
     # RoBERTa's padded positions (batches in input order).
-    hf_positions = sum(tokenizer.encode_batch(smiles[i : i + args.batch_size]).numel() for i in range(0, len(smiles), args.batch_size))
+    hf_positions = sum(
+        tokenizer.encode_batch(smiles[i : i + args.batch_size]).numel()
+        for i in range(0, len(smiles), args.batch_size)
+    )
     block_parameters = sum(p.numel() for p in model.encoder.blocks.parameters())
     flops = 2 * block_parameters * real_states
     peak = matmul_flops_per_second()

@@ -62,13 +62,18 @@ def main() -> None:
     sizes = [int(n) for n in args.molecules.split(",")]
 
     source, source_name = benchmark_smiles(200_000)
-    result = {"source": f"{source_name}, cycled", "model": "tiny, random weights" if args.model is None else args.model}
+    result = {
+        "source": f"{source_name}, cycled",
+        "model": "tiny, random weights" if args.model is None else args.model,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = args.model
         if model_dir is None:
             tokenizer = SmilesTokenizer.from_corpus(source)
-            model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer)
+            model = ExLMModel(
+                ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer
+            )
             model_dir = save_model(model, tmp / "tiny-model")
         for fmt in args.formats.split(","):
             peaks = []
@@ -78,7 +83,17 @@ def main() -> None:
                     for i, smiles in zip(range(n), itertools.cycle(source)):
                         handle.write(f"{smiles}\tmol{i}\n")
                 output = tmp / f"out.{fmt}"
-                command = [sys.executable, "-m", "exlm_chem.cli", "embed", str(molecules), "-o", str(output), "--model", str(model_dir)]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "exlm_chem.cli",
+                    "embed",
+                    str(molecules),
+                    "-o",
+                    str(output),
+                    "--model",
+                    str(model_dir),
+                ]
                 peak, seconds = peak_rss_mb(command)
                 peaks.append(peak)
                 result[f"{fmt}_{n}_peak_rss_mb"] = round(peak)

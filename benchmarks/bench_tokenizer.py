@@ -17,7 +17,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200_000, help="number of SMILES")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=1024, help="SMILES per encode_batch call")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
+    parser.add_argument(
+        "--json", action="store_true", help="print the result as JSON on the last line"
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
@@ -42,7 +44,10 @@ def main() -> None:
     for _ in range(args.repeats):
         their_times.append(median_time(lambda: [theirs.tokenize(s) for s in smiles], 1))
         our_times.append(median_time(lambda: [ours.encode_batch(b) for b in batches], 1))
-    their_time, our_time = sorted(their_times)[len(their_times) // 2], sorted(our_times)[len(our_times) // 2]
+    their_time, our_time = (
+        sorted(their_times)[len(their_times) // 2],
+        sorted(our_times)[len(our_times) // 2],
+    )
     result = {
         "n_smiles": len(smiles),
         "source": source,

@@ -20,9 +20,9 @@ from common import benchmark_smiles, print_result
 
 from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, tokenize_smiles
 from exlm_chem.environment import keep_freed_memory
-from exlm_chem.training.batches import epoch_batches
 from exlm_chem.model.exlm import MASK_ID, PAD_ID
 from exlm_chem.model.expansion import expand_states
+from exlm_chem.training.batches import epoch_batches
 
 
 def timed_step(model, optimizer, ids, masks, bf16=False) -> float:
@@ -52,7 +52,9 @@ def dag_part_time(model, ids, masks) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--batch-tokens", type=int, default=6144, help="padded tokens per batch, as in pretraining")
+    parser.add_argument(
+        "--batch-tokens", type=int, default=6144, help="padded tokens per batch, as in pretraining"
+    )
     parser.add_argument("--steps", type=int, default=12, help="timed steps per objective")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--json", action="store_true")
@@ -65,12 +67,16 @@ def main() -> None:
     tokenizer = SmilesTokenizer.from_corpus(smiles)
     # Length-bucketed batches of a token budget, cut exactly as pretraining cuts them.
     lengths = np.array([len(tokenize_smiles(s)) + 2 for s in smiles], dtype=np.int32)
-    batch_indices = epoch_batches(lengths, epoch=0, seed=0, rank=0, world_size=1, batch_tokens=args.batch_tokens)[:n_batches]
+    batch_indices = epoch_batches(
+        lengths, epoch=0, seed=0, rank=0, world_size=1, batch_tokens=args.batch_tokens
+    )[:n_batches]
     batches = [tokenizer.encode_batch([smiles[i] for i in rows]) for rows in batch_indices]
 
     models, optimizers = {}, {}
     for objective in ("exlm", "mlm"):
-        config = ExLMConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size, objective=objective)
+        config = ExLMConfig.from_preset(
+            args.preset, vocab_size=tokenizer.vocab_size, objective=objective
+        )
         models[objective] = ExLMModel(config).train()
         optimizers[objective] = torch.optim.AdamW(models[objective].parameters(), lr=1e-4)
     exlm = models["exlm"]
@@ -79,7 +85,9 @@ def main() -> None:
     token_ratios, real_tokens = [], []
     for step, ids in enumerate(batches):
         masks = exlm.choose_masks(ids, torch.Generator().manual_seed(step))
-        expanded = expand_states(ids.masked_fill(masks, MASK_ID), exlm.config.k, exlm.expand_ids, PAD_ID)
+        expanded = expand_states(
+            ids.masked_fill(masks, MASK_ID), exlm.config.k, exlm.expand_ids, PAD_ID
+        )
         token_ratios.append(expanded.valid.sum().item() / (ids != PAD_ID).sum().item())
         real_tokens.append((ids != PAD_ID).sum().item())
         sample = {

@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shared_data_dir() -> Path | None:
     """$EXLM_DATA_DIR, or shared/data beside the repository; None when absent."""
-    candidates = [os.environ.get("EXLM_DATA_DIR")] + [str(p / "shared" / "data") for p in REPO.parents]
+    candidates = [os.environ.get("EXLM_DATA_DIR")] + [
+        str(p / "shared" / "data") for p in REPO.parents
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "zinc").is_dir():
             return Path(candidate)
@@ -22,7 +24,7 @@ def shared_data_dir() -> Path | None:
 
 
 def benchmark_smiles(n: int, split: str = "train") -> tuple[list[str], str]:
-    """n drug-like SMILES: the ZINC corpus when present, else randomized SMILES of our sample drugs."""
+    """n drug-like SMILES: the ZINC corpus when present, else randomized SMILES of our drugs."""
     data = shared_data_dir()
     if data is not None:
         with gzip.open(data / "zinc" / f"moses_{split}.csv.gz", "rt") as handle:

@@ -45,7 +45,11 @@ table_text = st.builds(
     st.sampled_from(["smiles", "SMILES,name", "name,smiles", "mol", "x,y", "smiles\tid", ""]),
     st.lists(smiles_like, max_size=8),
 )
-sdf_text = st.builds(lambda n, cut: (SDF_RECORD * n)[: cut if cut >= 0 else None], st.integers(0, 3), st.integers(-1, 400))
+sdf_text = st.builds(
+    lambda n, cut: (SDF_RECORD * n)[: cut if cut >= 0 else None],
+    st.integers(0, 3),
+    st.integers(-1, 400),
+)
 contents = st.one_of(
     st.binary(max_size=300),
     smiles_like.map(str.encode),
@@ -67,17 +71,30 @@ def _write(folder: Path, suffix: str, data: bytes, truncate: int | None) -> Path
 def fuzz(examples: int, seed: int = 0, embed_every: int = 10) -> dict:
     """Run the fuzz; counts of cases tried, refused cleanly, read, and the failures."""
     tokenizer = SmilesTokenizer(list("CNOScno()=#123456789"))
-    from exlm_chem import ExLMConfig, ExLMModel
-
     import torch
 
+    from exlm_chem import ExLMConfig, ExLMModel
+
     torch.manual_seed(seed)
-    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer).eval()
+    model = ExLMModel(
+        ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer
+    ).eval()
     counts = {"cases": 0, "read": 0, "refused": 0, "embedded": 0, "smiles_checked": 0}
     failures: list[str] = []
 
-    @settings(max_examples=examples, database=None, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(suffix=st.sampled_from(SUFFIXES), data=contents, truncate=st.one_of(st.none(), st.integers(0, 200)), smiles=smiles_like)
+    @settings(
+        max_examples=examples,
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        suffix=st.sampled_from(SUFFIXES),
+        data=contents,
+        truncate=st.one_of(st.none(), st.integers(0, 200)),
+        smiles=smiles_like,
+    )
     def case(suffix, data, truncate, smiles):
         counts["cases"] += 1
         case_number = counts["cases"]
@@ -95,7 +112,10 @@ def fuzz(examples: int, seed: int = 0, embed_every: int = 10) -> dict:
                 counts["read"] += 1
             except InputError as exc:
                 if str(path) not in str(exc) or "\n" in str(exc).strip():
-                    failures.append(f"{suffix} {data[:60]!r}: an error that does not name the file on one line: {exc}")
+                    failures.append(
+                        f"{suffix} {data[:60]!r}: an error that does not name the file on one "
+                        f"line: {exc}"
+                    )
                 counts["refused"] += 1
             except Exception:
                 failures.append(f"{suffix} {data[:60]!r}: {traceback.format_exc(limit=2)}")
@@ -108,7 +128,9 @@ def fuzz(examples: int, seed: int = 0, embed_every: int = 10) -> dict:
                 except InputError:
                     pass
                 except Exception:
-                    failures.append(f"embed {suffix} {data[:60]!r}: {traceback.format_exc(limit=2)}")
+                    failures.append(
+                        f"embed {suffix} {data[:60]!r}: {traceback.format_exc(limit=2)}"
+                    )
                 left = sorted(p.name for p in out.iterdir())
                 if left not in ([], ["e.parquet"]):
                     failures.append(f"embed {suffix} {data[:60]!r}: left {left}")

@@ -26,12 +26,24 @@ GROUPS = {
     "attention": ("aten::_scaled_dot_product", "aten::_softmax", "aten::baddbmm"),
     "layer_norm": ("aten::native_layer_norm",),
     "gelu": ("aten::gelu",),
-    "element_wise": ("aten::add", "aten::mul", "aten::addcmul", "aten::sub", "aten::div", "aten::sum", "aten::cat", "aten::copy_", "aten::index"),
+    "element_wise": (
+        "aten::add",
+        "aten::mul",
+        "aten::addcmul",
+        "aten::sub",
+        "aten::div",
+        "aten::sum",
+        "aten::cat",
+        "aten::copy_",
+        "aten::index",
+    ),
 }
 
 
 def group_of(op: str) -> str:
-    return next((group for group, prefixes in GROUPS.items() if op.startswith(prefixes)), "other_ops")
+    return next(
+        (group for group, prefixes in GROUPS.items() if op.startswith(prefixes)), "other_ops"
+    )
 
 
 def profile(run) -> tuple[float, dict[str, float]]:
@@ -52,7 +64,10 @@ def profile(run) -> tuple[float, dict[str, float]]:
 
 def shares(groups: dict[str, float]) -> dict[str, float]:
     total = sum(groups.values())
-    return {name: round(value / total, 3) for name, value in sorted(groups.items(), key=lambda kv: -kv[1])}
+    return {
+        name: round(value / total, 3)
+        for name, value in sorted(groups.items(), key=lambda kv: -kv[1])
+    }
 
 
 def main() -> None:
@@ -70,7 +85,9 @@ def main() -> None:
     hf_roberta_time(smiles[:500], tokenizer, config, args.batch_size)
 
     ours_wall, ours = profile(lambda: embed(smiles, model, batch_size=args.batch_size))
-    theirs_wall, theirs = profile(lambda: hf_roberta_time(smiles, tokenizer, config, args.batch_size))
+    theirs_wall, theirs = profile(
+        lambda: hf_roberta_time(smiles, tokenizer, config, args.batch_size)
+    )
     our_shares, their_shares = shares(ours), shares(theirs)
     result = {
         "n_molecules": len(smiles),
@@ -81,7 +98,9 @@ def main() -> None:
         "hf_roberta_shares": their_shares,
         "ours_matmul_seconds_over_hf_matmul_seconds": round(ours["matmul"] / theirs["matmul"], 3),
         # Our matmul time alone, against RoBERTa's whole loop: the ratio if nothing else cost time.
-        "ratio_vs_hf_roberta_if_only_our_matmuls_took_time": round(theirs_wall / (ours_wall * our_shares["matmul"]), 3),
+        "ratio_vs_hf_roberta_if_only_our_matmuls_took_time": round(
+            theirs_wall / (ours_wall * our_shares["matmul"]), 3
+        ),
     }
     print_result(result, args.json)
 

@@ -16,7 +16,6 @@ from .errors import InputError
 from .model import ExLMModel, load_model
 from .smiles import parse_smiles, quiet_rdkit, smiles_problem
 
-
 DEFAULT_BATCH_SIZE = 128
 PRECISIONS = ("fp32", "bf16")
 
@@ -60,12 +59,16 @@ def prepare_smiles(molecules: Sequence, tokenizer, canonicalize: bool = True) ->
     prepared = PreparedSmiles([], [], [])
     with quiet_rdkit():
         for molecule in molecules:
-            for column, value in zip(prepared, _prepare_one(molecule, tokenizer, canonicalize, stereo)):
+            for column, value in zip(
+                prepared, _prepare_one(molecule, tokenizer, canonicalize, stereo)
+            ):
                 column.append(value)
     return prepared
 
 
-def _prepare_one(molecule, tokenizer, canonicalize: bool, stereo: bool) -> tuple[str | None, list[str] | None, str | None]:
+def _prepare_one(
+    molecule, tokenizer, canonicalize: bool, stereo: bool
+) -> tuple[str | None, list[str] | None, str | None]:
     from rdkit import Chem
 
     if isinstance(molecule, Chem.Mol):
@@ -126,7 +129,10 @@ class Embedded(NamedTuple):
         counts = self.counts()
         parts = []
         if counts["unknown_atoms"]:
-            parts.append(f"{counts['unknown_atoms']} with atoms outside the model's vocabulary (read as <unk>)")
+            parts.append(
+                f"{counts['unknown_atoms']} with atoms outside the model's vocabulary (read as "
+                "<unk>)"
+            )
         if counts["fallback_atoms"]:
             parts.append(f"{counts['fallback_atoms']} with atoms read as a nearby known token")
         if counts["truncated"]:
@@ -136,7 +142,12 @@ class Embedded(NamedTuple):
 
 
 def embed_molecules(
-    smiles: Sequence[str], model: ExLMModel, pooling: str, batch_size: int, precision: str, canonicalize: bool
+    smiles: Sequence[str],
+    model: ExLMModel,
+    pooling: str,
+    batch_size: int,
+    precision: str,
+    canonicalize: bool,
 ) -> Embedded:
     """Prepare, embed the valid molecules, and put them back in input order: the one path
     behind `embed`, `embed_file` and `ExLMFeaturizer`."""
@@ -192,19 +203,27 @@ def embed(
         raise InputError(f"invalid SMILES at index {i} ({result.errors[i]}): {smiles[i]!r}")
     if len(invalid) and errors == "warn":
         shown = ", ".join(map(str, invalid[:20])) + (" ..." if len(invalid) > 20 else "")
-        warnings.warn(f"{len(invalid)} invalid SMILES got NaN embeddings (indices {shown})", stacklevel=2)
+        warnings.warn(
+            f"{len(invalid)} invalid SMILES got NaN embeddings (indices {shown})", stacklevel=2
+        )
     lossy = np.flatnonzero(result.not_read_in_full)
     if strict_atoms and len(lossy):
         i = int(lossy[0])
-        raise InputError(f"SMILES at index {i} is not read in full ({result.not_read_in_full_reason(i)}): {smiles[i]!r}")
+        raise InputError(
+            f"SMILES at index {i} is not read in full ({result.not_read_in_full_reason(i)}): "
+            f"{smiles[i]!r}"
+        )
     summary = result.summary(model.config.max_length)
     if summary and errors != "ignore":
         warnings.warn(summary, stacklevel=2)
     return result.vectors
 
 
-def _embed_tokens(tokens: Sequence[list[str]], model: ExLMModel, pooling: str, batch_size: int, precision: str):
-    """Vectors, unknown-token counts and truncation flags of molecules tokenized by `prepare_smiles`."""
+def _embed_tokens(
+    tokens: Sequence[list[str]], model: ExLMModel, pooling: str, batch_size: int, precision: str
+):
+    """Vectors, unknown-token counts and truncation flags of molecules tokenized by
+    `prepare_smiles`."""
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if batch_size < 1:

@@ -63,7 +63,9 @@ class _EmbeddingWriter:
     def write(self, columns: dict, vectors: np.ndarray) -> None:
         """``columns``: per-row values (id, smiles, valid, ...) in output order."""
         if self.suffix == ".parquet":
-            embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), self.dim)
+            embedding = pa.FixedSizeListArray.from_arrays(
+                pa.array(vectors.reshape(-1), type=pa.float32()), self.dim
+            )
             table = pa.table({**columns, "embedding": embedding})
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.path, table.schema)
@@ -71,8 +73,16 @@ class _EmbeddingWriter:
         elif self.suffix == ".npy":
             self._raw.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
         else:
-            frame = pd.concat([pd.DataFrame(columns), pd.DataFrame(vectors, columns=[f"exlm_{i}" for i in range(self.dim)])], axis=1)
-            frame.to_csv(self.path, mode="a", header=self.rows == 0, index=False, float_format="%.7g")
+            frame = pd.concat(
+                [
+                    pd.DataFrame(columns),
+                    pd.DataFrame(vectors, columns=[f"exlm_{i}" for i in range(self.dim)]),
+                ],
+                axis=1,
+            )
+            frame.to_csv(
+                self.path, mode="a", header=self.rows == 0, index=False, float_format="%.7g"
+            )
         self.rows += len(vectors)
 
     def close(self) -> None:
@@ -127,13 +137,17 @@ def embed_file(
         raise InputError(f"{output_path}: output must end in {', '.join(OUTPUT_FORMATS)}")
     check_output_file(output_path, [input_path], overwrite)
     model = load_model(model, device)
-    reader = dict(smiles_column=smiles_column, id_column=id_column, chunk_size=chunk_size, errors="keep")
+    reader = dict(
+        smiles_column=smiles_column, id_column=id_column, chunk_size=chunk_size, errors="keep"
+    )
     first, last = 0, None
     if shard is not None:
         total = sum(len(chunk) for chunk in read_molecule_chunks(input_path, **reader))
         first, last = total * shard[0] // shard[1], total * (shard[0] + 1) // shard[1]
     expected = last - first if last is not None else estimate_records(input_path)
-    counts = Counter(molecules=0, written=0, invalid=0, unknown_atoms=0, fallback_atoms=0, truncated=0)
+    counts = Counter(
+        molecules=0, written=0, invalid=0, unknown_atoms=0, fallback_atoms=0, truncated=0
+    )
     seen = 0
     with atomic_path(output_path) as tmp, Progress(expected, "molecules", enabled=progress) as bar:
         writer = _EmbeddingWriter(tmp, suffix, model.config.hidden_size)
@@ -145,18 +159,26 @@ def embed_file(
                 if not chunk:
                     continue
                 smiles = [r.smiles for r in chunk]
-                result = embed_molecules(smiles, model, pooling, batch_size, precision, canonicalize)
+                result = embed_molecules(
+                    smiles, model, pooling, batch_size, precision, canonicalize
+                )
                 # The reader's reasons (an over-long SMILES, say) come first.
-                result = result._replace(errors=[r.error or e for r, e in zip(chunk, result.errors)])
+                result = result._replace(
+                    errors=[r.error or e for r, e in zip(chunk, result.errors)]
+                )
                 valid = result.valid
                 if invalid == "strict" and not valid.all():
                     i = int(np.flatnonzero(~valid)[0])
-                    raise InputError(f"{input_path}: row {chunk[i].row}: {result.errors[i]}: {chunk[i].smiles[:80]!r}")
+                    raise InputError(
+                        f"{input_path}: row {chunk[i].row}: {result.errors[i]}: "
+                        f"{chunk[i].smiles[:80]!r}"
+                    )
                 lossy = np.flatnonzero(result.not_read_in_full)
                 if strict_atoms and len(lossy):
                     i = int(lossy[0])
                     raise InputError(
-                        f"{input_path}: row {chunk[i].row}: not read in full ({result.not_read_in_full_reason(i)}): "
+                        f"{input_path}: row {chunk[i].row}: not read in full "
+                        f"({result.not_read_in_full_reason(i)}): "
                         f"{chunk[i].smiles[:80]!r}; drop --strict-atoms to embed it anyway"
                     )
                 keep = np.flatnonzero(valid) if invalid == "skip" else np.arange(len(chunk))

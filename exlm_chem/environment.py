@@ -39,10 +39,16 @@ def resolve_device(device):
         raise InputError(f"--device must be cpu, cuda, cuda:N or auto, not {device!r}")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            build = "a CPU-only build of torch" if torch.version.cuda is None else "no CUDA GPU visible"
-            raise InputError(f"--device {device}: CUDA is not available here ({build}); use --device cpu")
+            build = (
+                "a CPU-only build of torch" if torch.version.cuda is None else "no CUDA GPU visible"
+            )
+            raise InputError(
+                f"--device {device}: CUDA is not available here ({build}); use --device cpu"
+            )
         if index and int(index) >= torch.cuda.device_count():
-            raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise InputError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     return torch.device(text)
 
 
@@ -56,7 +62,8 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device) -> str:
-    """'auto' is bf16 where bf16 matrix maths is native (recent GPUs, CPUs with AMX/AVX-512 BF16)."""
+    """'auto' is bf16 where bf16 matrix maths is native (recent GPUs, CPUs with AMX or
+    AVX-512 BF16)."""
     import torch
 
     if precision != "auto":
@@ -76,7 +83,10 @@ def describe_hardware(device) -> str:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         lines = []
-    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+        "unknown CPU",
+    )
     return f"{model}, {torch.get_num_threads()} threads"
 
 
@@ -143,7 +153,9 @@ def describe_environment() -> dict[str, str]:
         device = f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} GPU)"
     else:
         device = "cpu (no CUDA GPU)"
-    default = DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / "config.json").is_file() else "not installed yet"
+    default = (
+        DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / "config.json").is_file() else "not installed yet"
+    )
     return {
         "exlm-chem": __version__,
         "python": platform.python_version(),

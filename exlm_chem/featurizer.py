@@ -12,8 +12,8 @@ from collections import Counter
 import numpy as np
 from deepchem.feat import MolecularFeaturizer
 
-from .model import load_model
 from .embedding import DEFAULT_BATCH_SIZE, embed_molecules, model_fingerprint
+from .model import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,13 @@ class ExLMFeaturizer(MolecularFeaturizer):
     """
 
     def __init__(
-        self, model=None, pooling: str = "mean", batch_size: int = DEFAULT_BATCH_SIZE, device=None, precision: str = "fp32", canonicalize: bool = True
+        self,
+        model=None,
+        pooling: str = "mean",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        device=None,
+        precision: str = "fp32",
+        canonicalize: bool = True,
     ):
         self.model = model
         self.pooling = pooling
@@ -58,7 +64,9 @@ class ExLMFeaturizer(MolecularFeaturizer):
             datapoints = [datapoints]
         smiles = list(datapoints)  # SMILES or RDKit molecules: both are read as they are
         model = self._model()
-        result = embed_molecules(smiles, model, self.pooling, self.batch_size, self.precision, self.canonicalize)
+        result = embed_molecules(
+            smiles, model, self.pooling, self.batch_size, self.precision, self.canonicalize
+        )
         valid = result.valid
         self.counts.update(result.counts())
         if self.progress is not None:
@@ -69,13 +77,24 @@ class ExLMFeaturizer(MolecularFeaturizer):
         if valid.all():
             return result.vectors
         failed = np.flatnonzero(~valid)
-        shown = ", ".join(f"{i} ({result.errors[i]})" for i in failed[:10]) + (" ..." if len(failed) > 10 else "")
-        logger.warning("ExLMFeaturizer: %d of %d molecules cannot be featurized, given empty arrays: %s", len(failed), len(smiles), shown)
-        return np.asarray([v if ok else np.array([]) for v, ok in zip(result.vectors, valid)], dtype=object)
+        shown = ", ".join(f"{i} ({result.errors[i]})" for i in failed[:10]) + (
+            " ..." if len(failed) > 10 else ""
+        )
+        logger.warning(
+            "ExLMFeaturizer: %d of %d molecules cannot be featurized, given empty arrays: %s",
+            len(failed),
+            len(smiles),
+            shown,
+        )
+        return np.asarray(
+            [v if ok else np.array([]) for v, ok in zip(result.vectors, valid)], dtype=object
+        )
 
     def _featurize(self, datapoint, **kwargs) -> np.ndarray:
         return self.featurize([datapoint])[0]
 
     def __str__(self) -> str:
         # DeepChem names its on-disk caches after str(featurizer): tie it to the weights.
-        return f"ExLMFeaturizer_{model_fingerprint(self._model())}_{self.pooling}" + ("" if self.canonicalize else "_as_given")
+        return f"ExLMFeaturizer_{model_fingerprint(self._model())}_{self.pooling}" + (
+            "" if self.canonicalize else "_as_given"
+        )

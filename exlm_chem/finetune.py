@@ -11,6 +11,7 @@ from .environment import cpu_has_native_bf16
 from .errors import InputError
 from .metrics import score
 
+
 class EncodedMolecules:
     """Molecules prepared and tokenized once, as padded ids; batches are row slices."""
 
@@ -18,7 +19,9 @@ class EncodedMolecules:
         prepared = prepare_smiles(list(smiles), tokenizer)
         unreadable = [s for s, tokens in zip(smiles, prepared.tokens) if tokens is None]
         if unreadable:
-            raise InputError(f"{len(unreadable)} molecules cannot be read by the model, e.g. {unreadable[0]!r}")
+            raise InputError(
+                f"{len(unreadable)} molecules cannot be read by the model, e.g. {unreadable[0]!r}"
+            )
         self.ids, _ = tokenizer.encode_tokens_with_report(prepared.tokens)
         self.lengths = (self.ids != tokenizer.pad_id).sum(1)
 
@@ -30,7 +33,19 @@ class EncodedMolecules:
         return self.ids[rows, : int(self.lengths[rows].max())]
 
 
-def finetune_predictions(model_dir, task_type, train, valid, test, seed, random_init=False, max_epochs=20, patience=3, lr=1e-4, batch_size=32):
+def finetune_predictions(
+    model_dir,
+    task_type,
+    train,
+    valid,
+    test,
+    seed,
+    random_init=False,
+    max_epochs=20,
+    patience=3,
+    lr=1e-4,
+    batch_size=32,
+):
     """Train the encoder end to end with a linear head on the mean-pooled states; early stopping
     on the validation metric. Returns test predictions of the best epoch.
 
@@ -46,9 +61,17 @@ def finetune_predictions(model_dir, task_type, train, valid, test, seed, random_
     head = torch.nn.Linear(base.config.hidden_size, n_tasks)
     parameters = list(base.encoder.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01)
-    y_mean, y_std = (train.y.mean(0), train.y.std(0) + 1e-6) if task_type == "regression" else (0.0, 1.0)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_native_bf16() else torch.autocast("cpu", enabled=False)
-    train_ids, valid_ids, test_ids = (EncodedMolecules(d.ids, base.tokenizer) for d in (train, valid, test))
+    y_mean, y_std = (
+        (train.y.mean(0), train.y.std(0) + 1e-6) if task_type == "regression" else (0.0, 1.0)
+    )
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if cpu_has_native_bf16()
+        else torch.autocast("cpu", enabled=False)
+    )
+    train_ids, valid_ids, test_ids = (
+        EncodedMolecules(d.ids, base.tokenizer) for d in (train, valid, test)
+    )
 
     def predict(encoded: EncodedMolecules):
         base.eval()
@@ -73,7 +96,9 @@ def finetune_predictions(model_dir, task_type, train, valid, test, seed, random_
             with autocast:
                 logits = head(base.embed_states(ids).pooled).float()
             if task_type == "classification":
-                loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * (w > 0)).sum() / (w > 0).sum().clamp(min=1)
+                loss = (
+                    F.binary_cross_entropy_with_logits(logits, y, reduction="none") * (w > 0)
+                ).sum() / (w > 0).sum().clamp(min=1)
             else:
                 loss = (((logits - y) ** 2) * (w > 0)).sum() / (w > 0).sum().clamp(min=1)
             optimizer.zero_grad()

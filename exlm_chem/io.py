@@ -17,7 +17,6 @@ record number in SDF files) so that errors can name it.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import zlib
@@ -96,7 +95,9 @@ def _resolve_column(path: Path, columns: list[str], wanted: str | None, what: st
     )
 
 
-def _read_table(path, smiles_column, id_column, chunk_size, max_chars) -> Iterator[list[MoleculeRecord]]:
+def _read_table(
+    path, smiles_column, id_column, chunk_size, max_chars
+) -> Iterator[list[MoleculeRecord]]:
     import pandas as pd
 
     sep = "\t" if _base_suffix(path) == ".tsv" else ","
@@ -123,7 +124,11 @@ def _read_table(path, smiles_column, id_column, chunk_size, max_chars) -> Iterat
     try:
         for frame in pd.read_csv(path, usecols=usecols, chunksize=chunk_size, **options):
             smiles_values = frame[smiles_column].tolist()
-            ids = frame[id_column].tolist() if id_column else [str(row + i) for i in range(len(frame))]
+            ids = (
+                frame[id_column].tolist()
+                if id_column
+                else [str(row + i) for i in range(len(frame))]
+            )
             yield [
                 _make_record(path, row + i, str(mol_id), s, max_chars)
                 for i, (mol_id, s) in enumerate(zip(ids, smiles_values))
@@ -178,7 +183,9 @@ def _read_sdf(path, id_column, max_chars) -> Iterator[MoleculeRecord]:
                     yield MoleculeRecord(row, str(row), "", "RDKit cannot read this SDF record")
                 else:
                     mol_id = mol.GetProp(prop) if mol.HasProp(prop) else ""
-                    yield _make_record(path, row, mol_id or str(row), Chem.MolToSmiles(mol), max_chars)
+                    yield _make_record(
+                        path, row, mol_id or str(row), Chem.MolToSmiles(mol), max_chars
+                    )
     except (EOFError, OSError, zlib.error, RuntimeError, SystemError) as exc:
         # A damaged or truncated (gzipped) file; RDKit's reader raises SystemError for it.
         reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__

@@ -18,5 +18,3 @@ def score(task_type: str, y, w, prediction) -> float:
         if len(np.unique(y[mask, t])) == 2:
             aucs.append(roc_auc_score(y[mask, t], prediction[mask, t]))
     return float(np.mean(aucs)) if aucs else float("nan")
-
-

@@ -18,8 +18,13 @@ from .model import ExLMConfig, ExLMModel, load_model_directory, save_model
 from .tokenizer import SmilesTokenizer
 
 CHECK_SMILES = [
-    "CC(=O)Oc1ccccc1C(=O)O", "Cn1c(=O)c2c(ncn2C)n(C)c1=O", "CC(=O)Nc1ccc(O)cc1", "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
-    "CN1CCC[C@H]1c1cccnc1", "CN1C(=O)CN=C(c2ccccc2)c2cc(Cl)ccc21", "CNCCC(Oc1ccc(C(F)(F)F)cc1)c1ccccc1",
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "Cn1c(=O)c2c(ncn2C)n(C)c1=O",
+    "CC(=O)Nc1ccc(O)cc1",
+    "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
+    "CN1CCC[C@H]1c1cccnc1",
+    "CN1C(=O)CN=C(c2ccccc2)c2cc(Cl)ccc21",
+    "CNCCC(Oc1ccc(C(F)(F)F)cc1)c1ccccc1",
     "COc1ccc2[nH]c([S+]([O-])Cc3ncc(C)c(OC)c3C)nc2c1",
 ]
 
@@ -30,17 +35,27 @@ def load_run_model(run_dir: Path) -> tuple[ExLMModel, int]:
     from .training.runlog import read_metrics
 
     if (run_dir / "model" / "config.json").exists():
-        return load_model_directory(run_dir / "model"), read_metrics(run_dir / "metrics.jsonl")[-1]["step"]
+        return load_model_directory(run_dir / "model"), read_metrics(run_dir / "metrics.jsonl")[-1][
+            "step"
+        ]
     paths = checkpoint_paths(run_dir)
     if not paths:
         raise InputError(f"{run_dir}: no final model and no checkpoint")
     checkpoint = load_checkpoint(paths[-1])
-    model = ExLMModel(ExLMConfig.from_dict(checkpoint["model_config"]), SmilesTokenizer.load(run_dir / "tokenizer.json"))
+    model = ExLMModel(
+        ExLMConfig.from_dict(checkpoint["model_config"]),
+        SmilesTokenizer.load(run_dir / "tokenizer.json"),
+    )
     model.load_state_dict(checkpoint["model"])
     return model.eval(), checkpoint["step"]
 
 
-def export_model(run_dir: str | Path, dest: str | Path, dtype: torch.dtype = torch.float32, overwrite: bool = False) -> dict:
+def export_model(
+    run_dir: str | Path,
+    dest: str | Path,
+    dtype: torch.dtype = torch.float32,
+    overwrite: bool = False,
+) -> dict:
     """Write the run's model to ``dest`` (weights in ``dtype``), its curves and MODEL_CARD.md.
 
     ``dest`` may not be the run folder; a folder that already holds a model is replaced only
@@ -61,13 +76,22 @@ def export_model(run_dir: str | Path, dest: str | Path, dtype: torch.dtype = tor
     model, step = load_run_model(run_dir)
     save_model(model, dest, dtype=dtype)
     stored = load_model_directory(dest)
-    difference = float(np.abs(embed(CHECK_SMILES, stored, errors="ignore") - embed(CHECK_SMILES, model, errors="ignore")).max())
+    difference = float(
+        np.abs(
+            embed(CHECK_SMILES, stored, errors="ignore")
+            - embed(CHECK_SMILES, model, errors="ignore")
+        ).max()
+    )
     if (run_dir / "curves.png").exists():
         with atomic_path(dest / "curves.png") as tmp:
             shutil.copyfile(run_dir / "curves.png", tmp)
     run = json.loads((run_dir / "run.json").read_text())
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["step"] <= step]
-    facts = {"step": step, "embedding_max_abs_difference": difference, "dtype": str(dtype).removeprefix("torch.")}
+    facts = {
+        "step": step,
+        "embedding_max_abs_difference": difference,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
     atomic_write_text(dest / "MODEL_CARD.md", model_card(run, rows, model, facts))
     return facts
 
@@ -87,7 +111,11 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
     validated = [r for r in rows if "val_accuracy" in r]
     final_val = validated[-1] if validated else {}
     corpus = ", ".join(Path(p).name for p in pretrain["corpus"])
-    val_corpus = Path(pretrain["val_corpus"]).name if pretrain.get("val_corpus") else "a held-out slice of the corpus"
+    val_corpus = (
+        Path(pretrain["val_corpus"]).name
+        if pretrain.get("val_corpus")
+        else "a held-out slice of the corpus"
+    )
     tokens = [t for t in model.tokenizer.id_to_token if not (t.startswith("<") and t.endswith(">"))]
     vocabulary = " ".join(f"`{t}`" for t in tokens)
     if any("@" in t or t in ("/", "\\") for t in tokens):
@@ -100,25 +128,25 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
     return f"""# exlm-chem default model
 
 An ExLM encoder (Zheng et al., ICML 2025) for SMILES, pretrained with exlm-chem's own
-`exlm-chem pretrain`. It turns a molecule into a {config['hidden_size']}-dimensional vector
+`exlm-chem pretrain`. It turns a molecule into a {config["hidden_size"]}-dimensional vector
 (`exlm_chem.embed`, `exlm-chem embed`).
 
 | | |
 |---|---|
-| objective | {config['objective']} (k = {config['k']} states per mask, `<s>` and `</s>`) |
-| preset | {config['preset']}: {config['num_layers']} layers x {config['hidden_size']} wide, {config['num_heads']} heads, {model.num_parameters():,} parameters |
-| tokenizer | atom-level SMILES regex, {config['vocab_size']} tokens (5 special), sequences up to {config['max_length']} tokens |
-| corpus | {corpus}: {run['corpus']['kept']:,} molecules kept of {run['corpus']['read']:,} read ({run['corpus']['invalid_rdkit']} rejected by RDKit) |
-| validation | {val_corpus}, {pretrain['val_size']:,} molecules |
-| masking | {config['mask_rate']:.0%} of real tokens, at least one per molecule |
-| optimisation | AdamW (0.9, 0.98), peak lr {pretrain['lr']:g}, {pretrain['warmup']:.0%} warm-up then {pretrain['schedule']} decay, batches of {pretrain['batch_tokens']:,} padded tokens, {run['precision']} |
-| steps | {last['step']:,} |
-| tokens seen | {last['tokens']:,} ({last['molecules']:,} molecules, {last['molecules'] / run['corpus']['kept']:.2f} passes over the corpus) |
-| hardware | {run.get('hardware', 'not recorded')}, {run['world_size']} process(es) |
-| training time | {_duration(last['elapsed'])} (the steps alone, without validation) |
-| final validation masked-token accuracy | {final_val.get('val_accuracy', float('nan')):.4f} (step {final_val.get('step', '-')}) |
-| final validation loss | {_number(final_val.get('val_loss'))} |
-| stored as | {facts['dtype']} safetensors; embeddings within {facts['embedding_max_abs_difference']:.1e} of float32 |
+| objective | {config["objective"]} (k = {config["k"]} states per mask, `<s>` and `</s>`) |
+| preset | {config["preset"]}: {config["num_layers"]} layers x {config["hidden_size"]} wide, {config["num_heads"]} heads, {model.num_parameters():,} parameters |
+| tokenizer | atom-level SMILES regex, {config["vocab_size"]} tokens (5 special), sequences up to {config["max_length"]} tokens |
+| corpus | {corpus}: {run["corpus"]["kept"]:,} molecules kept of {run["corpus"]["read"]:,} read ({run["corpus"]["invalid_rdkit"]} rejected by RDKit) |
+| validation | {val_corpus}, {pretrain["val_size"]:,} molecules |
+| masking | {config["mask_rate"]:.0%} of real tokens, at least one per molecule |
+| optimisation | AdamW (0.9, 0.98), peak lr {pretrain["lr"]:g}, {pretrain["warmup"]:.0%} warm-up then {pretrain["schedule"]} decay, batches of {pretrain["batch_tokens"]:,} padded tokens, {run["precision"]} |
+| steps | {last["step"]:,} |
+| tokens seen | {last["tokens"]:,} ({last["molecules"]:,} molecules, {last["molecules"] / run["corpus"]["kept"]:.2f} passes over the corpus) |
+| hardware | {run.get("hardware", "not recorded")}, {run["world_size"]} process(es) |
+| training time | {_duration(last["elapsed"])} (the steps alone, without validation) |
+| final validation masked-token accuracy | {final_val.get("val_accuracy", float("nan")):.4f} (step {final_val.get("step", "-")}) |
+| final validation loss | {_number(final_val.get("val_loss"))} |
+| stored as | {facts["dtype"]} safetensors; embeddings within {facts["embedding_max_abs_difference"]:.1e} of float32 |
 
 Masked-token accuracy for ExLM counts the tokens on the best path through the DAG of
 expanded states, decoded without looking at the targets (see `exlm_chem.training.loop.validate`).
@@ -143,6 +171,6 @@ vector. {stereo_note}
 - Trained on drug-like, neutral ZINC molecules without stereochemistry (MOSES, 250-350 Da):
   charged species, stereocentres, metals, peptides and large molecules are outside what it
   has seen. Its vocabulary is {vocabulary}; any other token becomes `<unk>`.
-- A small model: {last['tokens'] / 1e6:,.0f}M tokens of pretraining, far less than the paper's.
-- SMILES longer than {config['max_length'] - 2} tokens are truncated.
+- A small model: {last["tokens"] / 1e6:,.0f}M tokens of pretraining, far less than the paper's.
+- SMILES longer than {config["max_length"] - 2} tokens are truncated.
 """

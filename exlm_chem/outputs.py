@@ -47,7 +47,9 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_output_file(path: Path, inputs=(), overwrite: bool = False, flag: str = "--overwrite") -> None:
+def check_output_file(
+    path: Path, inputs=(), overwrite: bool = False, flag: str = "--overwrite"
+) -> None:
     """Refuse, before any work, an output file that would destroy something.
 
     The output may not be one of ``inputs`` (a symlink to an input included), nor a folder;

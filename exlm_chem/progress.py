@@ -13,7 +13,13 @@ class Progress:
     one plain line every ``every`` seconds, and one at the end. ``enabled=False`` shows nothing.
     """
 
-    def __init__(self, total: int | None, what: str = "molecules", enabled: bool | None = None, every: float = 30.0):
+    def __init__(
+        self,
+        total: int | None,
+        what: str = "molecules",
+        enabled: bool | None = None,
+        every: float = 30.0,
+    ):
         self.total, self.what, self.every = total, what, every
         self.done = 0
         self.enabled = enabled is not False
@@ -22,7 +28,13 @@ class Progress:
         if self.enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit=" " + what.split()[0][:3], unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+            self._bar = tqdm(
+                total=total,
+                unit=" " + what.split()[0][:3],
+                unit_scale=True,
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
 
     def update(self, n: int) -> None:
         self.done += n

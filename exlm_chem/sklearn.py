@@ -6,8 +6,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .model import load_model
 from .embedding import DEFAULT_BATCH_SIZE, embed
+from .model import load_model
 
 
 class ExLMTransformer(TransformerMixin, BaseEstimator):
@@ -51,7 +51,15 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
-        return embed(_as_smiles(X), self.model_, self.pooling, self.batch_size, precision=self.precision, errors=self.errors, canonicalize=self.canonicalize)
+        return embed(
+            _as_smiles(X),
+            self.model_,
+            self.pooling,
+            self.batch_size,
+            precision=self.precision,
+            errors=self.errors,
+            canonicalize=self.canonicalize,
+        )
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "n_features_out_")
@@ -70,7 +78,9 @@ def _as_smiles(X) -> list:
         return [X]
     if hasattr(X, "columns"):  # DataFrame
         if X.shape[1] != 1:
-            raise ValueError(f"ExLMTransformer takes one column of SMILES, got {X.shape[1]} columns")
+            raise ValueError(
+                f"ExLMTransformer takes one column of SMILES, got {X.shape[1]} columns"
+            )
         X = X.iloc[:, 0]
     array = np.asarray(X, dtype=object)
     if array.ndim == 2:

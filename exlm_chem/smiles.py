@@ -31,7 +31,8 @@ def regex_tokens(text: str, pattern: re.Pattern, kind: str) -> list[str]:
         position = match.end()
     shown = text if len(text) <= 60 else text[:57] + "..."
     raise ValueError(
-        f"cannot tokenize {kind} {shown!r}: unexpected character {text[position]!r} at position {position}"
+        f"cannot tokenize {kind} {shown!r}: unexpected character {text[position]!r} at "
+        f"position {position}"
     )
 
 

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .errors import InputError
-from .smiles import SMILES_REGEX, canonicalize_smiles, randomize_smiles, regex_tokens, tokenize_smiles
+from .smiles import (
+    SMILES_REGEX,
+    canonicalize_smiles,
+    randomize_smiles,
+    regex_tokens,
+    tokenize_smiles,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +35,9 @@ SELFIES_REGEX = r"(\[[^\]]*\]|\.)"
 # For whole batches joined by newlines: the same tokens as SMILES_REGEX with the single
 # characters folded into one class (faster), plus the newline as a separator that no bracket
 # atom may swallow.
-_SMILES_BATCH_RE = re.compile(r"\[[^\]\n]+]|Br?|Cl?|>>?|%[0-9]{2}|[NOSPFIbcnosp()=#+\\/:~@?*$.0-9\n-]")
+_SMILES_BATCH_RE = re.compile(
+    r"\[[^\]\n]+]|Br?|Cl?|>>?|%[0-9]{2}|[NOSPFIbcnosp()=#+\\/:~@?*$.0-9\n-]"
+)
 _SELFIES_RE = re.compile(SELFIES_REGEX)
 
 PAD, BOS, EOS, MASK, UNK = "<pad>", "<s>", "</s>", "<mask>", "<unk>"
@@ -173,16 +181,23 @@ class SmilesTokenizer:
         """
         return self.encode_batch_with_report(smiles, max_length)[0]
 
-    def encode_batch_with_report(self, smiles: Sequence[str], max_length: int | None = None) -> tuple[torch.Tensor, EncodingReport]:
-        """`encode_batch`, and per SMILES how many tokens became ``<unk>`` and whether it was cut."""
+    def encode_batch_with_report(
+        self, smiles: Sequence[str], max_length: int | None = None
+    ) -> tuple[torch.Tensor, EncodingReport]:
+        """`encode_batch`, and per SMILES how many tokens became ``<unk>`` and whether it was
+        cut."""
         flat = self._flat_ids(smiles)
         if flat is None:
             return self.encode_tokens_with_report(self._token_lists(smiles), max_length)
         return self._encode_flat(flat, len(smiles), max_length or self.max_length)
 
-    def encode_tokens_with_report(self, token_lists: Sequence[list[str]], max_length: int | None = None) -> tuple[torch.Tensor, EncodingReport]:
+    def encode_tokens_with_report(
+        self, token_lists: Sequence[list[str]], max_length: int | None = None
+    ) -> tuple[torch.Tensor, EncodingReport]:
         """As `encode_batch_with_report`, for molecules already tokenized."""
-        id_lists = [[self.token_to_id.get(t, self.unk_id) for t in tokens] for tokens in token_lists]
+        id_lists = [
+            [self.token_to_id.get(t, self.unk_id) for t in tokens] for tokens in token_lists
+        ]
         flat = np.fromiter(
             chain.from_iterable(chain(ids, (-1,)) for ids in id_lists),
             dtype=np.int64,
@@ -190,7 +205,9 @@ class SmilesTokenizer:
         )[:-1]
         return self._encode_flat(flat, len(token_lists), max_length or self.max_length)
 
-    def _encode_flat(self, flat: np.ndarray, batch: int, max_length: int) -> tuple[torch.Tensor, EncodingReport]:
+    def _encode_flat(
+        self, flat: np.ndarray, batch: int, max_length: int
+    ) -> tuple[torch.Tensor, EncodingReport]:
         """Pad ids given as one array with rows separated by -1 (see `_flat_ids`)."""
         limit = max_length - 2
         # Row of each flat entry, and its column once <s> takes column 0.
@@ -304,20 +321,27 @@ class SmilesTokenizer:
         except FileNotFoundError:
             raise InputError(f"{path}: tokenizer file not found") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{path}: not a tokenizer.json file ({exc.__class__.__name__}: {exc})") from None
+            raise InputError(
+                f"{path}: not a tokenizer.json file ({exc.__class__.__name__}: {exc})"
+            ) from None
         if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
             raise InputError(f"{path}: model.vocab must map each token to its integer id")
         if pattern not in (SMILES_REGEX, SELFIES_REGEX):
             raise InputError(f"{path}: unknown pre-tokenizer pattern {pattern!r}")
         tokens = sorted(vocab, key=vocab.get)
-        if tuple(tokens[:5]) != SPECIAL_TOKENS or [vocab[t] for t in tokens] != list(range(len(tokens))):
-            raise InputError(f"{path}: the vocabulary must hold ids 0..n-1 with {SPECIAL_TOKENS} first")
+        if tuple(tokens[:5]) != SPECIAL_TOKENS or [vocab[t] for t in tokens] != list(
+            range(len(tokens))
+        ):
+            raise InputError(
+                f"{path}: the vocabulary must hold ids 0..n-1 with {SPECIAL_TOKENS} first"
+            )
         mode = "smiles" if pattern == SMILES_REGEX else "selfies"
         return cls(tokens, max_length=max_length, mode=mode, **options)
 
 
 def tokenize_file(path, smiles_column: str | None = None, tokenizer: SmilesTokenizer | None = None):
-    """Yield ``(record, tokens)`` for each molecule of a file, or ``(record, ids)`` with a tokenizer.
+    """Yield ``(record, tokens)`` for each molecule of a file, or ``(record, ids)`` with a
+    tokenizer.
 
     A SMILES that cannot be tokenized raises InputError naming the file and row.
     """
@@ -325,6 +349,9 @@ def tokenize_file(path, smiles_column: str | None = None, tokenizer: SmilesToken
 
     for record in read_molecules(path, smiles_column=smiles_column):
         try:
-            yield record, (tokenizer.encode(record.smiles) if tokenizer else tokenize_smiles(record.smiles))
+            yield (
+                record,
+                (tokenizer.encode(record.smiles) if tokenizer else tokenize_smiles(record.smiles)),
+            )
         except ValueError as exc:
             raise InputError(f"{path}: row {record.row}: {exc}") from None

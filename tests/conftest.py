@@ -9,7 +9,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def find_shared_data() -> Path | None:
     """The shared data folder: $EXLM_DATA_DIR, or shared/data beside the repository."""
-    candidates = [os.environ.get("EXLM_DATA_DIR")] + [str(p / "shared" / "data") for p in REPO.parents]
+    candidates = [os.environ.get("EXLM_DATA_DIR")] + [
+        str(p / "shared" / "data") for p in REPO.parents
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "zinc").is_dir():
             return Path(candidate)
@@ -20,7 +22,10 @@ def find_shared_data() -> Path | None:
 def shared_data() -> Path:
     path = find_shared_data()
     if path is None:
-        pytest.skip("shared data folder not found (set EXLM_DATA_DIR to the folder holding zinc/ and moleculenet/)")
+        pytest.skip(
+            "shared data folder not found (set EXLM_DATA_DIR to the folder holding zinc/ and "
+            "moleculenet/)"
+        )
     return path
 
 

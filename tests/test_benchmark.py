@@ -7,23 +7,32 @@ import torch
 
 from exlm_chem import ExLMConfig, ExLMModel, InputError, SmilesTokenizer
 from exlm_chem.metrics import score
+from exlm_chem.model import save_model
 from exlm_chem.moleculenet.datasets import DATASETS, split_dataset
 from exlm_chem.moleculenet.features import parse_features
 from exlm_chem.moleculenet.report import markdown_table
 from exlm_chem.moleculenet.suite import parse_list
-from exlm_chem.model import save_model
 
 
 def test_score_skips_tasks_without_both_classes_and_missing_labels():
     y = np.array([[0, 1], [1, 1], [0, 1], [1, 0]])
     w = np.array([[1, 1], [1, 1], [1, 0], [1, 0]])
     prediction = np.array([[0.1, 0.5], [0.9, 0.5], [0.2, 0.5], [0.8, 0.5]])
-    assert score("classification", y, w, prediction) == 1.0  # task 2 has one class among labelled rows
-    assert score("regression", np.array([1.0, 2.0]), np.ones(2), np.array([1.0, 4.0])) == pytest.approx(np.sqrt(2))
+    assert (
+        score("classification", y, w, prediction) == 1.0
+    )  # task 2 has one class among labelled rows
+    assert score(
+        "regression", np.array([1.0, 2.0]), np.ones(2), np.array([1.0, 4.0])
+    ) == pytest.approx(np.sqrt(2))
 
 
 def test_parsers_reject_unknown_names():
-    assert [f.name for f in parse_features("exlm,ecfp,random,mlm:/x")] == ["exlm", "ecfp", "random", "mlm"]
+    assert [f.name for f in parse_features("exlm,ecfp,random,mlm:/x")] == [
+        "exlm",
+        "ecfp",
+        "random",
+        "mlm",
+    ]
     with pytest.raises(InputError, match="mlm features need a model directory"):
         parse_features("mlm")
     with pytest.raises(InputError, match="unknown datasets: qm9"):
@@ -33,8 +42,21 @@ def test_parsers_reject_unknown_names():
 def test_random_scaffold_split_is_seeded_and_disjoint():
     import deepchem as dc
 
-    smiles = ["c1ccccc1C", "c1ccccc1CC", "C1CCCCC1", "C1CCCCC1O", "c1ccncc1", "CCO", "CCN", "c1ccc2ccccc2c1", "C1CCNCC1", "C1CCOC1"] * 3
-    dataset = dc.data.NumpyDataset(np.zeros((len(smiles), 1)), np.zeros(len(smiles)), ids=np.array(smiles))
+    smiles = [
+        "c1ccccc1C",
+        "c1ccccc1CC",
+        "C1CCCCC1",
+        "C1CCCCC1O",
+        "c1ccncc1",
+        "CCO",
+        "CCN",
+        "c1ccc2ccccc2c1",
+        "C1CCNCC1",
+        "C1CCOC1",
+    ] * 3
+    dataset = dc.data.NumpyDataset(
+        np.zeros((len(smiles), 1)), np.zeros(len(smiles)), ids=np.array(smiles)
+    )
     parts = split_dataset(dataset, "random_scaffold", seed=1)
     again = split_dataset(dataset, "random_scaffold", seed=1)
     assert [list(p.ids) for p in parts] == [list(p.ids) for p in again]
@@ -47,7 +69,10 @@ def test_random_scaffold_split_is_seeded_and_disjoint():
 
 def test_markdown_table_puts_features_side_by_side():
     frame = pd.DataFrame(
-        [dict(dataset="bbbp", features=f, probe="logreg", seed=s, metric="roc_auc", value=v) for f, s, v in [("exlm", 0, 0.7), ("exlm", 1, 0.8), ("ecfp", 0, 0.6)]]
+        [
+            dict(dataset="bbbp", features=f, probe="logreg", seed=s, metric="roc_auc", value=v)
+            for f, s, v in [("exlm", 0, 0.7), ("exlm", 1, 0.8), ("ecfp", 0, 0.6)]
+        ]
     )
     table = markdown_table(frame)
     assert "| dataset | probe | exlm | ecfp |" in table
@@ -73,13 +98,26 @@ def tiny_model_dir(tmp_path_factory, shared_data):
 def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data, tmp_path):
     out = tmp_path / "out"
     code, _, err = run_cli(
-        "benchmark", "--datasets", "bbbp,esol", "--data-dir", shared_data / "moleculenet", "--features",
-        f"exlm:{tiny_model_dir},ecfp,random:{tiny_model_dir}", "--probe", "logreg", "--seeds", "0", "--out", out,
+        "benchmark",
+        "--datasets",
+        "bbbp,esol",
+        "--data-dir",
+        shared_data / "moleculenet",
+        "--features",
+        f"exlm:{tiny_model_dir},ecfp,random:{tiny_model_dir}",
+        "--probe",
+        "logreg",
+        "--seeds",
+        "0",
+        "--out",
+        out,
     )
     assert code == 0, err
     records = json.loads((out / "results.json").read_text())
     assert {(r["dataset"], r["features"]) for r in records} == {
-        (d, f) for d in ("bbbp", "esol") for f in (f"exlm:{tiny_model_dir}", "ecfp", f"random:{tiny_model_dir}")
+        (d, f)
+        for d in ("bbbp", "esol")
+        for f in (f"exlm:{tiny_model_dir}", "ecfp", f"random:{tiny_model_dir}")
     }
     for r in records:
         assert r["metric"] == ("roc_auc" if r["dataset"] == "bbbp" else "rmse")
@@ -87,40 +125,82 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
     assert (out / "results.md").read_text().count("| bbbp | logreg |") == 1
     assert (out / "results_roc_auc.png").exists() and (out / "results_rmse.png").exists()
     # A second run reuses the featurized datasets.
-    cached = sorted(p.name for p in (out / "cache").rglob("*") if p.is_dir() and p.name.startswith("ExLMFeaturizer_"))
+    cached = sorted(
+        p.name
+        for p in (out / "cache").rglob("*")
+        if p.is_dir() and p.name.startswith("ExLMFeaturizer_")
+    )
     assert len(cached) >= 2
 
     # --resume keeps what results.json holds and computes only what is missing; the linear
     # probe on DeepChem's deterministic scaffold split gives the same value for every seed.
     # A result under the same features name from other weights is dropped, not averaged in.
     records[0]["value"] = 0.123
-    stale = dict(next(r for r in records if r["features"] == "ecfp"), featurizer="CircularFingerprint_of_other_settings")
+    stale = dict(
+        next(r for r in records if r["features"] == "ecfp"),
+        featurizer="CircularFingerprint_of_other_settings",
+    )
     (out / "results.json").write_text(json.dumps(records + [stale]))
     code, _, err = run_cli(
-        "benchmark", "--datasets", "bbbp,esol", "--data-dir", shared_data / "moleculenet", "--features", "ecfp",
-        "--probe", "logreg", "--seeds", "0,1", "--out", out, "--resume",
+        "benchmark",
+        "--datasets",
+        "bbbp,esol",
+        "--data-dir",
+        shared_data / "moleculenet",
+        "--features",
+        "ecfp",
+        "--probe",
+        "logreg",
+        "--seeds",
+        "0,1",
+        "--out",
+        out,
+        "--resume",
     )
     assert code == 0, err
     resumed = json.loads((out / "results.json").read_text())
     assert resumed[: len(records)] == records
     added = resumed[len(records) :]
-    assert {(r["dataset"], r["features"], r["seed"]) for r in added} == {("bbbp", "ecfp", 1), ("esol", "ecfp", 1)}
+    assert {(r["dataset"], r["features"], r["seed"]) for r in added} == {
+        ("bbbp", "ecfp", 1),
+        ("esol", "ecfp", 1),
+    }
     for r in added:
-        first = next(p for p in records if (p["dataset"], p["features"], p["seed"]) == (r["dataset"], "ecfp", 0))
+        first = next(
+            p
+            for p in records
+            if (p["dataset"], p["features"], p["seed"]) == (r["dataset"], "ecfp", 0)
+        )
         assert r["value"] == first["value"]
     (out / "results.json").write_text("{not json")
-    code, _, err = run_cli("benchmark", "--datasets", "bbbp", "--data-dir", shared_data / "moleculenet", "--features", "ecfp", "--out", out, "--resume")
+    code, _, err = run_cli(
+        "benchmark",
+        "--datasets",
+        "bbbp",
+        "--data-dir",
+        shared_data / "moleculenet",
+        "--features",
+        "ecfp",
+        "--out",
+        out,
+        "--resume",
+    )
     assert code == 2 and "results.json: cannot resume" in err
 
 
 def test_finetune_runs_on_a_small_set(tiny_model_dir, shared_data, tmp_path):
-    from exlm_chem.finetune import finetune_predictions
-    from exlm_chem.moleculenet.datasets import load_dataset
     import deepchem as dc
 
-    _, dataset = load_dataset("freesolv", dc.feat.DummyFeaturizer(), shared_data / "moleculenet", tmp_path)
+    from exlm_chem.finetune import finetune_predictions
+    from exlm_chem.moleculenet.datasets import load_dataset
+
+    _, dataset = load_dataset(
+        "freesolv", dc.feat.DummyFeaturizer(), shared_data / "moleculenet", tmp_path
+    )
     train, valid, test = split_dataset(dataset, "scaffold", 0)
-    prediction = finetune_predictions(str(tiny_model_dir), "regression", train, valid, test, seed=0, max_epochs=2)
+    prediction = finetune_predictions(
+        str(tiny_model_dir), "regression", train, valid, test, seed=0, max_epochs=2
+    )
     assert prediction.shape == (len(test), 1) and np.isfinite(prediction).all()
     assert score("regression", test.y, test.w, prediction) < 5.0
 
@@ -135,7 +215,17 @@ def test_missing_dataset_file_that_cannot_be_downloaded_names_it(run_cli, tmp_pa
 
     monkeypatch.setattr(dc.utils.data_utils, "download_url", offline)
     (tmp_path / "empty").mkdir()
-    code, _, err = run_cli("benchmark", "--datasets", "freesolv", "--data-dir", tmp_path / "empty", "--features", "ecfp", "--out", tmp_path / "out")
+    code, _, err = run_cli(
+        "benchmark",
+        "--datasets",
+        "freesolv",
+        "--data-dir",
+        tmp_path / "empty",
+        "--features",
+        "ecfp",
+        "--out",
+        tmp_path / "out",
+    )
     assert code == 2
     assert "freesolv: SAMPL.csv is not in" in err and "downloading it failed" in err
 
@@ -153,5 +243,12 @@ def test_probes_are_not_thrown_by_a_bit_never_set_in_training(probe):
     X[:120, 0] = 0
     X[120:, 0] = 1
     make = lambda rows: dc.data.NumpyDataset(X[rows], y[rows], np.ones_like(y[rows]))  # noqa: E731
-    prediction = probe_predictions(probe, "regression", make(slice(0, 100)), make(slice(100, 120)), make(slice(120, 160)), seed=0)
+    prediction = probe_predictions(
+        probe,
+        "regression",
+        make(slice(0, 100)),
+        make(slice(100, 120)),
+        make(slice(120, 160)),
+        seed=0,
+    )
     assert np.abs(prediction - y[120:]).max() < 3

@@ -3,7 +3,9 @@ import sys
 
 
 def test_import_is_fast_and_quiet():
-    code = "import sys, exlm_chem; assert 'torch' not in sys.modules and 'deepchem' not in sys.modules"
+    code = (
+        "import sys, exlm_chem; assert 'torch' not in sys.modules and 'deepchem' not in sys.modules"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""
@@ -19,7 +21,21 @@ def test_help_and_info(run_cli):
 
 def test_tokenize_smiles_and_file(run_cli, tmp_path):
     code, out, _ = run_cli("tokenize", "--smiles", "C[C@@H](Br)c1ccccc1")
-    assert code == 0 and out.split() == ["C", "[C@@H]", "(", "Br", ")", "c", "1", "c", "c", "c", "c", "c", "1"]
+    assert code == 0 and out.split() == [
+        "C",
+        "[C@@H]",
+        "(",
+        "Br",
+        ")",
+        "c",
+        "1",
+        "c",
+        "c",
+        "c",
+        "c",
+        "c",
+        "1",
+    ]
     path = tmp_path / "m.csv"
     path.write_text("Smiles\nCCO\nCCN\n")
     code, out, _ = run_cli("tokenize", path)
@@ -31,7 +47,9 @@ def test_tokenize_ids_with_a_tokenizer_file(run_cli, tmp_path):
 
     tok = SmilesTokenizer(["C", "O"])
     tok.save(tmp_path / "tokenizer.json")
-    code, out, _ = run_cli("tokenize", "--smiles", "CCO", "--ids", "--tokenizer", tmp_path / "tokenizer.json")
+    code, out, _ = run_cli(
+        "tokenize", "--smiles", "CCO", "--ids", "--tokenizer", tmp_path / "tokenizer.json"
+    )
     assert code == 0 and out.split() == ["1", "5", "5", "6", "2"]
 
 

@@ -6,8 +6,15 @@ import pandas as pd
 import pytest
 import torch
 
-from exlm_chem import ExLMConfig, ExLMModel, InputError, SmilesTokenizer, embed, embed_file, load_model
-from exlm_chem.model import save_model
+from exlm_chem import (
+    ExLMConfig,
+    ExLMModel,
+    InputError,
+    SmilesTokenizer,
+    embed,
+    embed_file,
+    load_model,
+)
 
 
 def test_embed_shape_order_and_batch_independence(model, drug_smiles):
@@ -16,7 +23,9 @@ def test_embed_shape_order_and_batch_independence(model, drug_smiles):
     for i in (0, 5, len(drug_smiles) - 1):
         np.testing.assert_allclose(embed([drug_smiles[i]], model)[0], vectors[i], atol=1e-5)
     for batch_size in (1, 3, 7):
-        np.testing.assert_allclose(embed(drug_smiles, model, batch_size=batch_size), vectors, atol=1e-5)
+        np.testing.assert_allclose(
+            embed(drug_smiles, model, batch_size=batch_size), vectors, atol=1e-5
+        )
     np.testing.assert_array_equal(embed(drug_smiles, model), vectors)  # same run, same numbers
     cls = embed(drug_smiles, model, pooling="cls")
     assert not np.allclose(cls, vectors)
@@ -24,7 +33,9 @@ def test_embed_shape_order_and_batch_independence(model, drug_smiles):
 
 def test_invalid_smiles_give_nan_rows_and_a_warning(model):
     smiles = ["CCO", "C1CC", "", "c1ccccc1", "CCXO"]
-    with pytest.warns(UserWarning, match=r"3 invalid SMILES got NaN embeddings \(indices 1, 2, 4\)"):
+    with pytest.warns(
+        UserWarning, match=r"3 invalid SMILES got NaN embeddings \(indices 1, 2, 4\)"
+    ):
         vectors = embed(smiles, model)
     assert np.isnan(vectors[[1, 2, 4]]).all() and not np.isnan(vectors[[0, 3]]).any()
     np.testing.assert_allclose(vectors[0], embed(["CCO"], model)[0], atol=1e-5)
@@ -33,12 +44,19 @@ def test_invalid_smiles_give_nan_rows_and_a_warning(model):
 
 
 def test_every_smiles_of_a_molecule_gets_the_same_vector(model):
-    aspirin = ["CC(=O)Oc1ccccc1C(=O)O", "OC(=O)c1ccccc1OC(C)=O", "c1cccc(OC(=O)C)c1C(O)=O", " CC(=O)Oc1ccccc1C(=O)O\n"]
+    aspirin = [
+        "CC(=O)Oc1ccccc1C(=O)O",
+        "OC(=O)c1ccccc1OC(C)=O",
+        "c1cccc(OC(=O)C)c1C(O)=O",
+        " CC(=O)Oc1ccccc1C(=O)O\n",
+    ]
     vectors = embed(aspirin, model)
     np.testing.assert_allclose(vectors, np.repeat(vectors[:1], len(aspirin), axis=0), atol=1e-6)
     as_given = embed(aspirin, model, canonicalize=False)
     assert not np.allclose(as_given[0], as_given[1], atol=1e-3)
-    np.testing.assert_allclose(as_given[3], as_given[0], atol=1e-6)  # surrounding whitespace is not SMILES
+    np.testing.assert_allclose(
+        as_given[3], as_given[0], atol=1e-6
+    )  # surrounding whitespace is not SMILES
 
 
 def test_stereochemistry_is_dropped_only_by_a_model_that_never_saw_it(model):
@@ -48,7 +66,9 @@ def test_stereochemistry_is_dropped_only_by_a_model_that_never_saw_it(model):
     assert not np.allclose(with_stereo[0], with_stereo[1], atol=1e-3)
     tokenizer = SmilesTokenizer.from_corpus(["CC(N)C(=O)O", "c1ccccc1O"])
     torch.manual_seed(0)
-    flat = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer).eval()
+    flat = ExLMModel(
+        ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer
+    ).eval()
     without_stereo = embed(isomers, flat)
     np.testing.assert_allclose(without_stereo, np.repeat(without_stereo[:1], 3, axis=0), atol=1e-6)
     assert tokenizer.unknown_count == 0
@@ -73,7 +93,9 @@ def test_the_shipped_model_learned_chemistry(drug_smiles):
     correct = (output.predictions == output.targets)[output.target_valid].float()
     assert len(correct) >= 30 and correct.mean() > 0.6  # an untrained network: about 1 in 29
     vectors = embed(drug_smiles, errors="ignore")
-    assert vectors.shape == (len(drug_smiles), model.config.hidden_size) and np.isfinite(vectors).all()
+    assert (
+        vectors.shape == (len(drug_smiles), model.config.hidden_size) and np.isfinite(vectors).all()
+    )
 
 
 def test_changing_a_loaded_default_model_leaves_the_next_one_as_shipped(drug_smiles):
@@ -99,20 +121,43 @@ def test_a_missing_default_model_gets_a_clear_message(monkeypatch, tmp_path):
 @pytest.fixture
 def molecules_csv(tmp_path):
     path = tmp_path / "mols.csv"
-    pd.DataFrame({"name": ["eth", "bad", "benz", "empty", "acid"], "SMILES": ["CCO", "C1CC", "c1ccccc1", "", "CC(=O)O"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "name": ["eth", "bad", "benz", "empty", "acid"],
+            "SMILES": ["CCO", "C1CC", "c1ccccc1", "", "CC(=O)O"],
+        }
+    ).to_csv(path, index=False)
     return path
 
 
 def test_embed_file_to_parquet_keeps_invalid_rows(model, model_dir, molecules_csv):
     counts = embed_file(molecules_csv, model=model_dir, id_column="name")
     out = molecules_csv.with_name("mols.embeddings.parquet")
-    assert counts == {"molecules": 5, "invalid": 2, "written": 5, "unknown_atoms": 0, "fallback_atoms": 0, "truncated": 0, "output": str(out)}
+    assert counts == {
+        "molecules": 5,
+        "invalid": 2,
+        "written": 5,
+        "unknown_atoms": 0,
+        "fallback_atoms": 0,
+        "truncated": 0,
+        "output": str(out),
+    }
     table = pd.read_parquet(out)
-    assert list(table.columns) == ["id", "smiles", "valid", "unknown_atoms", "fallback_atoms", "truncated", "embedding"]
+    assert list(table.columns) == [
+        "id",
+        "smiles",
+        "valid",
+        "unknown_atoms",
+        "fallback_atoms",
+        "truncated",
+        "embedding",
+    ]
     assert table["id"].tolist() == ["eth", "bad", "benz", "empty", "acid"]
     assert table["valid"].tolist() == [True, False, True, False, True]
     vectors = np.stack(table["embedding"].to_numpy())
-    np.testing.assert_allclose(vectors[[0, 2, 4]], embed(["CCO", "c1ccccc1", "CC(=O)O"], model), atol=1e-5)
+    np.testing.assert_allclose(
+        vectors[[0, 2, 4]], embed(["CCO", "c1ccccc1", "CC(=O)O"], model), atol=1e-5
+    )
     assert np.isnan(vectors[1]).all()
 
 
@@ -122,14 +167,24 @@ def test_embed_file_npy_csv_skip_and_shards(model, molecules_csv, tmp_path):
     assert full.shape == (3, 64)
     embed_file(molecules_csv, tmp_path / "all.csv", model=model)
     frame = pd.read_csv(tmp_path / "all.csv")
-    assert frame.shape == (5, 6 + 64) and frame["valid"].tolist() == [True, False, True, False, True]
+    assert frame.shape == (5, 6 + 64) and frame["valid"].tolist() == [
+        True,
+        False,
+        True,
+        False,
+        True,
+    ]
     np.testing.assert_allclose(frame.iloc[[0, 2, 4], 6:].to_numpy(), full, atol=1e-5)
     parts = []
     for i in range(3):
-        embed_file(molecules_csv, tmp_path / f"part{i}.npy", model=model, shard=(i, 3), invalid="keep")
+        embed_file(
+            molecules_csv, tmp_path / f"part{i}.npy", model=model, shard=(i, 3), invalid="keep"
+        )
         parts.append(np.load(tmp_path / f"part{i}.npy"))
     assert [len(p) for p in parts] == [1, 2, 2]
-    np.testing.assert_allclose(np.concatenate(parts), frame.iloc[:, 6:].to_numpy(dtype=np.float32), atol=1e-5)
+    np.testing.assert_allclose(
+        np.concatenate(parts), frame.iloc[:, 6:].to_numpy(dtype=np.float32), atol=1e-5
+    )
 
 
 def test_embed_file_strict_stops_and_leaves_no_file(model, molecules_csv, tmp_path):
@@ -140,21 +195,37 @@ def test_embed_file_strict_stops_and_leaves_no_file(model, molecules_csv, tmp_pa
 
 
 def test_cli_embed(run_cli, model_dir, molecules_csv, tmp_path):
-    code, _, err = run_cli("embed", molecules_csv, "-o", tmp_path / "e.npy", "--model", model_dir, "--skip-invalid")
+    code, _, err = run_cli(
+        "embed", molecules_csv, "-o", tmp_path / "e.npy", "--model", model_dir, "--skip-invalid"
+    )
     assert code == 0, err
     assert "3 molecules embedded" in err and "2 invalid SMILES skipped" in err
     assert np.load(tmp_path / "e.npy").shape == (3, 64)
-    code, _, err = run_cli("embed", molecules_csv, "-o", tmp_path / "s.npy", "--model", model_dir, "--strict")
+    code, _, err = run_cli(
+        "embed", molecules_csv, "-o", tmp_path / "s.npy", "--model", model_dir, "--strict"
+    )
     assert code == 2 and "row 3" in err and not (tmp_path / "s.npy").exists()
     bad = tmp_path / "latin1.csv"
     bad.write_bytes(b"smiles\nCCO\nC\xe9C\n")
     cases = [
         (("embed", tmp_path / "none.csv", "--model", model_dir), "none.csv: file not found"),
-        (("embed", molecules_csv, "--smiles-column", "smi", "--model", model_dir), "the columns are: name, SMILES"),
-        (("embed", bad, "--model", model_dir, "-o", tmp_path / "x.npy"), "latin1.csv: row 3: bytes that are not valid UTF-8"),
-        (("embed", molecules_csv, "--model", model_dir, "-o", tmp_path / "missing" / "x.npy"), "folder does not exist"),
+        (
+            ("embed", molecules_csv, "--smiles-column", "smi", "--model", model_dir),
+            "the columns are: name, SMILES",
+        ),
+        (
+            ("embed", bad, "--model", model_dir, "-o", tmp_path / "x.npy"),
+            "latin1.csv: row 3: bytes that are not valid UTF-8",
+        ),
+        (
+            ("embed", molecules_csv, "--model", model_dir, "-o", tmp_path / "missing" / "x.npy"),
+            "folder does not exist",
+        ),
         (("embed", molecules_csv, "--model", tmp_path), "not a model directory"),
-        (("embed", molecules_csv, "--model", model_dir, "-o", tmp_path / "x.txt"), "output must end in"),
+        (
+            ("embed", molecules_csv, "--model", model_dir, "-o", tmp_path / "x.txt"),
+            "output must end in",
+        ),
         (("embed", molecules_csv, "--model", model_dir, "--shard", "3/3"), "need 0 <= I < N"),
     ]
     for args, message in cases:
@@ -181,10 +252,14 @@ def test_sklearn_transformer(model_dir, drug_smiles):
     assert cloned.get_params()["model"] == model_dir and not hasattr(cloned, "model_")
     restored = pickle.loads(pickle.dumps(transformer))
     np.testing.assert_allclose(restored.transform(X), vectors, atol=1e-6)
-    pipeline = Pipeline([("exlm", ExLMTransformer(model=model_dir)), ("clf", LogisticRegression(max_iter=200))])
+    pipeline = Pipeline(
+        [("exlm", ExLMTransformer(model=model_dir)), ("clf", LogisticRegression(max_iter=200))]
+    )
     pipeline.fit(X.to_frame(), y)
     assert pipeline.predict(X.to_frame()).shape == (len(X),)
-    search = GridSearchCV(pipeline, {"exlm__pooling": ["mean", "cls"]}, cv=2).fit(X.to_numpy()[:, None], y)
+    search = GridSearchCV(pipeline, {"exlm__pooling": ["mean", "cls"]}, cv=2).fit(
+        X.to_numpy()[:, None], y
+    )
     assert search.best_params_["exlm__pooling"] in ("mean", "cls")
 
 
@@ -193,7 +268,16 @@ def test_deepchem_featurizer_with_csv_loader_and_classifier(model_dir, tmp_path)
 
     from exlm_chem import ExLMFeaturizer
 
-    smiles = ["CCO", "c1ccccc1", "CC(=O)O", "CCN(CC)CC", "C1CC", "OC(=O)c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O", "CCCl"]
+    smiles = [
+        "CCO",
+        "c1ccccc1",
+        "CC(=O)O",
+        "CCN(CC)CC",
+        "C1CC",
+        "OC(=O)c1ccccc1O",
+        "CC(=O)Oc1ccccc1C(=O)O",
+        "CCCl",
+    ]
     path = tmp_path / "data.csv"
     pd.DataFrame({"smiles": smiles, "label": [0, 1, 0, 1, 0, 1, 1, 0]}).to_csv(path, index=False)
     featurizer = ExLMFeaturizer(model=model_dir)
@@ -201,7 +285,9 @@ def test_deepchem_featurizer_with_csv_loader_and_classifier(model_dir, tmp_path)
     assert features.dtype == object and features[4].size == 0 and features[0].shape == (64,)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dataset = dc.data.CSVLoader(tasks=["label"], feature_field="smiles", featurizer=featurizer).create_dataset(str(path))
+        dataset = dc.data.CSVLoader(
+            tasks=["label"], feature_field="smiles", featurizer=featurizer
+        ).create_dataset(str(path))
     assert dataset.X.shape == (7, 64)  # the invalid SMILES was dropped
     classifier = dc.models.MultitaskClassifier(n_tasks=1, n_features=64, layer_sizes=[16])
     classifier.fit(dataset, nb_epoch=3)
@@ -218,7 +304,10 @@ def test_deepchem_molnet_loader(model_dir, shared_data, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tasks, (train, valid, test), _ = dc.molnet.load_bbbp(
-            featurizer=ExLMFeaturizer(model=model_dir), splitter="scaffold", data_dir=str(shared_data / "moleculenet"), save_dir=str(tmp_path)
+            featurizer=ExLMFeaturizer(model=model_dir),
+            splitter="scaffold",
+            data_dir=str(shared_data / "moleculenet"),
+            save_dir=str(tmp_path),
         )
     assert tasks == ["p_np"]
     total = len(train) + len(valid) + len(test)

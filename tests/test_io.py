@@ -14,16 +14,26 @@ def write(path, text, compress=False):
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_csv_default_column_any_case(tmp_path, compress):
-    path = write(tmp_path / ("a.csv.gz" if compress else "a.csv"), "name,SMILES\nethanol,CCO\nbenzene,c1ccccc1\n", compress)
+    path = write(
+        tmp_path / ("a.csv.gz" if compress else "a.csv"),
+        "name,SMILES\nethanol,CCO\nbenzene,c1ccccc1\n",
+        compress,
+    )
     records = list(read_molecules(path, id_column="name"))
-    assert [(r.row, r.id, r.smiles) for r in records] == [(2, "ethanol", "CCO"), (3, "benzene", "c1ccccc1")]
+    assert [(r.row, r.id, r.smiles) for r in records] == [
+        (2, "ethanol", "CCO"),
+        (3, "benzene", "c1ccccc1"),
+    ]
 
 
 def test_csv_named_columns_and_missing_column(tmp_path):
     path = write(tmp_path / "a.csv", "id,canonical_smiles,mol\n1,CCO,CCN\n")
     assert read_smiles(path) == ["CCN"]  # mol comes before canonical_smiles in the search order
     assert read_smiles(path, smiles_column="canonical_smiles") == ["CCO"]
-    with pytest.raises(InputError, match=r"a.csv: no SMILES column 'structure'; the columns are: id, canonical_smiles, mol"):
+    with pytest.raises(
+        InputError,
+        match=r"a.csv: no SMILES column 'structure'; the columns are: id, canonical_smiles, mol",
+    ):
         read_smiles(path, smiles_column="structure")
     other = write(tmp_path / "b.csv", "x,y\n1,2\n")
     with pytest.raises(InputError, match="the columns are: x, y"):
@@ -37,14 +47,27 @@ def test_tsv(tmp_path):
 
 def test_smi_with_and_without_names(tmp_path):
     path = write(tmp_path / "a.smi", "CCO ethanol\n\nc1ccccc1\n")
-    assert [(r.row, r.id, r.smiles) for r in read_molecules(path)] == [(1, "ethanol", "CCO"), (3, "3", "c1ccccc1")]
+    assert [(r.row, r.id, r.smiles) for r in read_molecules(path)] == [
+        (1, "ethanol", "CCO"),
+        (3, "3", "c1ccccc1"),
+    ]
 
 
 def test_zinc_tranche_and_pubchem_files(tmp_path):
-    zinc = write(tmp_path / "AAAA.txt", "smiles zinc_id\nCCO ZINC000000000001\nCCN ZINC000000000002\n")
-    assert [(r.row, r.id, r.smiles) for r in read_molecules(zinc)] == [(2, "ZINC000000000001", "CCO"), (3, "ZINC000000000002", "CCN")]
-    pubchem = write(tmp_path / "CID-SMILES.gz", "1\tCC(=O)OC(CC(=O)[O-])C[N+](C)(C)C\n2\tCCO\n", compress=True)
-    assert [(r.id, r.smiles) for r in read_molecules(pubchem)] == [("1", "CC(=O)OC(CC(=O)[O-])C[N+](C)(C)C"), ("2", "CCO")]
+    zinc = write(
+        tmp_path / "AAAA.txt", "smiles zinc_id\nCCO ZINC000000000001\nCCN ZINC000000000002\n"
+    )
+    assert [(r.row, r.id, r.smiles) for r in read_molecules(zinc)] == [
+        (2, "ZINC000000000001", "CCO"),
+        (3, "ZINC000000000002", "CCN"),
+    ]
+    pubchem = write(
+        tmp_path / "CID-SMILES.gz", "1\tCC(=O)OC(CC(=O)[O-])C[N+](C)(C)C\n2\tCCO\n", compress=True
+    )
+    assert [(r.id, r.smiles) for r in read_molecules(pubchem)] == [
+        ("1", "CC(=O)OC(CC(=O)[O-])C[N+](C)(C)C"),
+        ("2", "CCO"),
+    ]
 
 
 def test_sdf(tmp_path):
@@ -58,7 +81,10 @@ def test_sdf(tmp_path):
         mol.SetProp("code", name.upper())
         writer.write(mol)
     writer.close()
-    assert [(r.row, r.id, r.smiles) for r in read_molecules(path)] == [(1, "eth", "CCO"), (2, "benz", "c1ccccc1")]
+    assert [(r.row, r.id, r.smiles) for r in read_molecules(path)] == [
+        (1, "eth", "CCO"),
+        (2, "benz", "c1ccccc1"),
+    ]
     assert [r.id for r in read_molecules(path, id_column="code")] == ["ETH", "BENZ"]
     gz = tmp_path / "a.sdf.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
@@ -103,7 +129,9 @@ def test_non_utf8_bytes_name_the_row(tmp_path):
 
 def test_very_long_smiles_names_the_row(tmp_path):
     path = write(tmp_path / "a.smi", "CCO\n" + "C" * 10_000 + "\n")
-    with pytest.raises(InputError, match=r"a.smi: row 2: SMILES of 10000 characters is longer than the limit"):
+    with pytest.raises(
+        InputError, match=r"a.smi: row 2: SMILES of 10000 characters is longer than the limit"
+    ):
         list(read_molecules(path))
 
 

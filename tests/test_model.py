@@ -23,7 +23,9 @@ def random_dag(num_states, target_lens, vocab_paths=None, seed=0, dtype=torch.fl
     for b, n in enumerate(num_states):
         allowed[b, n:, :] = False
         allowed[b, :, n:] = False
-    transition = scores.masked_fill(~allowed, float("-inf")).log_softmax(-1).nan_to_num(nan=float("-inf"))
+    transition = (
+        scores.masked_fill(~allowed, float("-inf")).log_softmax(-1).nan_to_num(nan=float("-inf"))
+    )
     transition = transition.masked_fill(~allowed, float("-inf"))
     return emission, transition
 
@@ -39,7 +41,11 @@ def brute_force(emission, transition, num_states, target_lens):
             score = sum(emission[b, u, i] for i, u in enumerate(path))
             score = score + sum(transition[b, path[i - 1], path[i]] for i in range(1, T))
             scores.append(score)
-        out.append(torch.logsumexp(torch.stack(scores), 0) if scores else torch.tensor(float("-inf"), dtype=emission.dtype))
+        out.append(
+            torch.logsumexp(torch.stack(scores), 0)
+            if scores
+            else torch.tensor(float("-inf"), dtype=emission.dtype)
+        )
     return torch.stack(out)
 
 
@@ -48,7 +54,9 @@ def test_dag_equals_brute_force_on_ragged_batches(seed):
     num_states = [8, 12, 4, 9, 6]
     target_lens = [4, 3, 3, 6, 7]  # the last one has no path: 7 states needed, 6 exist
     emission, transition = random_dag(num_states, target_lens, seed=seed)
-    ours = dag_log_likelihood(emission, transition, torch.tensor(num_states), torch.tensor(target_lens))
+    ours = dag_log_likelihood(
+        emission, transition, torch.tensor(num_states), torch.tensor(target_lens)
+    )
     expected = brute_force(emission, transition, num_states, target_lens)
     assert ours.dtype == torch.float64
     assert torch.isinf(ours[-1]) and ours[-1] < 0
@@ -64,7 +72,9 @@ def test_dag_gradcheck():
 
     def fn(emission, values):
         full = torch.full_like(transition, float("-inf")).masked_scatter(allowed, values)
-        return dag_log_likelihood(emission, full, torch.tensor(num_states), torch.tensor(target_lens))
+        return dag_log_likelihood(
+            emission, full, torch.tensor(num_states), torch.tensor(target_lens)
+        )
 
     assert torch.autograd.gradcheck(fn, (emission, finite_values), eps=1e-6, atol=1e-6)
 
@@ -84,8 +94,10 @@ def test_best_path_is_the_highest_scoring_path():
     for b, (S, T) in enumerate(zip(num_states, target_lens)):
         best = max(
             itertools.combinations(range(1, S - 1), T - 2),
-            key=lambda inner: sum(emission[b, u, i] for i, u in enumerate((0, *inner, S - 1)))
-            + sum(transition[b, a, c] for a, c in zip((0, *inner), (*inner, S - 1))),
+            key=lambda inner: (
+                sum(emission[b, u, i] for i, u in enumerate((0, *inner, S - 1)))
+                + sum(transition[b, a, c] for a, c in zip((0, *inner), (*inner, S - 1)))
+            ),
         )
         assert path[b, :T].tolist() == [0, *best, S - 1]
 
@@ -112,7 +124,11 @@ def test_expansion_hand_worked_example():
 def test_expansion_with_k1_has_zero_p2():
     ids = torch.tensor([[1, 5, 3, 2]])
     batch = expand_states(ids, k=1, expand_ids=EXPAND, pad_id=0)
-    assert torch.equal(batch.ids, ids) and batch.p2.abs().sum() == 0 and batch.p1.tolist() == [[0, 1, 2, 3]]
+    assert (
+        torch.equal(batch.ids, ids)
+        and batch.p2.abs().sum() == 0
+        and batch.p1.tolist() == [[0, 1, 2, 3]]
+    )
 
 
 def test_masks_cover_each_real_token_at_the_mask_rate():
@@ -131,7 +147,10 @@ def test_masks_cover_each_real_token_at_the_mask_rate():
         assert not (masks & torch.isin(ids, special)).any()  # only real tokens
         count = masks.sum(1)
         # floor(rate * n + u) masks, at least one.
-        assert ((count == (rate * lengths).floor().clamp(min=1)) | (count == (rate * lengths).floor() + 1)).all()
+        assert (
+            (count == (rate * lengths).floor().clamp(min=1))
+            | (count == (rate * lengths).floor() + 1)
+        ).all()
         hits += masks
     # Every real token of a molecule longer than 1 / rate is masked with probability ``rate``.
     long = lengths >= 10
@@ -169,7 +188,9 @@ def test_transition_rows_sum_to_one_over_allowed_successors():
     for b, n in enumerate([6, 4]):
         torch.testing.assert_close(probs[b, : n - 1, :n].sum(-1), torch.ones(n - 1))
         assert probs[b].tril().sum() == 0  # no mass on j <= i
-        assert probs[b, :, n:].sum() == 0 and probs[b, n - 1:].sum() == 0  # padding and the last state
+        assert (
+            probs[b, :, n:].sum() == 0 and probs[b, n - 1 :].sum() == 0
+        )  # padding and the last state
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +202,9 @@ def tokenizer():
 def seeded_tiny_model(tok, objective):
     """A `tiny` model in eval mode, with the same weights on every call."""
     torch.manual_seed(0)
-    return ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, objective=objective)).eval()
+    return ExLMModel(
+        ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, objective=objective)
+    ).eval()
 
 
 @pytest.mark.parametrize("objective", ["exlm", "mlm"])
@@ -195,7 +218,9 @@ def test_batch_loss_is_mean_of_molecule_losses(tokenizer, objective):
     for i in range(len(smiles)):
         length = int((ids[i] != 0).sum())
         alone.append(model(ids[i : i + 1, :length], masks[i : i + 1, :length]).loss)
-        alone_padded.append(model(ids[i : i + 1], masks[i : i + 1]).loss)  # trailing padding columns
+        alone_padded.append(
+            model(ids[i : i + 1], masks[i : i + 1]).loss
+        )  # trailing padding columns
     torch.testing.assert_close(whole, torch.stack(alone).mean(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(torch.stack(alone_padded), torch.stack(alone), rtol=1e-5, atol=1e-5)
 
@@ -227,14 +252,18 @@ def test_embeddings_do_not_depend_on_the_batch(tokenizer, objective):
         alone = model.embed_states(tok.encode_batch([s])).pooled[0]
         torch.testing.assert_close(together[i], alone, rtol=1e-5, atol=1e-5)
         cls_alone = model.embed_states(tok.encode_batch([s]), pooling="cls").pooled[0]
-        torch.testing.assert_close(model.embed_states(ids, pooling="cls").pooled[i], cls_alone, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            model.embed_states(ids, pooling="cls").pooled[i], cls_alone, rtol=1e-5, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("objective", ["exlm", "mlm"])
 def test_tiny_model_overfits_a_handful_of_molecules(tokenizer, objective):
     tok, smiles = tokenizer
     torch.manual_seed(0)
-    config = ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, objective=objective, dropout=0.0)
+    config = ExLMConfig.from_preset(
+        "tiny", vocab_size=tok.vocab_size, objective=objective, dropout=0.0
+    )
     model = ExLMModel(config)
     ids = tok.encode_batch(smiles)
     masks = model.choose_masks(ids, torch.Generator().manual_seed(2))
@@ -258,7 +287,11 @@ def test_save_and_load_round_trip(tokenizer, tmp_path):
     tok, smiles = tokenizer
     model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size), tok).eval()
     save_model(model, tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     loaded = load_model_directory(tmp_path / "m")
     ids = tok.encode_batch(smiles)
     torch.testing.assert_close(loaded.embed_states(ids).pooled, model.embed_states(ids).pooled)
@@ -282,7 +315,10 @@ def test_load_rejects_broken_model_directories(tokenizer, tmp_path):
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(InputError, match="unreadable or truncated"):
         load_model_directory(tmp_path / "truncated")
-    save_model(ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, num_layers=3), tok), tmp_path / "mismatch")
+    save_model(
+        ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tok.vocab_size, num_layers=3), tok),
+        tmp_path / "mismatch",
+    )
     other = tmp_path / "mismatch" / "config.json"
     other.write_text(other.read_text().replace('"num_layers": 3', '"num_layers": 2'))
     with pytest.raises(InputError, match="do not match the config"):
@@ -314,9 +350,10 @@ def test_dense_and_packed_layouts_agree(tokenizer, monkeypatch):
     results = {}
     original = encoder.PackedLayout
     for dense_below in (0.0, 1.0):
+
         class Layout(original):
-            def __init__(self, valid):
-                super().__init__(valid, dense_below=dense_below)
+            def __init__(self, valid, threshold=dense_below):  # bound now, not at call time
+                super().__init__(valid, dense_below=threshold)
 
         monkeypatch.setattr(encoder, "PackedLayout", Layout)
         out = model.embed_states(ids)

@@ -19,10 +19,22 @@ from exlm_chem.training.loop import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 SMILES = [
-    "CC(=O)Oc1ccccc1C(=O)O", "Cn1c(=O)c2c(ncn2C)n(C)c1=O", "CC(=O)Nc1ccc(O)cc1", "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
-    "COc1ccc2cc(C(C)C(=O)O)ccc2c1", "CN(C)C(=N)NC(=N)N", "CN1CCCC1c1cccnc1", "CN1C(=O)CN=C(c2ccccc2)c2cc(Cl)ccc21",
-    "CNCCC(Oc1ccc(C(F)(F)F)cc1)c1ccccc1", "OCC1OC(O)C(O)C(O)C1O", "c1ccc2ccccc2c1", "CCN(CC)CC", "O=C(O)c1ccccc1O",
-    "CC(C)NCC(O)COc1cccc2ccccc12", "Clc1ccc(Cl)cc1", "CCOC(=O)C1=C(C)NC(C)=C(C(=O)OC)C1c1cccc(Br)c1",
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "Cn1c(=O)c2c(ncn2C)n(C)c1=O",
+    "CC(=O)Nc1ccc(O)cc1",
+    "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
+    "COc1ccc2cc(C(C)C(=O)O)ccc2c1",
+    "CN(C)C(=N)NC(=N)N",
+    "CN1CCCC1c1cccnc1",
+    "CN1C(=O)CN=C(c2ccccc2)c2cc(Cl)ccc21",
+    "CNCCC(Oc1ccc(C(F)(F)F)cc1)c1ccccc1",
+    "OCC1OC(O)C(O)C(O)C1O",
+    "c1ccc2ccccc2c1",
+    "CCN(CC)CC",
+    "O=C(O)c1ccccc1O",
+    "CC(C)NCC(O)COc1cccc2ccccc12",
+    "Clc1ccc(Cl)cc1",
+    "CCOC(=O)C1=C(C)NC(C)=C(C(=O)OC)C1c1cccc(Br)c1",
 ]
 
 
@@ -36,8 +48,19 @@ def corpus(tmp_path):
 
 
 def tiny(corpus, out, **overrides):
-    values = dict(corpus=[corpus], out=out, preset="tiny", max_steps=12, batch_tokens=512, log_every=2,
-                  val_every=6, checkpoint_every=4, val_size=16, precision="fp32", seed=3)
+    values = dict(
+        corpus=[corpus],
+        out=out,
+        preset="tiny",
+        max_steps=12,
+        batch_tokens=512,
+        log_every=2,
+        val_every=6,
+        checkpoint_every=4,
+        val_size=16,
+        precision="fp32",
+        seed=3,
+    )
     values.update(overrides)
     return PretrainConfig(**values)
 
@@ -47,14 +70,18 @@ def test_epoch_batches_are_disjoint_across_ranks_and_within_budget():
     lengths = rng.integers(10, 60, size=5000).astype(np.int32)
     seen = []
     for rank in range(3):
-        batches = epoch_batches(lengths, epoch=2, seed=7, rank=rank, world_size=3, batch_tokens=1024)
+        batches = epoch_batches(
+            lengths, epoch=2, seed=7, rank=rank, world_size=3, batch_tokens=1024
+        )
         assert all(len(b) * lengths[b].max() <= 1024 for b in batches)
         seen.append(np.concatenate(batches))
         again = epoch_batches(lengths, epoch=2, seed=7, rank=rank, world_size=3, batch_tokens=1024)
         assert all(np.array_equal(a, b) for a, b in zip(batches, again))
     union = np.concatenate(seen)
     assert len(union) == len(lengths) and len(np.unique(union)) == len(lengths)
-    other_epoch = np.concatenate(epoch_batches(lengths, epoch=3, seed=7, rank=0, world_size=3, batch_tokens=1024))
+    other_epoch = np.concatenate(
+        epoch_batches(lengths, epoch=3, seed=7, rank=0, world_size=3, batch_tokens=1024)
+    )
     assert not np.array_equal(other_epoch[:100], seen[0][:100])
 
 
@@ -78,13 +105,19 @@ def test_corpus_fingerprint_follows_content_not_location(tmp_path):
     copy.write_bytes(first.read_bytes())
     os.utime(copy, (0, 0))
     assert corpus_fingerprint([first]) == corpus_fingerprint([copy])
-    assert corpus_fingerprint([first], canonicalize=True) != corpus_fingerprint([first], canonicalize=False)
+    assert corpus_fingerprint([first], canonicalize=True) != corpus_fingerprint(
+        [first], canonicalize=False
+    )
     copy.write_text("CCO\nc1ccccc1\nCCN\n")
     assert corpus_fingerprint([first]) != corpus_fingerprint([copy])
 
 
 def test_parse_duration():
-    assert parse_duration("90") == 90 and parse_duration("20m") == 1200 and parse_duration("1h30m") == 5400
+    assert (
+        parse_duration("90") == 90
+        and parse_duration("20m") == 1200
+        and parse_duration("1h30m") == 5400
+    )
     with pytest.raises(InputError, match="cannot read duration"):
         parse_duration("2 hours")
 
@@ -101,7 +134,11 @@ def test_tiny_run_logs_checkpoints_and_saves_a_model(corpus, tmp_path, objective
     assert 0.0 <= rows[-1]["val_accuracy"] <= 1.0 and "val_loss" in rows[2]
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert (out / "curves.png").stat().st_size > 1000
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000000004.pt", "step-000000008.pt", "step-000000012.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step-000000004.pt",
+        "step-000000008.pt",
+        "step-000000012.pt",
+    ]
     run = json.loads((out / "run.json").read_text())
     assert run["corpus"]["invalid_rdkit"] == 2
     model = load_model_directory(out / "model")
@@ -111,10 +148,23 @@ def test_tiny_run_logs_checkpoints_and_saves_a_model(corpus, tmp_path, objective
 
 
 def run_in_subprocess(corpus, **flags):
-    """The `python -m exlm_chem.training` command of a tiny run, and its environment (one thread)."""
-    values = dict(corpus=corpus, preset="tiny", batch_tokens=512, val_size=16, precision="fp32", seed=3, **flags)
-    args = [item for key, value in values.items() for item in ("--" + key.replace("_", "-"), str(value))]
-    return [sys.executable, "-m", "exlm_chem.training", *args], dict(os.environ, OMP_NUM_THREADS="1")
+    """The `python -m exlm_chem.training` command of a tiny run, and its environment (one
+    thread)."""
+    values = dict(
+        corpus=corpus,
+        preset="tiny",
+        batch_tokens=512,
+        val_size=16,
+        precision="fp32",
+        seed=3,
+        **flags,
+    )
+    args = [
+        item for key, value in values.items() for item in ("--" + key.replace("_", "-"), str(value))
+    ]
+    return [sys.executable, "-m", "exlm_chem.training", *args], dict(
+        os.environ, OMP_NUM_THREADS="1"
+    )
 
 
 def assert_same_weights(first: Path, second: Path):
@@ -124,46 +174,81 @@ def assert_same_weights(first: Path, second: Path):
 
 
 def test_killed_run_resumes_to_the_same_weights(corpus, tmp_path):
-    command, env = run_in_subprocess(corpus, max_steps=40, log_every=5, val_every=20, checkpoint_every=5)
-    whole = subprocess.run(command + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env)
+    command, env = run_in_subprocess(
+        corpus, max_steps=40, log_every=5, val_every=20, checkpoint_every=5
+    )
+    whole = subprocess.run(
+        command + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env
+    )
     assert whole.returncode == 0, whole.stderr
 
     killed_out = tmp_path / "killed"
-    process = subprocess.Popen(command + ["--out", str(killed_out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(
+        command + ["--out", str(killed_out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     deadline = time.time() + 120
-    while not (killed_out / "checkpoints" / "step-000000010.pt").exists() and time.time() < deadline and process.poll() is None:
+    while (
+        not (killed_out / "checkpoints" / "step-000000010.pt").exists()
+        and time.time() < deadline
+        and process.poll() is None
+    ):
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed_out / "model").exists(), "the run finished before it could be killed"
 
-    resumed = subprocess.run(command + ["--out", str(killed_out), "--resume"], capture_output=True, text=True, env=env)
+    resumed = subprocess.run(
+        command + ["--out", str(killed_out), "--resume"], capture_output=True, text=True, env=env
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert_same_weights(tmp_path / "whole" / "model", killed_out / "model")
-    steps = [json.loads(line)["step"] for line in (killed_out / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"] for line in (killed_out / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == sorted(set(steps)) and steps[-1] == 40
 
 
 def test_sigterm_stops_with_a_checkpoint_and_resumes_exactly(corpus, tmp_path):
-    command, env = run_in_subprocess(corpus, max_steps=30, log_every=1, val_every=100, checkpoint_every=100)
-    whole = subprocess.run(command + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env)
+    command, env = run_in_subprocess(
+        corpus, max_steps=30, log_every=1, val_every=100, checkpoint_every=100
+    )
+    whole = subprocess.run(
+        command + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env
+    )
     assert whole.returncode == 0, whole.stderr
 
     out = tmp_path / "stopped"
-    process = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        command + ["--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 120
-    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 3):
-        assert time.time() < deadline and process.poll() is None, "the run ended before it could be stopped"
+    while not (
+        (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 3
+    ):
+        assert time.time() < deadline and process.poll() is None, (
+            "the run ended before it could be stopped"
+        )
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143, err
     assert "continue with --resume" in err
     assert not (out / "model").exists()
-    (checkpoint,) = (out / "checkpoints").glob("step-*.pt")  # written at the step it stopped, not at step 100
+    (checkpoint,) = (out / "checkpoints").glob(
+        "step-*.pt"
+    )  # written at the step it stopped, not at step 100
     assert 3 <= int(checkpoint.stem.split("-")[1]) < 30
 
-    resumed = subprocess.run(command + ["--out", str(out), "--resume"], capture_output=True, text=True, env=env)
+    resumed = subprocess.run(
+        command + ["--out", str(out), "--resume"], capture_output=True, text=True, env=env
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert_same_weights(tmp_path / "whole" / "model", out / "model")
 
@@ -178,15 +263,26 @@ def test_bad_input_stops_before_training(corpus, tmp_path, run_cli):
     locked.chmod(0o500)
     base = ["pretrain", "--preset", "tiny", "--max-steps", "2", "--val-size", "4"]
     cases = [
-        (["--corpus", tmp_path / "missing.smi", "--out", tmp_path / "a"], "missing.smi: file not found"),
+        (
+            ["--corpus", tmp_path / "missing.smi", "--out", tmp_path / "a"],
+            "missing.smi: file not found",
+        ),
         (["--corpus", empty, "--out", tmp_path / "b"], "empty.smi: file is empty"),
         (["--corpus", invalid, "--out", tmp_path / "c"], "no valid SMILES"),
         (["--corpus", corpus, "--out", tmp_path / "d", "--resume"], "no checkpoint"),
-        (["--corpus", corpus, "--out", tmp_path / "e", "--preset", "huge"], "--preset must be one of"),
-        (["--corpus", corpus, "--out", tmp_path / "nowhere" / "deeper"], "cannot create the output folder"),
+        (
+            ["--corpus", corpus, "--out", tmp_path / "e", "--preset", "huge"],
+            "--preset must be one of",
+        ),
+        (
+            ["--corpus", corpus, "--out", tmp_path / "nowhere" / "deeper"],
+            "cannot create the output folder",
+        ),
     ]
     if os.geteuid() != 0:  # root may write anywhere
-        cases.append((["--corpus", corpus, "--out", locked / "run"], "cannot create the output folder"))
+        cases.append(
+            (["--corpus", corpus, "--out", locked / "run"], "cannot create the output folder")
+        )
     for args, message in cases:
         code, _, err = run_cli(*base, *args)
         assert code == 2 and message in err and "Traceback" not in err, (args, err)
@@ -200,11 +296,19 @@ def test_bad_input_stops_before_training(corpus, tmp_path, run_cli):
     latest = sorted((run / "checkpoints").iterdir())[-1]
     latest.write_bytes(latest.read_bytes()[:1000])
     code, _, err = run_cli(*base, "--corpus", corpus, "--out", run, "--resume")
-    assert code == 2 and "corrupt or not an exlm-chem checkpoint" in err and "weights_only" not in err
+    assert (
+        code == 2 and "corrupt or not an exlm-chem checkpoint" in err and "weights_only" not in err
+    )
 
 
 def _ddp_worker(rank, world_size, corpus, out, port, result_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     result = pretrain(tiny(Path(corpus), Path(out), max_steps=6, checkpoint_every=3))
     flat = torch.cat([p.detach().flatten() for p in result.model.parameters()])
@@ -219,10 +323,17 @@ def test_two_process_ddp_on_cpu_keeps_ranks_identical(corpus, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, str(corpus), str(tmp_path / "run"), port, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(
+        _ddp_worker,
+        args=(2, str(corpus), str(tmp_path / "run"), port, str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(a, b)
-    checkpoint = torch.load(sorted((tmp_path / "run" / "checkpoints").iterdir())[-1], weights_only=True)
+    checkpoint = torch.load(
+        sorted((tmp_path / "run" / "checkpoints").iterdir())[-1], weights_only=True
+    )
     assert len(checkpoint["data_position"]) == 2
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
 
@@ -244,7 +355,18 @@ def test_export_writes_a_model_folder_with_a_card(corpus, tmp_path, run_cli):
 
 def test_gradient_accumulation_and_token_budget(corpus, tmp_path):
     single = pretrain(tiny(corpus, tmp_path / "one", max_steps=4, log_every=4, val_every=4))
-    double = pretrain(tiny(corpus, tmp_path / "two", max_steps=4, log_every=4, val_every=4, grad_accum=2))
+    double = pretrain(
+        tiny(corpus, tmp_path / "two", max_steps=4, log_every=4, val_every=4, grad_accum=2)
+    )
     assert double.tokens > 1.5 * single.tokens  # two batches per optimizer step
-    by_tokens = pretrain(tiny(corpus, tmp_path / "budget", max_steps=None, max_tokens=single.tokens, log_every=4, val_every=4))
+    by_tokens = pretrain(
+        tiny(
+            corpus,
+            tmp_path / "budget",
+            max_steps=None,
+            max_tokens=single.tokens,
+            log_every=4,
+            val_every=4,
+        )
+    )
     assert by_tokens.tokens >= single.tokens and by_tokens.step <= single.step + 1

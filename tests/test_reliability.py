@@ -6,7 +6,6 @@ import gzip
 import json
 import os
 import pickle
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -38,7 +37,9 @@ def drugs(tmp_path):
 # -- 1. outputs never destroy inputs ----------------------------------------------------------
 
 
-def test_embed_refuses_to_write_over_its_input_or_an_existing_file(run_cli, model_dir, drugs, tmp_path):
+def test_embed_refuses_to_write_over_its_input_or_an_existing_file(
+    run_cli, model_dir, drugs, tmp_path
+):
     original = drugs.read_bytes()
     link = tmp_path / "link.csv"
     link.symlink_to(drugs)
@@ -54,7 +55,12 @@ def test_embed_refuses_to_write_over_its_input_or_an_existing_file(run_cli, mode
     first = out.read_bytes()
     code, _, err = run_cli("embed", drugs, "-o", out, "--model", model_dir, "--pooling", "cls")
     assert code == 2 and "already exists; pass --overwrite" in err and out.read_bytes() == first
-    assert run_cli("embed", drugs, "-o", out, "--model", model_dir, "--pooling", "cls", "--overwrite")[0] == 0
+    assert (
+        run_cli("embed", drugs, "-o", out, "--model", model_dir, "--pooling", "cls", "--overwrite")[
+            0
+        ]
+        == 0
+    )
     assert out.read_bytes() != first
 
 
@@ -67,7 +73,9 @@ def test_default_output_names_keep_the_whole_stem(run_cli, model_dir, tmp_path):
     assert names == ["screen.plate1.embeddings.parquet", "screen.plate2.embeddings.parquet"]
 
 
-def test_an_output_that_cannot_be_written_fails_before_any_embedding(run_cli, model_dir, drugs, tmp_path, monkeypatch):
+def test_an_output_that_cannot_be_written_fails_before_any_embedding(
+    run_cli, model_dir, drugs, tmp_path, monkeypatch
+):
     from exlm_chem import embedding_files
 
     def never(*args, **kwargs):
@@ -116,9 +124,13 @@ def test_a_checkpoint_holding_a_planted_pickle_is_refused_without_running_it(tmp
 # -- 3. to 5. no silent misreads ---------------------------------------------------------------
 
 
-def test_whitespace_inside_a_smiles_makes_it_invalid_everywhere(run_cli, model, model_dir, tmp_path):
+def test_whitespace_inside_a_smiles_makes_it_invalid_everywhere(
+    run_cli, model, model_dir, tmp_path
+):
     smiles = ["C C", "CC\nO", "c1ccccc1 O", "\tCCO "]
-    with pytest.warns(UserWarning, match=r"3 invalid SMILES got NaN embeddings \(indices 0, 1, 2\)"):
+    with pytest.warns(
+        UserWarning, match=r"3 invalid SMILES got NaN embeddings \(indices 0, 1, 2\)"
+    ):
         vectors = embed(smiles, model)
     assert np.isnan(vectors[:3]).all() and not np.isnan(vectors[3]).any()
     with pytest.raises(InputError, match=r"index 0 \(whitespace inside the SMILES\)"):
@@ -128,13 +140,15 @@ def test_whitespace_inside_a_smiles_makes_it_invalid_everywhere(run_cli, model, 
     code, _, err = run_cli("embed", path, "-o", tmp_path / "e.parquet", "--model", model_dir)
     assert code == 0, err
     assert pd.read_parquet(tmp_path / "e.parquet")["valid"].tolist() == [False, False, False, True]
-    code, _, err = run_cli("embed", path, "-o", tmp_path / "s.parquet", "--model", model_dir, "--strict")
+    code, _, err = run_cli(
+        "embed", path, "-o", tmp_path / "s.parquet", "--model", model_dir, "--strict"
+    )
     assert code == 2 and "row 2: whitespace inside the SMILES" in err
     code, _, err = run_cli("tokenize", path)
     assert code == 2 and "row 2" in err
     # Pretraining corpora too: canonicalizing must not turn "C C" into methane.
-    from exlm_chem.training.corpus import pack_corpus
     from exlm_chem.smiles import canonicalize_smiles
+    from exlm_chem.training.corpus import pack_corpus
 
     with pytest.raises(ValueError):
         canonicalize_smiles("c1ccccc1 O")
@@ -142,21 +156,30 @@ def test_whitespace_inside_a_smiles_makes_it_invalid_everywhere(run_cli, model, 
     assert corpus.smiles(range(len(corpus))) == ["CCO"] and stats.invalid_rdkit == 3
 
 
-def test_unknown_atoms_and_truncation_are_counted_marked_and_refused_on_request(run_cli, model, model_dir, tmp_path):
+def test_unknown_atoms_and_truncation_are_counted_marked_and_refused_on_request(
+    run_cli, model, model_dir, tmp_path
+):
     smiles = ["CCO", "CBr", "BrCCBr", LONG_ALKANE]  # the tiny model's vocabulary has no Br
-    with pytest.warns(UserWarning, match=r"of 4 valid molecules, 2 with atoms outside .*; 1 truncated to 128 tokens"):
+    with pytest.warns(
+        UserWarning,
+        match=r"of 4 valid molecules, 2 with atoms outside .*; 1 truncated to 128 tokens",
+    ):
         embed(smiles, model)
     with pytest.raises(InputError, match=r"index 1 is not read in full \(1 tokens outside"):
         embed(smiles, model, strict_atoms=True)
     path = tmp_path / "m.csv"
     pd.DataFrame({"smiles": smiles}).to_csv(path, index=False)
     code, _, err = run_cli("embed", path, "-o", tmp_path / "e.parquet", "--model", model_dir)
-    assert code == 0 and "2 with atoms outside the model's vocabulary" in err and "1 truncated" in err, err
+    assert (
+        code == 0 and "2 with atoms outside the model's vocabulary" in err and "1 truncated" in err
+    ), err
     table = pd.read_parquet(tmp_path / "e.parquet")
     assert table["unknown_atoms"].tolist() == [0, 1, 2, 0]
     assert table["truncated"].tolist() == [False, False, False, True]
     assert table["fallback_atoms"].tolist() == [0, 0, 0, 0] and table["valid"].all()
-    code, _, err = run_cli("embed", path, "-o", tmp_path / "s.parquet", "--model", model_dir, "--strict-atoms")
+    code, _, err = run_cli(
+        "embed", path, "-o", tmp_path / "s.parquet", "--model", model_dir, "--strict-atoms"
+    )
     assert code == 2 and "row 3: not read in full" in err and not (tmp_path / "s.parquet").exists()
 
 
@@ -164,7 +187,9 @@ def test_molecules_that_share_a_vector_only_through_unknown_atoms_are_flagged(mo
     from exlm_chem.embedding import embed_molecules
 
     result = embed_molecules(["[Br-].[Na+]", "[I-].[Na+]"], model, "mean", 8, "fp32", True)
-    np.testing.assert_allclose(result.vectors[0], result.vectors[1], atol=1e-6)  # the model cannot tell them apart
+    np.testing.assert_allclose(
+        result.vectors[0], result.vectors[1], atol=1e-6
+    )  # the model cannot tell them apart
     assert (result.unknown_atoms > 0).all()  # and says so
 
 
@@ -179,7 +204,9 @@ def test_the_sklearn_transformer_names_the_molecule_it_cannot_read(model_dir):
     transformer = ExLMTransformer(model=model_dir).fit()
     with pytest.raises(InputError, match=r"index 1 \(RDKit cannot parse it\): 'C1CC'"):
         transformer.transform(pd.Series(["CCO", "C1CC"]))
-    assert np.isnan(ExLMTransformer(model=model_dir, errors="ignore").fit().transform(["CCO", "C1CC"])[1]).all()
+    assert np.isnan(
+        ExLMTransformer(model=model_dir, errors="ignore").fit().transform(["CCO", "C1CC"])[1]
+    ).all()
 
 
 # -- 6. every write is complete or absent --------------------------------------------------------
@@ -187,7 +214,9 @@ def test_the_sklearn_transformer_names_the_molecule_it_cannot_read(model_dir):
 
 @pytest.mark.parametrize("suffix", [".npy", ".csv", ".parquet"])
 @pytest.mark.parametrize("when", ["write", "close"])
-def test_a_full_disk_leaves_no_file_and_one_line(run_cli, model_dir, drugs, tmp_path, monkeypatch, suffix, when):
+def test_a_full_disk_leaves_no_file_and_one_line(
+    run_cli, model_dir, drugs, tmp_path, monkeypatch, suffix, when
+):
     from exlm_chem import embedding_files
 
     def disk_full(*args, **kwargs):
@@ -197,7 +226,9 @@ def test_a_full_disk_leaves_no_file_and_one_line(run_cli, model_dir, drugs, tmp_
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     code, _, err = run_cli("embed", drugs, "-o", out_dir / f"e{suffix}", "--model", model_dir)
-    assert code == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1, err
+    assert code == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1, (
+        err
+    )
     assert list(out_dir.iterdir()) == []
 
 
@@ -208,7 +239,9 @@ def test_npy_output_is_a_valid_array_for_any_row_count(model, drugs, tmp_path):
         embed_file(path, tmp_path / f"m{n}.npy", model=model, progress=False)
         array = np.load(tmp_path / f"m{n}.npy", allow_pickle=False)
         assert array.shape == (n, 64) and array.dtype == np.float32
-        np.testing.assert_allclose(array[:2], embed([("C" * (1 + i % 20)) for i in range(min(n, 2))], model), atol=1e-5)
+        np.testing.assert_allclose(
+            array[:2], embed([("C" * (1 + i % 20)) for i in range(min(n, 2))], model), atol=1e-5
+        )
 
 
 # -- 7. one line, not a traceback ---------------------------------------------------------------
@@ -241,20 +274,59 @@ def test_bad_files_devices_and_model_folders_get_one_line(run_cli, model_dir, dr
         return folder
 
     cases = [
-        (("embed", cut, "--model", model_dir, "-o", tmp_path / "a.npy"), "cut.sdf.gz: cannot read after record"),
-        (("embed", drugs, "--model", model_dir, "--device", "bogus"), "--device must be cpu, cuda, cuda:N or auto"),
-        (("embed", drugs, "--model", model_with(vocab=["<pad>", "<s>"]), "-o", tmp_path / "b.npy"), "model.vocab must map each token"),
-        (("embed", drugs, "--model", model_with({"num_heads": 0}), "-o", tmp_path / "c.npy"), "num_heads must be a positive integer"),
-        (("embed", drugs, "--model", model_with({"hidden_size": 65536, "num_heads": 4, "transition_heads": 4}), "-o", tmp_path / "d.npy"), "the weights do not match the config"),
+        (
+            ("embed", cut, "--model", model_dir, "-o", tmp_path / "a.npy"),
+            "cut.sdf.gz: cannot read after record",
+        ),
+        (
+            ("embed", drugs, "--model", model_dir, "--device", "bogus"),
+            "--device must be cpu, cuda, cuda:N or auto",
+        ),
+        (
+            (
+                "embed",
+                drugs,
+                "--model",
+                model_with(vocab=["<pad>", "<s>"]),
+                "-o",
+                tmp_path / "b.npy",
+            ),
+            "model.vocab must map each token",
+        ),
+        (
+            ("embed", drugs, "--model", model_with({"num_heads": 0}), "-o", tmp_path / "c.npy"),
+            "num_heads must be a positive integer",
+        ),
+        (
+            (
+                "embed",
+                drugs,
+                "--model",
+                model_with({"hidden_size": 65536, "num_heads": 4, "transition_heads": 4}),
+                "-o",
+                tmp_path / "d.npy",
+            ),
+            "the weights do not match the config",
+        ),
         (("embed", drugs, "--model", model_dir, "--bogus"), "No such option: --bogus"),
     ]
     import torch
 
     if not torch.cuda.is_available():
-        cases.append((("embed", drugs, "--model", model_dir, "--device", "cuda"), "CUDA is not available here"))
+        cases.append(
+            (
+                ("embed", drugs, "--model", model_dir, "--device", "cuda"),
+                "CUDA is not available here",
+            )
+        )
     for args, message in cases:
         code, _, err = run_cli(*args)
-        assert code == 2 and message in err and err.startswith("error: ") and len(err.strip().splitlines()) == 1, (args, err)
+        assert (
+            code == 2
+            and message in err
+            and err.startswith("error: ")
+            and len(err.strip().splitlines()) == 1
+        ), (args, err)
     assert not list(tmp_path.glob("*.npy"))
 
 
@@ -296,16 +368,17 @@ def test_progress_prints_plain_lines_when_stderr_is_not_a_terminal(capsys):
 
 
 def test_an_empty_validation_set_logs_null_not_nan():
-    from exlm_chem.training.corpus import PackedCorpus
-    from exlm_chem.training.loop import validate
-
     import torch
 
     from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer
+    from exlm_chem.training.corpus import PackedCorpus
+    from exlm_chem.training.loop import validate
 
     tokenizer = SmilesTokenizer(["C", "O"])
     model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer)
-    empty = PackedCorpus(np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32))
+    empty = PackedCorpus(
+        np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    )
     metrics = validate(model, tokenizer, empty, 1024, "cpu", torch.autocast("cpu", enabled=False))
     json.loads(json.dumps(metrics, allow_nan=False))  # strict JSON
     assert metrics["val_loss"] is None
@@ -338,5 +411,10 @@ def test_a_bounded_fuzz_of_the_readers_finds_no_traceback_and_no_partial_file():
     spec.loader.exec_module(module)
 
     result = module.fuzz(examples=200, embed_every=5)
-    assert result["cases"] == 200 and result["refused"] > 0 and result["read"] > 0 and result["embedded"] > 0
+    assert (
+        result["cases"] == 200
+        and result["refused"] > 0
+        and result["read"] > 0
+        and result["embedded"] > 0
+    )
     assert result["failures"] == 0, result["failure_examples"]

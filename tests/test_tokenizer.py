@@ -54,7 +54,12 @@ def test_error_names_character_and_position():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("CNOSPFIBrclnosp()[]=#@+-\\/%0123456789.*:~?$>aXZ !")), max_size=40))
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("CNOSPFIBrclnosp()[]=#@+-\\/%0123456789.*:~?$>aXZ !")),
+        max_size=40,
+    )
+)
 def test_tokens_rejoin_or_error(text):
     try:
         tokens = tokenize_smiles(text)
@@ -83,7 +88,13 @@ def test_vocabulary_specials_and_min_count(drug_smiles):
 def test_encode_batch_pads_and_counts_unknowns(vocab):
     ids = vocab.encode_batch(["CCO", "c1ccccc1", "CC[Se]C"])
     assert ids.dtype == torch.long and ids.shape == (3, 10)
-    assert ids[0].tolist()[:5] == [vocab.bos_id, vocab.token_to_id["C"], vocab.token_to_id["C"], vocab.token_to_id["O"], vocab.eos_id]
+    assert ids[0].tolist()[:5] == [
+        vocab.bos_id,
+        vocab.token_to_id["C"],
+        vocab.token_to_id["C"],
+        vocab.token_to_id["O"],
+        vocab.eos_id,
+    ]
     assert (ids[0, 5:] == vocab.pad_id).all()
     assert ids[2].tolist().count(vocab.unk_id) == 1
     assert vocab.unknown_count == 1
@@ -161,9 +172,17 @@ def test_selfies_mode_round_trip(drug_smiles, tmp_path):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet=st.sampled_from(list("CNOBrcln()[]=#@+-\\/%0123456789.H")), max_size=20), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.text(alphabet=st.sampled_from(list("CNOBrcln()[]=#@+-\\/%0123456789.H")), max_size=20),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_batch_encoding_matches_one_by_one(batch):
-    tok = SmilesTokenizer(list("CNOBrcln()=#@+-\\/%0123456789.H") + ["Br", "Cl", "[C@@H]", "[NH3+]"])
+    tok = SmilesTokenizer(
+        list("CNOBrcln()=#@+-\\/%0123456789.H") + ["Br", "Cl", "[C@@H]", "[NH3+]"]
+    )
     try:
         singles = [tokenize_smiles(s) for s in batch]
     except ValueError:
@@ -172,5 +191,7 @@ def test_batch_encoding_matches_one_by_one(batch):
         return
     ids = tok.encode_batch(batch)
     for row, tokens in zip(ids, singles):
-        expected = [tok.bos_id] + [tok.token_to_id.get(t, tok.unk_id) for t in tokens][:126] + [tok.eos_id]
+        expected = (
+            [tok.bos_id] + [tok.token_to_id.get(t, tok.unk_id) for t in tokens][:126] + [tok.eos_id]
+        )
         assert row[row != tok.pad_id].tolist() == expected

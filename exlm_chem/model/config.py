@@ -52,19 +52,33 @@ class ExLMConfig:
             self.k = 1 if self.objective == "mlm" else DEFAULT_K
         # Checked before any use: a config file is user input, and a zero or a string here
         # would fail deep inside the model with a traceback.
-        for name in ("vocab_size", "num_layers", "hidden_size", "num_heads", "ffn_multiplier", "k", "max_length", "transition_heads"):
+        for name in (
+            "vocab_size",
+            "num_layers",
+            "hidden_size",
+            "num_heads",
+            "ffn_multiplier",
+            "k",
+            "max_length",
+            "transition_heads",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"{name} must be a positive integer, not {value!r}")
         for name in ("dropout", "mask_rate", "rope_base"):
-            if not isinstance(getattr(self, name), (int, float)) or isinstance(getattr(self, name), bool):
+            if not isinstance(getattr(self, name), (int, float)) or isinstance(
+                getattr(self, name), bool
+            ):
                 raise InputError(f"{name} must be a number, not {getattr(self, name)!r}")
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout must be in [0, 1), not {self.dropout}")
         if self.objective not in OBJECTIVES:
             raise InputError(f"objective must be one of {OBJECTIVES}, not {self.objective!r}")
         if self.objective == "mlm" and self.k != 1:
-            raise InputError(f"the plain-MLM objective is k = 1, not k = {self.k}; leave --k out with --objective mlm")
+            raise InputError(
+                f"the plain-MLM objective is k = 1, not k = {self.k}; leave --k out with "
+                "--objective mlm"
+            )
         if self.k < 1:
             raise InputError(f"k must be at least 1, not {self.k}")
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 4:

@@ -53,7 +53,9 @@ class TransitionHead(nn.Module):
         packed = packed + F.embedding(layout.pack(positions), position_part.to(packed.dtype))
         return layout.pad(packed).split((d, d, self.num_heads), dim=-1)
 
-    def forward(self, hidden: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
         """hidden (B, S, d), positions (B, S) index in the expanded sequence, valid (B, S).
 
         Returns E (B, S, S) in float32: transition probabilities, 0 where not allowed.
@@ -75,7 +77,9 @@ class TransitionHead(nn.Module):
 
 
 def _prepare(emission_logp, transition_logp):
-    dtype = torch.promote_types(torch.promote_types(emission_logp.dtype, transition_logp.dtype), torch.float32)
+    dtype = torch.promote_types(
+        torch.promote_types(emission_logp.dtype, transition_logp.dtype), torch.float32
+    )
     return emission_logp.to(dtype).clamp(min=NEG), transition_logp.to(dtype).clamp(min=NEG)
 
 
@@ -95,14 +99,19 @@ def dag_log_likelihood(
     the i-th emitting Y_i. Returns (B,) log-likelihoods, -inf where no path exists.
     """
     with torch.autocast(emission_logp.device.type, enabled=False):
-        dtype = torch.promote_types(torch.promote_types(emission_logp.dtype, transition_logp.dtype), torch.float32)
+        dtype = torch.promote_types(
+            torch.promote_types(emission_logp.dtype, transition_logp.dtype), torch.float32
+        )
         return dag_log_likelihood_from_probabilities(
             emission_logp.to(dtype).exp(), transition_logp.to(dtype).exp(), num_states, target_len
         )
 
 
 def dag_log_likelihood_from_probabilities(
-    emission: torch.Tensor, transition: torch.Tensor, num_states: torch.Tensor, target_len: torch.Tensor
+    emission: torch.Tensor,
+    transition: torch.Tensor,
+    num_states: torch.Tensor,
+    target_len: torch.Tensor,
 ) -> torch.Tensor:
     """`dag_log_likelihood` with probabilities P_u(Y_i) and E(v -> u) (0 where not allowed).
 
@@ -113,7 +122,9 @@ def dag_log_likelihood_from_probabilities(
     backward pass instead of a (B, S, S) one.
     """
     with torch.autocast(emission.device.type, enabled=False):
-        dtype = torch.promote_types(torch.promote_types(emission.dtype, transition.dtype), torch.float32)
+        dtype = torch.promote_types(
+            torch.promote_types(emission.dtype, transition.dtype), torch.float32
+        )
         emission, transition = emission.to(dtype), transition.to(dtype)
         B, S, T = emission.shape
         last_state = (num_states - 1).clamp(min=0)[:, None]

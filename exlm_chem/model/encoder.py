@@ -41,7 +41,9 @@ class PackedLayout:
         return out.index_copy_(0, self.index, packed).unflatten(0, self.shape)
 
 
-def rotary_tables(p1: torch.Tensor, p2: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_tables(
+    p1: torch.Tensor, p2: torch.Tensor, head_dim: int, base: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and signed sin tables (..., 1, head_dim) for p1 (first half) and p2 (second half).
 
     Within each half the layout is NeoX's: dimensions j and j + quarter rotate together. The
@@ -49,7 +51,9 @@ def rotary_tables(p1: torch.Tensor, p2: torch.Tensor, head_dim: int, base: float
     """
     quarter = head_dim // 4
     inv_freq = base ** (-torch.arange(quarter, device=p1.device, dtype=torch.float32) / quarter)
-    angles = torch.stack((p1, p2), dim=-1).to(torch.float32)[..., None] * inv_freq  # (..., 2, quarter)
+    angles = (
+        torch.stack((p1, p2), dim=-1).to(torch.float32)[..., None] * inv_freq
+    )  # (..., 2, quarter)
     cos = torch.cat((angles.cos(), angles.cos()), dim=-1).flatten(-2)  # [p1 f, p1 f, p2 f, p2 f]
     sin = torch.cat((-angles.sin(), angles.sin()), dim=-1).flatten(-2)
     return cos[..., None, :], sin[..., None, :]
@@ -59,7 +63,9 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     """Rotate (..., head_dim) by the tables: [a, b] -> [a cos - b sin, b cos + a sin] per half."""
     # In place on quarter views: four times faster than building the swapped [b, a] copy.
     out = x * cos.to(x.dtype)
-    quarters, x_quarters, sin_quarters = (t.unflatten(-1, (2, 2, -1)) for t in (out, x, sin.to(x.dtype)))
+    quarters, x_quarters, sin_quarters = (
+        t.unflatten(-1, (2, 2, -1)) for t in (out, x, sin.to(x.dtype))
+    )
     quarters[..., 0, :].addcmul_(x_quarters[..., 1, :], sin_quarters[..., 0, :])
     quarters[..., 1, :].addcmul_(x_quarters[..., 0, :], sin_quarters[..., 1, :])
     return out
@@ -84,7 +90,9 @@ class SelfAttention(nn.Module):
         weight, bias = self.qkv.weight, self.qkv.bias
         qk = F.linear(x, weight[: 2 * D], bias[: 2 * D]).view(T, 2, H, D // H)
         qk = layout.pad(apply_rotary(qk, cos[:, None], sin[:, None]))  # (B, N, 2, H, hd)
-        v = layout.pad(F.linear(x, weight[2 * D :], bias[2 * D :])).unflatten(-1, (H, D // H))  # (B, N, H, hd)
+        v = layout.pad(F.linear(x, weight[2 * D :], bias[2 * D :])).unflatten(
+            -1, (H, D // H)
+        )  # (B, N, H, hd)
         B, N = layout.shape
         q, k = qk.permute(2, 0, 3, 1, 4)
         v = v.transpose(1, 2)
@@ -127,7 +135,9 @@ class Encoder(nn.Module):
     def forward(self, ids, p1, p2, valid):
         """Hidden states (B, N, d) of the final layer, after its LayerNorm; zeros at padding."""
         layout = PackedLayout(valid)
-        cos, sin = rotary_tables(layout.pack(p1), layout.pack(p2), self.config.head_dim, self.config.rope_base)
+        cos, sin = rotary_tables(
+            layout.pack(p1), layout.pack(p2), self.config.head_dim, self.config.rope_base
+        )
         x = self.dropout(self.embed_tokens(layout.pack(ids)))  # (T, d)
         for block in self.blocks:
             x = block(x, cos, sin, layout)

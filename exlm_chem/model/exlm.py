@@ -20,9 +20,9 @@ PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3
 UNTRAINED_SEED = 0  # the weights of the untrained control network
 
 
-
 class LMHead(nn.Module):
-    """RoBERTa-style token prediction: dense, GELU, LayerNorm, then the tied embedding and a bias."""
+    """RoBERTa-style token prediction: dense, GELU, LayerNorm, then the tied embedding and a
+    bias."""
 
     def __init__(self, config: ExLMConfig):
         super().__init__()
@@ -67,8 +67,12 @@ class ExLMModel(nn.Module):
             if config.objective == "exlm"
             else None
         )
-        self.register_buffer("expand_ids", torch.tensor([BOS_ID, EOS_ID, MASK_ID]), persistent=False)
-        self.register_buffer("special_ids", torch.tensor([PAD_ID, BOS_ID, EOS_ID, MASK_ID]), persistent=False)
+        self.register_buffer(
+            "expand_ids", torch.tensor([BOS_ID, EOS_ID, MASK_ID]), persistent=False
+        )
+        self.register_buffer(
+            "special_ids", torch.tensor([PAD_ID, BOS_ID, EOS_ID, MASK_ID]), persistent=False
+        )
         self.apply(self._init_weights)
 
     @staticmethod
@@ -93,14 +97,21 @@ class ExLMModel(nn.Module):
 
     # -- pretraining ------------------------------------------------------------------------
 
-    def choose_masks(self, ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def choose_masks(
+        self, ids: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Mask positions for pretraining: rate ``config.mask_rate``, at least one per molecule."""
         # Drawn where ``ids`` is (the CPU in pretraining, with a CPU generator): the same masks
         # whatever device the model runs on.
-        return choose_mask_positions(ids, self.config.mask_rate, self.special_ids.to(ids.device), generator)
+        return choose_mask_positions(
+            ids, self.config.mask_rate, self.special_ids.to(ids.device), generator
+        )
 
-    def forward(self, ids: torch.Tensor, mask_positions: torch.Tensor, with_predictions: bool = False) -> PretrainOutput:
-        """Pretraining loss of a padded batch ``ids`` (B, L) with ``mask_positions`` (B, L) masked."""
+    def forward(
+        self, ids: torch.Tensor, mask_positions: torch.Tensor, with_predictions: bool = False
+    ) -> PretrainOutput:
+        """Pretraining loss of a padded batch ``ids`` (B, L) with ``mask_positions`` (B, L)
+        masked."""
         masked_ids = ids.masked_fill(mask_positions, MASK_ID)
         batch = expand_states(masked_ids, self.config.k, self.expand_ids, PAD_ID)
         hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
@@ -116,7 +127,9 @@ class ExLMModel(nn.Module):
         logits = self._logits(hidden[mask_positions]).float()
         token_loss = F.cross_entropy(logits, ids[mask_positions], reduction="none")
         counts = mask_positions.sum(1).to(token_loss.dtype)
-        molecule_loss = torch.zeros_like(counts).index_add_(0, rows, token_loss) / counts.clamp(min=1)
+        molecule_loss = torch.zeros_like(counts).index_add_(0, rows, token_loss) / counts.clamp(
+            min=1
+        )
         output = PretrainOutput(molecule_loss.mean(), molecule_loss, 0)
         if with_predictions:
             index, valid = pack_selected(mask_positions)
@@ -135,10 +148,14 @@ class ExLMModel(nn.Module):
         in_target = mask_positions | (ids == BOS_ID) | (ids == EOS_ID)
         target_index, target_valid = pack_selected(in_target)
         targets = ids.gather(1, target_index)  # (B, T)
-        emission = log_probs.gather(2, targets[:, None, :].expand(-1, states.shape[1], -1)).exp()  # (B, S, T)
+        emission = log_probs.gather(
+            2, targets[:, None, :].expand(-1, states.shape[1], -1)
+        ).exp()  # (B, S, T)
         transition = self.transition_head(state_hidden, states, state_valid)
         num_states, target_len = state_valid.sum(1), target_valid.sum(1)
-        log_likelihood = dag_log_likelihood_from_probabilities(emission, transition, num_states, target_len)
+        log_likelihood = dag_log_likelihood_from_probabilities(
+            emission, transition, num_states, target_len
+        )
         molecule_loss = -log_likelihood / target_len
         finite = torch.isfinite(molecule_loss)
         loss = molecule_loss[finite].mean() if finite.any() else (state_hidden.sum() * 0.0)
@@ -147,7 +164,12 @@ class ExLMModel(nn.Module):
             # Decode without looking at the targets: the best path of M + 2 states, scoring
             # each state by its most probable token; its inner states predict the masked tokens.
             best_logp, best_token = log_probs.max(-1)  # (B, S)
-            path = dag_best_path(best_logp[..., None].expand(-1, -1, targets.shape[1]), transition.log(), num_states, target_len)
+            path = dag_best_path(
+                best_logp[..., None].expand(-1, -1, targets.shape[1]),
+                transition.log(),
+                num_states,
+                target_len,
+            )
             predicted = best_token.gather(1, path)  # (B, T)
             inner = target_valid.clone()
             inner[:, 0] = False

@@ -23,7 +23,10 @@ class ExpandedBatch:
 
 
 def choose_mask_positions(
-    ids: torch.Tensor, rate: float, special_ids: torch.Tensor, generator: torch.Generator | None = None
+    ids: torch.Tensor,
+    rate: float,
+    special_ids: torch.Tensor,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Bool (B, L): a uniformly random subset of each molecule's real tokens to mask.
 
@@ -43,7 +46,9 @@ def choose_mask_positions(
     return rank < count[:, None]
 
 
-def expand_states(ids: torch.Tensor, k: int, expand_ids: torch.Tensor, pad_id: int) -> ExpandedBatch:
+def expand_states(
+    ids: torch.Tensor, k: int, expand_ids: torch.Tensor, pad_id: int
+) -> ExpandedBatch:
     """Expand a padded (B, L) batch: tokens whose id is in ``expand_ids`` become k states."""
     B, L = ids.shape
     device = ids.device
@@ -57,7 +62,9 @@ def expand_states(ids: torch.Tensor, k: int, expand_ids: torch.Tensor, pad_id: i
 
     flat_copies = copies.flatten()
     total = int(flat_copies.sum())
-    source = torch.repeat_interleave(torch.arange(B * L, device=device), flat_copies, output_size=total)
+    source = torch.repeat_interleave(
+        torch.arange(B * L, device=device), flat_copies, output_size=total
+    )
     rank = _copy_rank(flat_copies, total, device)  # copy index within the source token
     row = source // L
     column = starts.flatten()[source] + rank

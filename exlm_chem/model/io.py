@@ -26,7 +26,9 @@ WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE = "model.safetensors", "config.json", 
 FORMAT_NAME = "exlm-chem"
 
 
-def load_model(model: ExLMModel | str | Path | None = None, device: str | torch.device | None = None) -> ExLMModel:
+def load_model(
+    model: ExLMModel | str | Path | None = None, device: str | torch.device | None = None
+) -> ExLMModel:
     """The default model shipped inside the package (None), a model folder, or a loaded model,
     on ``device`` (cpu, cuda, cuda:N or auto; None keeps it where it is, the CPU for files).
 
@@ -37,7 +39,9 @@ def load_model(model: ExLMModel | str | Path | None = None, device: str | torch.
     device = resolve_device(device)
     if isinstance(model, ExLMModel):
         if model.tokenizer is None:
-            raise InputError("the model has no tokenizer attached; load it with exlm_chem.load_model")
+            raise InputError(
+                "the model has no tokenizer attached; load it with exlm_chem.load_model"
+            )
         return model.to(device) if device is not None else model
     if model is None:
         # The default model is read once per process; callers get copies.
@@ -50,23 +54,39 @@ def _load_default_model(device: str | None) -> ExLMModel:
     return load_model_directory(default_model_dir(), device=device)
 
 
-def save_model(model: ExLMModel, directory: str | Path, tokenizer: SmilesTokenizer | None = None, dtype=torch.float32) -> Path:
-    """Write safetensors weights, a JSON config and the tokenizer into ``directory`` (atomically)."""
+def save_model(
+    model: ExLMModel,
+    directory: str | Path,
+    tokenizer: SmilesTokenizer | None = None,
+    dtype=torch.float32,
+) -> Path:
+    """Write safetensors weights, a JSON config and the tokenizer into ``directory``
+    (atomically)."""
     tokenizer = tokenizer or model.tokenizer
     if tokenizer is None:
         raise InputError("save_model needs the tokenizer the model was trained with")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().to("cpu", dtype).contiguous() for name, tensor in model.state_dict().items()}
+    state = {
+        name: tensor.detach().to("cpu", dtype).contiguous()
+        for name, tensor in model.state_dict().items()
+    }
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     tokenizer.save(directory / TOKENIZER_FILE)
-    config = {"format": FORMAT_NAME, "format_version": 1, "dtype": str(dtype).removeprefix("torch."), "config": model.config.to_dict()}
+    config = {
+        "format": FORMAT_NAME,
+        "format_version": 1,
+        "dtype": str(dtype).removeprefix("torch."),
+        "config": model.config.to_dict(),
+    }
     atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2))
     return directory
 
 
-def load_model_directory(directory: str | Path, device: str | torch.device | None = None) -> ExLMModel:
+def load_model_directory(
+    directory: str | Path, device: str | torch.device | None = None
+) -> ExLMModel:
     """Read a model directory written by `save_model`; the tokenizer is at ``model.tokenizer``.
 
     Weights are read with safetensors only (never a pickle); a missing, truncated or
@@ -84,11 +104,14 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
             raise ValueError(f"format is {meta.get('format')!r}, not {FORMAT_NAME!r}")
         config = ExLMConfig.from_dict(meta["config"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{directory / CONFIG_FILE}: not an exlm-chem model config ({exc})") from None
+        raise InputError(
+            f"{directory / CONFIG_FILE}: not an exlm-chem model config ({exc})"
+        ) from None
     tokenizer = SmilesTokenizer.load(directory / TOKENIZER_FILE)
     if tokenizer.vocab_size != config.vocab_size:
         raise InputError(
-            f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the config says {config.vocab_size}"
+            f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the config says "
+            f"{config.vocab_size}"
         )
     weights_path = directory / WEIGHTS_FILE
     try:
@@ -102,7 +125,10 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
         expected = {name: tuple(t.shape) for name, t in ExLMModel(config).state_dict().items()}
     for name, shape in expected.items():
         if stored.get(name, shape) != shape:
-            raise InputError(f"{directory}: the weights do not match the config ({name} is {stored[name]} in {WEIGHTS_FILE}, {shape} by {CONFIG_FILE})")
+            raise InputError(
+                f"{directory}: the weights do not match the config ({name} is {stored[name]} "
+                f"in {WEIGHTS_FILE}, {shape} by {CONFIG_FILE})"
+            )
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -112,6 +138,8 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
         model.load_state_dict({name: tensor.float() for name, tensor in state.items()})
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
-        raise InputError(f"{directory / WEIGHTS_FILE}: weights do not match the config ({' '.join(first[:2])})") from None
+        raise InputError(
+            f"{directory / WEIGHTS_FILE}: weights do not match the config ({' '.join(first[:2])})"
+        ) from None
     model.eval()
     return model.to(device) if device is not None else model

@@ -86,9 +86,13 @@ def _featurize_with_deepchem(name: str, featurizer, data_dir: Path | None):
     progress = None
     if isinstance(featurizer, ExLMFeaturizer):  # fingerprints take seconds; embeddings minutes
         source = Path(data_dir or "") / DATASETS[name].file
-        featurizer.progress = progress = Progress(estimate_records(source) if source.is_file() else None, f"{name} molecules featurized")
+        featurizer.progress = progress = Progress(
+            estimate_records(source) if source.is_file() else None, f"{name} molecules featurized"
+        )
     with tempfile.TemporaryDirectory(prefix="exlm-chem-molnet-") as private:
-        options = dict(featurizer=featurizer, splitter=None, transformers=[], save_dir=private, reload=False)
+        options = dict(
+            featurizer=featurizer, splitter=None, transformers=[], save_dir=private, reload=False
+        )
         if data_dir is not None:
             options["data_dir"] = str(data_dir)
         try:
@@ -97,9 +101,13 @@ def _featurize_with_deepchem(name: str, featurizer, data_dir: Path | None):
             with warnings.catch_warnings(), quiet_rdkit(), _quiet("exlm_chem.featurizer"):
                 warnings.simplefilter("ignore")
                 tasks, (disk,), _ = loader(**options)
-        except OSError as exc:  # urllib's errors included: the file was missing and the download failed
+        except (
+            OSError
+        ) as exc:  # urllib's errors included: the file was missing and the download failed
             where = data_dir if data_dir is not None else "DeepChem's data folder"
-            raise InputError(f"{name}: {DATASETS[name].file} is not in {where} and downloading it failed ({exc})") from None
+            raise InputError(
+                f"{name}: {DATASETS[name].file} is not in {where} and downloading it failed ({exc})"
+            ) from None
         finally:
             if progress is not None:
                 progress.close()
@@ -129,7 +137,9 @@ def dropped_rows(name: str, data_dir: Path | None, ids) -> list[int]:
     path = Path(data_dir or "") / DATASETS[name].file
     if not path.is_file():
         return []
-    column = pd.read_csv(path, usecols=[DATASETS[name].smiles_column], dtype=str, keep_default_na=False)
+    column = pd.read_csv(
+        path, usecols=[DATASETS[name].smiles_column], dtype=str, keep_default_na=False
+    )
     kept = Counter(str(i) for i in ids)
     rows = []
     for line, smiles in enumerate(column.iloc[:, 0], start=2):
@@ -158,7 +168,13 @@ def _write_cached_dataset(folder: Path, tasks: list[str], dataset, packed: bool)
     for key, array in arrays.items():
         with atomic_path(folder / f"{key}.npy") as tmp, open(tmp, "wb") as handle:
             np.save(handle, array, allow_pickle=False)
-    manifest = dict(format=CACHE_FORMAT, tasks=list(tasks), rows=len(X), features=int(X.shape[1]), packed_bits=packed)
+    manifest = dict(
+        format=CACHE_FORMAT,
+        tasks=list(tasks),
+        rows=len(X),
+        features=int(X.shape[1]),
+        packed_bits=packed,
+    )
     atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=1))
 
 
@@ -171,7 +187,10 @@ def _read_cached_dataset(folder: Path):
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != CACHE_FORMAT:
             return None
-        arrays = {key: np.load(folder / f"{key}.npy", allow_pickle=False) for key in ("X", "y", "w", "ids")}
+        arrays = {
+            key: np.load(folder / f"{key}.npy", allow_pickle=False)
+            for key in ("X", "y", "w", "ids")
+        }
     except (OSError, ValueError) as exc:  # ValueError: a pickled object array, or a damaged file
         logger.warning("%s: ignoring an unreadable cache (%s); featurizing again", folder, exc)
         return None
@@ -179,10 +198,12 @@ def _read_cached_dataset(folder: Path):
     if manifest["packed_bits"]:
         X = np.unpackbits(X, axis=1, count=manifest["features"]).astype(np.float32)
     if len(X) != manifest["rows"] or not all(len(arrays[k]) == len(X) for k in ("y", "w", "ids")):
-        logger.warning("%s: ignoring a cache whose arrays disagree with its manifest; featurizing again", folder)
+        logger.warning(
+            "%s: ignoring a cache whose arrays disagree with its manifest; featurizing again",
+            folder,
+        )
         return None
     return list(manifest["tasks"]), dc.data.NumpyDataset(X, arrays["y"], arrays["w"], arrays["ids"])
-
 
 
 # -- splits ------------------------------------------------------------------------------------
@@ -193,7 +214,9 @@ def split_dataset(dataset, split: str, seed: int):
     random-scaffold split (scaffold groups shuffled, then filled in order)."""
     with quiet_rdkit():
         if split == "scaffold":
-            return dc.splits.ScaffoldSplitter().train_valid_test_split(dataset, frac_train=0.8, frac_valid=0.1, frac_test=0.1)
+            return dc.splits.ScaffoldSplitter().train_valid_test_split(
+                dataset, frac_train=0.8, frac_valid=0.1, frac_test=0.1
+            )
         groups = dc.splits.ScaffoldSplitter().generate_scaffolds(dataset)
     order = np.random.default_rng(seed).permutation(len(groups))
     n = len(dataset)
@@ -201,8 +224,12 @@ def split_dataset(dataset, split: str, seed: int):
     limits = (0.8 * n, 0.9 * n)
     for g in order:
         filled = len(parts[0]) + len(parts[1])
-        target = 0 if len(parts[0]) + len(groups[g]) <= limits[0] else 1 if filled + len(groups[g]) <= limits[1] else 2
+        target = (
+            0
+            if len(parts[0]) + len(groups[g]) <= limits[0]
+            else 1
+            if filled + len(groups[g]) <= limits[1]
+            else 2
+        )
         parts[target].extend(groups[g])
     return tuple(dataset.select(sorted(p)) for p in parts)
-
-

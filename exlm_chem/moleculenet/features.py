@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import deepchem as dc
 
-from ..model import load_model
 from ..errors import InputError
 from ..featurizer import ExLMFeaturizer
+from ..model import load_model
+
 
 @dataclass
 class FeatureSpec:
@@ -27,12 +28,18 @@ def parse_features(text: str) -> list[FeatureSpec]:
     for item in (part.strip() for part in text.split(",") if part.strip()):
         kind, _, path = item.partition(":")
         if kind not in ("exlm", "ecfp", "random", "mlm"):
-            raise InputError(f"unknown features {item!r}: use exlm[:DIR], ecfp, random[:DIR] or mlm:DIR")
+            raise InputError(
+                f"unknown features {item!r}: use exlm[:DIR], ecfp, random[:DIR] or mlm:DIR"
+            )
         if kind == "mlm" and not path:
             raise InputError("mlm features need a model directory: mlm:DIR")
         if kind == "ecfp" and path:
             raise InputError("ecfp takes no model directory")
-        specs.append(FeatureSpec(item if kind != "mlm" else "mlm", "exlm" if kind == "mlm" else kind, path or None))
+        specs.append(
+            FeatureSpec(
+                item if kind != "mlm" else "mlm", "exlm" if kind == "mlm" else kind, path or None
+            )
+        )
     if not specs:
         raise InputError("give at least one kind of features")
     return specs
@@ -46,5 +53,3 @@ def make_featurizer(spec: FeatureSpec):
     if spec.kind == "random":
         model = model.reinitialized()
     return ExLMFeaturizer(model=model)
-
-

@@ -40,12 +40,27 @@ def probe_predictions(probe: str, task_type: str, train, valid, test, seed: int)
             out[:, t] = y_train.mean() if len(y_train) else 0.0  # one class only: its rate
             continue
         model = _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed)
-        out[:, t] = model.predict_proba(X_test)[:, 1] if task_type == "classification" else model.predict(X_test)
+        out[:, t] = (
+            model.predict_proba(X_test)[:, 1]
+            if task_type == "classification"
+            else model.predict(X_test)
+        )
     return out
 
 
-REGULARIZATION = (1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0)  # logistic regression's C; ridge's alpha is 1 / C
-REGULARIZATION_LIMITS = (1e-7, 1e5)  # how far the grid is extended while the best C sits on its edge
+REGULARIZATION = (
+    1e-4,
+    1e-3,
+    0.01,
+    0.1,
+    1.0,
+    10.0,
+    100.0,
+)  # logistic regression's C; ridge's alpha is 1 / C
+REGULARIZATION_LIMITS = (
+    1e-7,
+    1e5,
+)  # how far the grid is extended while the best C sits on its edge
 
 
 def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid):
@@ -64,7 +79,9 @@ def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid):
         if not classification:
             value = -score("regression", y_valid, np.ones_like(y_valid), model.predict(X_valid))
         elif len(np.unique(y_valid)) == 2:
-            value = score("classification", y_valid, np.ones_like(y_valid), model.predict_proba(X_valid)[:, 1])
+            value = score(
+                "classification", y_valid, np.ones_like(y_valid), model.predict_proba(X_valid)[:, 1]
+            )
         else:
             value = -abs(np.log10(c) + 1)  # no validation signal: prefer C = 0.1
         tried[c] = (value, copy.deepcopy(model))
@@ -89,7 +106,9 @@ def _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed):
         cls = RandomForestClassifier if classification else RandomForestRegressor
         return cls(n_estimators=200, n_jobs=-1, random_state=seed).fit(X_train, y_train)
     cls = MLPClassifier if classification else MLPRegressor
-    return cls(hidden_layer_sizes=(256,), early_stopping=True, max_iter=300, random_state=seed).fit(X_train, y_train)
+    return cls(hidden_layer_sizes=(256,), early_stopping=True, max_iter=300, random_state=seed).fit(
+        X_train, y_train
+    )
 
 
 def _deepchem_predictions(task_type, train, valid, test, seed):
@@ -101,9 +120,13 @@ def _deepchem_predictions(task_type, train, valid, test, seed):
     scale = lambda d: dc.data.NumpyDataset(scaler.transform(d.X), d.y, d.w, d.ids)  # noqa: E731
     train, valid, test = scale(train), scale(valid), scale(test)
     if task_type == "classification":
-        model = dc.models.MultitaskClassifier(n_tasks, n_features, layer_sizes=[512], dropouts=0.2, learning_rate=1e-3, batch_size=64)
+        model = dc.models.MultitaskClassifier(
+            n_tasks, n_features, layer_sizes=[512], dropouts=0.2, learning_rate=1e-3, batch_size=64
+        )
     else:
-        model = dc.models.MultitaskRegressor(n_tasks, n_features, layer_sizes=[512], dropouts=0.2, learning_rate=1e-3, batch_size=64)
+        model = dc.models.MultitaskRegressor(
+            n_tasks, n_features, layer_sizes=[512], dropouts=0.2, learning_rate=1e-3, batch_size=64
+        )
     best, best_value = None, None
     for _ in range(30):  # epochs, keeping the best on validation
         model.fit(train, nb_epoch=1)
@@ -120,5 +143,3 @@ def _deepchem_output(model, dataset, task_type):
     if task_type == "classification":
         return output[..., 1]  # (n, tasks, classes)
     return output.reshape(len(dataset), -1)
-
-

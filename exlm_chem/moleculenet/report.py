@@ -21,12 +21,21 @@ def write_reports(records: list[dict], out: Path) -> None:
 
 def markdown_table(frame) -> str:
     """One row per dataset and probe, one column per feature kind: mean +- std over seeds."""
-    summary = frame.groupby(["dataset", "metric", "probe", "features"])["value"].agg(["mean", "std", "count"]).reset_index()
+    summary = (
+        frame.groupby(["dataset", "metric", "probe", "features"])["value"]
+        .agg(["mean", "std", "count"])
+        .reset_index()
+    )
     feature_order = list(dict.fromkeys(frame["features"]))
     lines = []
     for metric, group in summary.groupby("metric", sort=False):
         better = "higher" if metric == "roc_auc" else "lower"
-        lines += [f"### {metric} ({better} is better)", "", "| dataset | probe | " + " | ".join(feature_order) + " |", "|---|---|" + "---|" * len(feature_order)]
+        lines += [
+            f"### {metric} ({better} is better)",
+            "",
+            "| dataset | probe | " + " | ".join(feature_order) + " |",
+            "|---|---|" + "---|" * len(feature_order),
+        ]
         for (dataset, probe), rows in group.groupby(["dataset", "probe"], sort=False):
             cells = []
             for feature in feature_order:
@@ -40,7 +49,9 @@ def markdown_table(frame) -> str:
         if metric == "roc_auc":
             means = group.groupby(["probe", "features"])["mean"].mean()
             for probe in dict.fromkeys(group["probe"]):
-                cells = [f"{means[(probe, f)]:.3f}" if (probe, f) in means else "" for f in feature_order]
+                cells = [
+                    f"{means[(probe, f)]:.3f}" if (probe, f) in means else "" for f in feature_order
+                ]
                 lines.append(f"| **mean** | {probe} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -61,7 +72,12 @@ def plot_bars(frame, path: Path, metric: str) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(datasets)), 4))
     for i, label in enumerate(labels):
         rows = summary[summary["label"] == label].set_index("dataset")
-        ax.bar([d + i * width for d in range(len(datasets))], [rows["value"].get(name, np.nan) for name in datasets], width, label=label)
+        ax.bar(
+            [d + i * width for d in range(len(datasets))],
+            [rows["value"].get(name, np.nan) for name in datasets],
+            width,
+            label=label,
+        )
     ax.set_xticks([d + width * (len(labels) - 1) / 2 for d in range(len(datasets))], datasets)
     ax.set_ylabel(metric)
     ax.legend(fontsize=7)
@@ -69,4 +85,3 @@ def plot_bars(frame, path: Path, metric: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..finetune import finetune_predictions
-from ..outputs import atomic_write_text
 from ..metrics import score
+from ..outputs import atomic_write_text
 from .datasets import DATASETS, SPLITS, dropped_rows, load_dataset, split_dataset
 from .features import FeatureSpec, make_featurizer
 from .probes import probe_predictions
@@ -29,7 +29,6 @@ def parse_list(text: str | None, allowed: tuple | dict, what: str) -> list[str]:
     return items
 
 
-
 def run_benchmark(
     datasets: list[str],
     features: list[FeatureSpec],
@@ -43,7 +42,8 @@ def run_benchmark(
     resume: bool = False,
     overwrite: bool = False,
 ) -> list[dict]:
-    """Run every (dataset, features, probe, seed) and write results.json/.csv/.md and plots to ``out``.
+    """Run every (dataset, features, probe, seed); write results.json/.csv/.md and plots to
+    ``out``.
 
     results.json is rewritten after every result. With ``resume``, results already in it for
     the same dataset, features (same weights), probe, seed and split are kept, not recomputed;
@@ -58,9 +58,14 @@ def run_benchmark(
     if data_dir is not None and not Path(data_dir).is_dir():
         raise InputError(f"{data_dir}: data folder does not exist")
     if (out / "results.json").exists() and not (resume or overwrite):
-        raise InputError(f"{out}: already holds results; pass --resume to add to them or --overwrite to start again")
+        raise InputError(
+            f"{out}: already holds results; pass --resume to add to them or --overwrite to "
+            "start again"
+        )
     records = _previous_results(out / "results.json") if resume else []
-    featurizers = {spec.name: make_featurizer(spec) for spec in features}  # a bad model folder fails here
+    featurizers = {
+        spec.name: make_featurizer(spec) for spec in features
+    }  # a bad model folder fails here
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
     done = {_result_key(r) for r in records}
@@ -72,23 +77,58 @@ def run_benchmark(
             featurizer = featurizers[spec.name]
             # Results under the same features name from other weights (a replaced default
             # model, say) would be averaged with the new ones: drop them.
-            current = [r for r in records if not (r["dataset"] == name and r["features"] == spec.name and r.get("featurizer") != str(featurizer))]
+            current = [
+                r
+                for r in records
+                if not (
+                    r["dataset"] == name
+                    and r["features"] == spec.name
+                    and r.get("featurizer") != str(featurizer)
+                )
+            ]
             if len(current) < len(records):
-                logger.info("%s / %s: dropping %d results of other weights", name, spec.name, len(records) - len(current))
+                logger.info(
+                    "%s / %s: dropping %d results of other weights",
+                    name,
+                    spec.name,
+                    len(records) - len(current),
+                )
                 records = current
             todo = [
                 (seed, probe)
                 for seed in seeds
                 for probe in [*probes, *(["finetune"] if finetune and spec.kind != "ecfp" else [])]
-                if _result_key(dict(dataset=name, features=spec.name, featurizer=str(featurizer), probe=probe, seed=seed, split=split)) not in done
+                if _result_key(
+                    dict(
+                        dataset=name,
+                        features=spec.name,
+                        featurizer=str(featurizer),
+                        probe=probe,
+                        seed=seed,
+                        split=split,
+                    )
+                )
+                not in done
             ]
             if not todo:
                 continue
             start = time.perf_counter()
             _, dataset = load_dataset(name, featurizer, data_dir, cache_dir)
             featurize_seconds = round(time.perf_counter() - start, 1)
-            logger.info("%s / %s: %d molecules featurized (or read from the cache) in %.0f s", name, spec.name, len(dataset), featurize_seconds)
-            _report_reading(name, spec.name, dropped_rows(name, data_dir, dataset.ids), getattr(featurizer, "counts", None), reported)
+            logger.info(
+                "%s / %s: %d molecules featurized (or read from the cache) in %.0f s",
+                name,
+                spec.name,
+                len(dataset),
+                featurize_seconds,
+            )
+            _report_reading(
+                name,
+                spec.name,
+                dropped_rows(name, data_dir, dataset.ids),
+                getattr(featurizer, "counts", None),
+                reported,
+            )
             splits, seed_free = {}, {}
             for seed, probe in todo:
                 # DeepChem's scaffold split is deterministic, and so is the linear probe on it.
@@ -101,17 +141,42 @@ def run_benchmark(
                 if deterministic and probe in seed_free:
                     prediction = seed_free[probe]
                 elif probe == "finetune":
-                    prediction = finetune_predictions(spec.model_dir, task_type, train, valid, test, seed, random_init=spec.kind == "random")
+                    prediction = finetune_predictions(
+                        spec.model_dir,
+                        task_type,
+                        train,
+                        valid,
+                        test,
+                        seed,
+                        random_init=spec.kind == "random",
+                    )
                 else:
                     prediction = probe_predictions(probe, task_type, train, valid, test, seed)
                 if deterministic:
                     seed_free[probe] = prediction
                 value = score(task_type, test.y, test.w, prediction)
                 record = dict(
-                    dataset=name, features=spec.name, probe=probe, seed=seed, split=split, metric=metric, value=value,
-                    fit_seconds=round(time.perf_counter() - start, 1), featurize_seconds=featurize_seconds, featurizer=str(featurizer),
+                    dataset=name,
+                    features=spec.name,
+                    probe=probe,
+                    seed=seed,
+                    split=split,
+                    metric=metric,
+                    value=value,
+                    fit_seconds=round(time.perf_counter() - start, 1),
+                    featurize_seconds=featurize_seconds,
+                    featurizer=str(featurizer),
                 )
-                logger.info("%s  %s  %s  seed %d: %s %.4f (fit %.0f s)", name, spec.name, probe, seed, metric, value, record["fit_seconds"])
+                logger.info(
+                    "%s  %s  %s  seed %d: %s %.4f (fit %.0f s)",
+                    name,
+                    spec.name,
+                    probe,
+                    seed,
+                    metric,
+                    value,
+                    record["fit_seconds"],
+                )
                 records.append(record)
                 atomic_write_text(out / "results.json", json.dumps(records, indent=1))
     write_reports(records, out)
@@ -124,17 +189,32 @@ def _report_reading(name: str, features: str, dropped: list[int], counts, report
     if dropped and (name, tuple(dropped)) not in reported:
         reported.add((name, tuple(dropped)))
         shown = ", ".join(map(str, dropped[:15])) + (" ..." if len(dropped) > 15 else "")
-        logger.warning("%s / %s: %d rows of %s cannot be featurized and are left out (lines %s)", name, features, len(dropped), DATASETS[name].file, shown)
+        logger.warning(
+            "%s / %s: %d rows of %s cannot be featurized and are left out (lines %s)",
+            name,
+            features,
+            len(dropped),
+            DATASETS[name].file,
+            shown,
+        )
     if counts and (counts["unknown_atoms"] or counts["truncated"]):
         logger.warning(
-            "%s / %s: of %d molecules, %d have atoms outside the model's vocabulary and %d were truncated",
-            name, features, counts["molecules"] - counts["invalid"], counts["unknown_atoms"], counts["truncated"],
+            "%s / %s: of %d molecules, %d have atoms outside the model's vocabulary and %d "
+            "were truncated",
+            name,
+            features,
+            counts["molecules"] - counts["invalid"],
+            counts["unknown_atoms"],
+            counts["truncated"],
         )
         counts.clear()
 
 
 def _result_key(record: dict) -> tuple:
-    return tuple(record.get(field) for field in ("dataset", "features", "featurizer", "probe", "seed", "split"))
+    return tuple(
+        record.get(field)
+        for field in ("dataset", "features", "featurizer", "probe", "seed", "split")
+    )
 
 
 def _previous_results(path: Path) -> list[dict]:
@@ -147,5 +227,3 @@ def _previous_results(path: Path) -> list[dict]:
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise InputError(f"{path}: cannot resume from it, not a list of results")
     return records
-
-

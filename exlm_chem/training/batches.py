@@ -17,7 +17,9 @@ from .corpus import PackedCorpus
 CHUNK_BATCHES = 50  # batches per length-sorted chunk: long enough to bucket, short enough to mix
 
 
-def epoch_batches(lengths: np.ndarray, epoch: int, seed: int, rank: int, world_size: int, batch_tokens: int) -> list[np.ndarray]:
+def epoch_batches(
+    lengths: np.ndarray, epoch: int, seed: int, rank: int, world_size: int, batch_tokens: int
+) -> list[np.ndarray]:
     """The batches (arrays of corpus indices) of one rank in one epoch.
 
     A seeded permutation is split across ranks (disjoint), cut into chunks, each sorted by
@@ -26,7 +28,9 @@ def epoch_batches(lengths: np.ndarray, epoch: int, seed: int, rank: int, world_s
     """
     rng = np.random.default_rng([seed, epoch])
     mine = rng.permutation(len(lengths))[rank::world_size]
-    typical = max(1, batch_tokens // max(1, int(np.median(lengths[mine[:1000]])) if len(mine) else 1))
+    typical = max(
+        1, batch_tokens // max(1, int(np.median(lengths[mine[:1000]])) if len(mine) else 1)
+    )
     chunk_size = typical * CHUNK_BATCHES
     batches = []
     for start in range(0, len(mine), chunk_size):
@@ -36,7 +40,7 @@ def epoch_batches(lengths: np.ndarray, epoch: int, seed: int, rank: int, world_s
         begin = 0
         while begin < len(chunk):
             end = begin + 1
-            # Sorted ascending, so the padded size of [begin, end) is (end - begin) * length[end - 1].
+            # Sorted ascending: the padded size of [begin, end) is (end - begin) * length[end - 1].
             while end < len(chunk) and (end + 1 - begin) * chunk_lengths[end] <= batch_tokens:
                 end += 1
             batches.append(chunk[begin:end])
@@ -47,10 +51,26 @@ def epoch_batches(lengths: np.ndarray, epoch: int, seed: int, rank: int, world_s
 
 class BatchStream:
     """Endless batches of SMILES for one rank, from a position (epoch, batch index) that can be
-    saved; with ``augment``, each SMILES rewritten as a random equivalent one, seeded by position."""
+    saved; with ``augment``, each SMILES rewritten as a random equivalent one, seeded by
+    position."""
 
-    def __init__(self, corpus: PackedCorpus, batch_tokens: int, seed: int, rank: int, world_size: int, augment: bool, epoch: int = 0, index: int = 0):
-        self.corpus, self.batch_tokens, self.seed, self.augment = corpus, batch_tokens, seed, augment
+    def __init__(
+        self,
+        corpus: PackedCorpus,
+        batch_tokens: int,
+        seed: int,
+        rank: int,
+        world_size: int,
+        augment: bool,
+        epoch: int = 0,
+        index: int = 0,
+    ):
+        self.corpus, self.batch_tokens, self.seed, self.augment = (
+            corpus,
+            batch_tokens,
+            seed,
+            augment,
+        )
         self.rank, self.world_size = rank, world_size
         self.epoch, self.index = epoch, index
         self._batches = None
@@ -63,7 +83,14 @@ class BatchStream:
 
     def __next__(self) -> list[str]:
         if self._batches is None:
-            self._batches = epoch_batches(self.corpus.lengths, self.epoch, self.seed, self.rank, self.world_size, self.batch_tokens)
+            self._batches = epoch_batches(
+                self.corpus.lengths,
+                self.epoch,
+                self.seed,
+                self.rank,
+                self.world_size,
+                self.batch_tokens,
+            )
         if self.index >= len(self._batches):
             self.epoch, self.index, self._batches = self.epoch + 1, 0, None
             return next(self)

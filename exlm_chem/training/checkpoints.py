@@ -33,7 +33,10 @@ def load_checkpoint(path: Path) -> dict:
     except Exception as exc:  # torch raises many types for damaged files
         # Not torch's advice to retry with weights_only=False: that would run the file's pickles.
         text = str(exc)
-        detail = text.partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0] or text
+        detail = (
+            text.partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0]
+            or text
+        )
         detail = " ".join(detail.split())[:200]
         raise InputError(
             f"{path}: corrupt or not an exlm-chem checkpoint ({exc.__class__.__name__}: {detail}); "
@@ -48,14 +51,23 @@ def check_run_folder(out: Path, resume: bool, inputs: list[Path]) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     if not out.exists() and not (parent.is_dir() and os.access(parent, os.W_OK)):
-        raise InputError(f"{out}: cannot create the output folder ({parent} is missing or not writable)")
+        raise InputError(
+            f"{out}: cannot create the output folder ({parent} is missing or not writable)"
+        )
     if out.exists() and not os.access(out, os.W_OK):
         raise InputError(f"{out}: output folder is not writable")
     for source in inputs:
         if out.resolve() in Path(source).resolve().parents:
-            raise InputError(f"{source}: a corpus inside the run folder {out} could be overwritten; keep runs and data apart")
+            raise InputError(
+                f"{source}: a corpus inside the run folder {out} could be overwritten; keep "
+                "runs and data apart"
+            )
     has_checkpoints = out.is_dir() and bool(checkpoint_paths(out))
     if resume and not has_checkpoints:
-        raise InputError(f"{out}: --resume given but there is no checkpoint in {out / 'checkpoints'}")
+        raise InputError(
+            f"{out}: --resume given but there is no checkpoint in {out / 'checkpoints'}"
+        )
     if not resume and has_checkpoints:
-        raise InputError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+        raise InputError(
+            f"{out}: already holds a run; pass --resume to continue it or choose another --out"
+        )

@@ -63,15 +63,21 @@ class PretrainConfig:
         if not (self.max_steps or self.max_tokens or self.max_time):
             raise InputError("give a budget: --max-steps, --max-tokens or --max-time")
         if self.precision not in PRECISIONS:
-            raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+            raise InputError(
+                f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+            )
         if self.schedule not in SCHEDULES:
-            raise InputError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+            raise InputError(
+                f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}"
+            )
         if self.batch_tokens < self.max_length:
             raise InputError(f"--batch-tokens must be at least --max-length ({self.max_length})")
         if not self.corpus:
             raise InputError("give at least one --corpus file")
         if self.objective not in OBJECTIVES:
-            raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+            raise InputError(
+                f"--objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}"
+            )
         if self.preset not in PRESETS:
             raise InputError(f"--preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
 
@@ -79,13 +85,21 @@ class PretrainConfig:
         """The ExLMConfig of this run's model (the preset, with this run's settings)."""
         from ..model import ExLMConfig
 
-        overrides = dict(self.model_overrides, vocab_size=vocab_size, objective=self.objective, max_length=self.max_length)
+        overrides = dict(
+            self.model_overrides,
+            vocab_size=vocab_size,
+            objective=self.objective,
+            max_length=self.max_length,
+        )
         if self.k is not None:
             overrides["k"] = self.k
         return ExLMConfig.from_preset(self.preset, **overrides)
 
     def to_json(self) -> dict:
-        return {key: (str(v) if isinstance(v, Path) else [str(p) for p in v] if key == "corpus" else v) for key, v in asdict(self).items()}
+        return {
+            key: (str(v) if isinstance(v, Path) else [str(p) for p in v] if key == "corpus" else v)
+            for key, v in asdict(self).items()
+        }
 
 
 def parse_duration(text: str) -> float:

@@ -58,7 +58,10 @@ class PackedCorpus:
 
     @classmethod
     def load(cls, directory: Path) -> PackedCorpus:
-        arrays = [np.load(directory / f"{name}.npy", mmap_mode="r") for name in ("data", "offsets", "lengths")]
+        arrays = [
+            np.load(directory / f"{name}.npy", mmap_mode="r")
+            for name in ("data", "offsets", "lengths")
+        ]
         return cls(*arrays)
 
 
@@ -71,7 +74,9 @@ class CorpusStats:
     empty: int = 0
 
 
-def pack_corpus(paths: Sequence[Path], smiles_column: str | None, canonicalize: bool, limit: int | None = None) -> tuple[PackedCorpus, CorpusStats, list[str]]:
+def pack_corpus(
+    paths: Sequence[Path], smiles_column: str | None, canonicalize: bool, limit: int | None = None
+) -> tuple[PackedCorpus, CorpusStats, list[str]]:
     """Read corpus files; keep SMILES that RDKit parses and the SMILES regex tokenizes.
 
     Each SMILES is parsed once (and written canonically from that parse with
@@ -116,12 +121,17 @@ def pack_corpus(paths: Sequence[Path], smiles_column: str | None, canonicalize: 
     sizes = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     data = np.frombuffer(b"".join(chunks), dtype=np.uint8)
-    return PackedCorpus(data, offsets, np.asarray(lengths, dtype=np.int32)), stats, sorted(vocabulary)
+    return (
+        PackedCorpus(data, offsets, np.asarray(lengths, dtype=np.int32)),
+        stats,
+        sorted(vocabulary),
+    )
 
 
 def corpus_fingerprint(paths: Sequence[Path], **options) -> str:
     """Identifies a corpus and its preparation options, to reuse a prepared copy safely."""
-    # By content, not by path and modification time: a copied or re-synced corpus is the same corpus.
+    # By content, not by path and modification time: a copied or re-synced corpus is the
+    # same corpus.
     digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     for path in paths:
         with open(path, "rb") as handle:
@@ -143,7 +153,9 @@ class CorpusSources:
     seed: int
 
 
-def prepare_corpora(sources: CorpusSources, cache: Path, dist: Distributed) -> tuple[PackedCorpus, PackedCorpus, dict]:
+def prepare_corpora(
+    sources: CorpusSources, cache: Path, dist: Distributed
+) -> tuple[PackedCorpus, PackedCorpus, dict]:
     """Pack the training and validation corpora once (rank 0) in ``cache``; every rank then
     memory-maps them. Returns (training, validation, statistics with the vocabulary)."""
     for path in sources.corpus + ([sources.val_corpus] if sources.val_corpus else []):
@@ -155,31 +167,47 @@ def prepare_corpora(sources: CorpusSources, cache: Path, dist: Distributed) -> t
     key = corpus_fingerprint(sources.corpus, **reading)
     if sources.val_corpus is not None:
         train_dir = cache / f"train-{key}"
-        val_dir = cache / f"validation-{corpus_fingerprint([sources.val_corpus], **reading, size=sources.val_size)}"
+        val_key = corpus_fingerprint([sources.val_corpus], **reading, size=sources.val_size)
+        val_dir = cache / f"validation-{val_key}"
     else:  # the validation molecules are held out of the training set
         train_dir = cache / f"train-{key}-without-{sources.seed}-{sources.val_size}"
         val_dir = cache / f"validation-{key}-holdout-{sources.seed}-{sources.val_size}"
     if dist.is_main:
         if not (train_dir / "stats.json").exists():  # written last: the preparation finished
             logger.info("preparing the corpus (RDKit check and tokenization, once)")
-            corpus, stats, vocabulary = pack_corpus(sources.corpus, sources.smiles_column, sources.canonicalize)
+            corpus, stats, vocabulary = pack_corpus(
+                sources.corpus, sources.smiles_column, sources.canonicalize
+            )
             if sources.val_corpus is None:
                 rng = np.random.default_rng(sources.seed)
                 held = np.zeros(len(corpus), dtype=bool)
-                held[rng.choice(len(corpus), size=min(sources.val_size, len(corpus) // 10), replace=False)] = True
+                held[
+                    rng.choice(
+                        len(corpus), size=min(sources.val_size, len(corpus) // 10), replace=False
+                    )
+                ] = True
                 corpus.subset(np.flatnonzero(held)).save(val_dir)
                 corpus = corpus.subset(np.flatnonzero(~held))
             corpus.save(train_dir)
-            atomic_write_text(train_dir / "stats.json", json.dumps({**asdict(stats), "vocabulary": vocabulary}))
+            atomic_write_text(
+                train_dir / "stats.json", json.dumps({**asdict(stats), "vocabulary": vocabulary})
+            )
         if not (val_dir / "lengths.npy").exists():
-            validation, _, _ = pack_corpus([sources.val_corpus], sources.smiles_column, sources.canonicalize, limit=sources.val_size)
+            validation, _, _ = pack_corpus(
+                [sources.val_corpus],
+                sources.smiles_column,
+                sources.canonicalize,
+                limit=sources.val_size,
+            )
             validation.save(val_dir)
     dist.barrier()
     stats = json.loads((train_dir / "stats.json").read_text())
     return PackedCorpus.load(train_dir), PackedCorpus.load(val_dir), stats
 
 
-def write_run_tokenizer(path: Path, given: Path | None, vocabulary: list[str], max_length: int) -> None:
+def write_run_tokenizer(
+    path: Path, given: Path | None, vocabulary: list[str], max_length: int
+) -> None:
     """Fix the run's tokenizer at ``path`` the first time: the one ``given``, or one of the
     corpus's vocabulary. A resumed run keeps the one it started with."""
     if path.exists():

@@ -12,10 +12,16 @@ from pathlib import Path
 
 import torch
 
-from ..environment import describe_hardware, keep_freed_memory, peak_rss_mb, release_free_memory, resolve_precision
+from ..environment import (
+    describe_hardware,
+    keep_freed_memory,
+    peak_rss_mb,
+    release_free_memory,
+    resolve_precision,
+)
 from ..errors import InputError
-from ..outputs import atomic_write_text
 from ..model import ExLMConfig, ExLMModel, save_model
+from ..outputs import atomic_write_text
 from ..tokenizer import SmilesTokenizer
 from .batches import BatchStream, epoch_batches
 from .checkpoints import check_run_folder, checkpoint_paths, load_checkpoint, save_checkpoint
@@ -76,7 +82,11 @@ class StopSignal:
 def pretrain(config: PretrainConfig) -> PretrainResult:
     """Train a model as ``config`` says; ``exlm-chem pretrain`` and ``torchrun -m
     exlm_chem.training`` call this."""
-    check_run_folder(config.out, config.resume, config.corpus + ([config.val_corpus] if config.val_corpus else []))
+    check_run_folder(
+        config.out,
+        config.resume,
+        config.corpus + ([config.val_corpus] if config.val_corpus else []),
+    )
     dist = setup_distributed()
     try:
         return _run(config, dist)
@@ -85,7 +95,9 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
             torch.distributed.destroy_process_group()
 
 
-def build_model(model_config: ExLMConfig, tokenizer: SmilesTokenizer, device: torch.device, seed: int) -> ExLMModel:
+def build_model(
+    model_config: ExLMConfig, tokenizer: SmilesTokenizer, device: torch.device, seed: int
+) -> ExLMModel:
     torch.manual_seed(seed)
     return ExLMModel(model_config, tokenizer).to(device)
 
@@ -94,22 +106,39 @@ def build_optimizer(model: ExLMModel, lr: float, weight_decay: float) -> torch.o
     """AdamW with RoBERTa's betas and eps; no weight decay on biases and norms."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
 
 
-def restore(checkpoint: dict, model: ExLMModel, optimizer, dist: Distributed, out: Path) -> tuple[Counters, dict]:
+def restore(
+    checkpoint: dict, model: ExLMModel, optimizer, dist: Distributed, out: Path
+) -> tuple[Counters, dict]:
     """Load a checkpoint into the model and optimizer; the counters and this rank's position."""
     saved = checkpoint["model_config"]
     if saved != model.config.to_dict():
-        differences = ", ".join(f"{key}: {saved.get(key)} vs {value}" for key, value in model.config.to_dict().items() if saved.get(key) != value)
-        raise InputError(f"{out}: the checkpoint is of another model ({differences}); use the same --preset and options")
+        differences = ", ".join(
+            f"{key}: {saved.get(key)} vs {value}"
+            for key, value in model.config.to_dict().items()
+            if saved.get(key) != value
+        )
+        raise InputError(
+            f"{out}: the checkpoint is of another model ({differences}); use the same --preset "
+            "and options"
+        )
     if dist.world_size != len(checkpoint["data_position"]):
-        raise InputError(f"{out}: the checkpoint was written by {len(checkpoint['data_position'])} processes, not {dist.world_size}")
+        raise InputError(
+            f"{out}: the checkpoint was written by {len(checkpoint['data_position'])} "
+            f"processes, not {dist.world_size}"
+        )
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     torch.set_rng_state(checkpoint["torch_rng"])
-    counters = Counters(checkpoint["step"], checkpoint["tokens"], checkpoint["molecules"], checkpoint["elapsed"])
+    counters = Counters(
+        checkpoint["step"], checkpoint["tokens"], checkpoint["molecules"], checkpoint["elapsed"]
+    )
     return counters, checkpoint["data_position"][dist.rank]
 
 
@@ -121,7 +150,18 @@ class StepStats:
     dropped: int
 
 
-def train_step(model, training_model, optimizer, stream, tokenizer, grad_accum: int, mask_seed: int, clip: float, autocast, device) -> StepStats:
+def train_step(
+    model,
+    training_model,
+    optimizer,
+    stream,
+    tokenizer,
+    grad_accum: int,
+    mask_seed: int,
+    clip: float,
+    autocast,
+    device,
+) -> StepStats:
     """One optimizer step over ``grad_accum`` batches; the masks are seeded by ``mask_seed``."""
     stats = StepStats(0.0, 0, 0, 0)
     for micro in range(grad_accum):
@@ -130,7 +170,7 @@ def train_step(model, training_model, optimizer, stream, tokenizer, grad_accum: 
         masks = model.choose_masks(ids, torch.Generator().manual_seed(mask_seed + micro))
         ids, masks = ids.to(device), masks.to(device)
         sync = training_model is model or micro == grad_accum - 1
-        with (nullcontext() if sync else training_model.no_sync()), autocast:
+        with nullcontext() if sync else training_model.no_sync(), autocast:
             output = training_model(ids, masks)
         (output.loss / grad_accum).backward()
         stats.loss += float(output.loss.detach()) / grad_accum
@@ -144,7 +184,14 @@ def train_step(model, training_model, optimizer, stream, tokenizer, grad_accum: 
     return stats
 
 
-def validate(model: ExLMModel, tokenizer: SmilesTokenizer, corpus: PackedCorpus, batch_tokens: int, device, autocast) -> dict:
+def validate(
+    model: ExLMModel,
+    tokenizer: SmilesTokenizer,
+    corpus: PackedCorpus,
+    batch_tokens: int,
+    device,
+    autocast,
+) -> dict:
     """Validation loss and masked-token top-1 accuracy, with fixed masks.
 
     Accuracy: the share of masked tokens predicted exactly. MLM predicts each masked position's
@@ -184,28 +231,55 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
         out.mkdir(parents=True, exist_ok=True)
     dist.barrier()
     checkpoint = load_checkpoint(checkpoint_paths(out)[-1]) if config.resume else None
-    sources = CorpusSources(config.corpus, config.val_corpus, config.val_size, config.smiles_column, config.canonicalize, config.seed)
-    train_corpus, val_corpus, corpus_stats = prepare_corpora(sources, config.corpus_cache or out / "corpus", dist)
+    sources = CorpusSources(
+        config.corpus,
+        config.val_corpus,
+        config.val_size,
+        config.smiles_column,
+        config.canonicalize,
+        config.seed,
+    )
+    train_corpus, val_corpus, corpus_stats = prepare_corpora(
+        sources, config.corpus_cache or out / "corpus", dist
+    )
     if dist.is_main:
-        write_run_tokenizer(out / "tokenizer.json", config.tokenizer, corpus_stats["vocabulary"], config.max_length)
+        write_run_tokenizer(
+            out / "tokenizer.json", config.tokenizer, corpus_stats["vocabulary"], config.max_length
+        )
     dist.barrier()
     tokenizer = SmilesTokenizer.load(out / "tokenizer.json")
 
-    model = build_model(config.model_config(tokenizer.vocab_size), tokenizer, dist.device, config.seed)
+    model = build_model(
+        config.model_config(tokenizer.vocab_size), tokenizer, dist.device, config.seed
+    )
     optimizer = build_optimizer(model, config.lr, config.weight_decay)
     counters, position = Counters(), {"epoch": 0, "index": 0}
     if checkpoint is not None:
         counters, position = restore(checkpoint, model, optimizer, dist, out)
     training_model = model
     if dist.world_size > 1:
-        training_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+        training_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+        )
     precision = resolve_precision(config.precision, dist.device)
-    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    autocast = (
+        torch.autocast(dist.device.type, dtype=torch.bfloat16)
+        if precision == "bf16"
+        else nullcontext()
+    )
     if dist.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    stream = BatchStream(train_corpus, config.batch_tokens, config.seed, dist.rank, dist.world_size, config.augment, **position)
+    stream = BatchStream(
+        train_corpus,
+        config.batch_tokens,
+        config.seed,
+        dist.rank,
+        dist.world_size,
+        config.augment,
+        **position,
+    )
     steps_only = config.max_steps and not (config.max_time or config.max_tokens)
     log = RunLog(out, dist.is_main, config.max_steps if steps_only else None, counters.step)
     if dist.is_main:
@@ -213,7 +287,9 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
 
     model.train()
     window = Window()
-    progress, stopped = rank0_view(run_progress(config, counters.step, counters.tokens, counters.elapsed), False, dist)
+    progress, stopped = rank0_view(
+        run_progress(config, counters.step, counters.tokens, counters.elapsed), False, dist
+    )
     with StopSignal() as stop_signal:
         while progress < 1.0 and not stopped:
             step_start = time.perf_counter()
@@ -221,7 +297,18 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             mask_seed = config.seed * 1_000_003 + counters.step * 64 + 1
-            stats = train_step(model, training_model, optimizer, stream, tokenizer, config.grad_accum, mask_seed, config.clip, autocast, dist.device)
+            stats = train_step(
+                model,
+                training_model,
+                optimizer,
+                stream,
+                tokenizer,
+                config.grad_accum,
+                mask_seed,
+                config.clip,
+                autocast,
+                dist.device,
+            )
             counters.step += 1
             if counters.step % TRIM_EVERY == 0:
                 release_free_memory()
@@ -230,23 +317,49 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
             counters.elapsed += time.perf_counter() - step_start
             window.add(stats.loss, stats.tokens * dist.world_size, stats.dropped)
 
-            progress, stopped = rank0_view(run_progress(config, counters.step, counters.tokens, counters.elapsed), stop_signal.received is not None, dist)
+            progress, stopped = rank0_view(
+                run_progress(config, counters.step, counters.tokens, counters.elapsed),
+                stop_signal.received is not None,
+                dist,
+            )
             done = progress >= 1.0
             validate_now = counters.step % config.val_every == 0 or done
             if counters.step % config.log_every == 0 or validate_now:
-                metrics = {**vars(counters), "epoch": stream.epoch, **window.metrics(), "lr": lr, "progress": progress, "peak_rss_mb": peak_rss_mb()}
+                metrics = {
+                    **vars(counters),
+                    "epoch": stream.epoch,
+                    **window.metrics(),
+                    "lr": lr,
+                    "progress": progress,
+                    "peak_rss_mb": peak_rss_mb(),
+                }
                 if validate_now:
                     dist.barrier()
                     if dist.is_main:
-                        metrics.update(validate(model, tokenizer, val_corpus, config.batch_tokens, dist.device, autocast))
+                        metrics.update(
+                            validate(
+                                model,
+                                tokenizer,
+                                val_corpus,
+                                config.batch_tokens,
+                                dist.device,
+                                autocast,
+                            )
+                        )
                     dist.barrier()
                 log.record(metrics)
                 window = Window()
             if counters.step % config.checkpoint_every == 0 or done or stopped:
                 positions = gather_positions(stream.position(), dist)
                 if dist.is_main:
-                    state = {**vars(counters), "data_position": positions, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "torch_rng": torch.get_rng_state(), "model_config": model.config.to_dict()}
+                    state = {
+                        **vars(counters),
+                        "data_position": positions,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "torch_rng": torch.get_rng_state(),
+                        "model_config": model.config.to_dict(),
+                    }
                     save_checkpoint(out, state, config.keep_checkpoints)
                 dist.barrier()
 
@@ -271,6 +384,8 @@ def _describe_run(config, model, precision, dist, corpus_stats, training_molecul
     }
     atomic_write_text(config.out / "run.json", json.dumps(run_info, indent=2))
     log.message(
-        f"{config.objective} {config.preset} ({model.num_parameters():,} parameters), {training_molecules:,} training molecules "
-        f"({corpus_stats['invalid_rdkit']} invalid SMILES skipped), {precision}, {dist.world_size} process(es), device {dist.device}"
+        f"{config.objective} {config.preset} ({model.num_parameters():,} parameters), "
+        f"{training_molecules:,} training molecules "
+        f"({corpus_stats['invalid_rdkit']} invalid SMILES skipped), {precision}, "
+        f"{dist.world_size} process(es), device {dist.device}"
     )

@@ -50,7 +50,11 @@ class RunLog:
         metrics = out / "metrics.jsonl"
         if active and metrics.exists():
             # A resumed run drops what was logged after its checkpoint; it will log it again.
-            kept = [line for line in metrics.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= start_step]
+            kept = [
+                line
+                for line in metrics.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= start_step
+            ]
             atomic_write_text(metrics, "".join(line + "\n" for line in kept))
 
     def message(self, text: str) -> None:
@@ -61,18 +65,27 @@ class RunLog:
         if not self.active:
             return
         # Strict JSON: a value that is not finite is written as null, never NaN.
-        finite = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+        finite = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in metrics.items()
+        }
         with open(self.out / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(finite, allow_nan=False) + "\n")
         remaining = (1 - metrics["progress"]) * metrics["elapsed"] / max(metrics["progress"], 1e-9)
-        summary = f"loss {metrics['loss']:.4f}  {metrics['tokens_per_second']:,.0f} tok/s  lr {metrics['lr']:.2e}"
+        speed = metrics["tokens_per_second"]
+        summary = f"loss {metrics['loss']:.4f}  {speed:,.0f} tok/s  lr {metrics['lr']:.2e}"
         if "val_accuracy" in metrics:
             summary += f"  val_acc {metrics['val_accuracy']:.4f}"
         if self.bar is not None:
             self.bar.update(metrics["step"] - self.last_step)
             self.bar.set_postfix_str(summary)
         else:
-            print(f"step {metrics['step']}  {summary}  {metrics['progress']:.1%} done, eta {remaining / 60:.1f} min", file=sys.stderr, flush=True)
+            print(
+                f"step {metrics['step']}  {summary}  {metrics['progress']:.1%} done, eta "
+                f"{remaining / 60:.1f} min",
+                file=sys.stderr,
+                flush=True,
+            )
         self.last_step = metrics["step"]
         if "val_accuracy" in metrics:
             plot_curves(self.out / "metrics.jsonl", self.out / "curves.png")
@@ -86,7 +99,9 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def plot_curves(metrics_path: Path | Sequence[Path], png_path: Path, labels: Sequence[str] = ()) -> None:
+def plot_curves(
+    metrics_path: Path | Sequence[Path], png_path: Path, labels: Sequence[str] = ()
+) -> None:
     """Training loss and validation accuracy against tokens seen (one or several runs)."""
     import matplotlib
 
@@ -100,7 +115,9 @@ def plot_curves(metrics_path: Path | Sequence[Path], png_path: Path, labels: Seq
         label = labels[i] if i < len(labels) else None
         ax_loss.plot([r["tokens"] for r in rows], [r["loss"] for r in rows], label=label)
         val = [r for r in rows if "val_accuracy" in r]
-        ax_acc.plot([r["tokens"] for r in val], [r["val_accuracy"] for r in val], marker="o", label=label)
+        ax_acc.plot(
+            [r["tokens"] for r in val], [r["val_accuracy"] for r in val], marker="o", label=label
+        )
     ax_loss.set(xlabel="tokens seen", ylabel="training loss", title="training loss")
     ax_acc.set(xlabel="tokens seen", ylabel="masked-token accuracy", title="validation accuracy")
     if labels:
