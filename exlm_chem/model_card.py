@@ -149,7 +149,7 @@ An ExLM encoder (Zheng et al., ICML 2025) for SMILES, pretrained with exlm-chem'
 | stored as | {facts["dtype"]} safetensors; embeddings within {facts["embedding_max_abs_difference"]:.1e} of float32 |
 
 Masked-token accuracy for ExLM counts the tokens on the best path through the DAG of
-expanded states, decoded without looking at the targets (see `exlm_chem.training.loop.validate`).
+expanded states, decoded without looking at the targets (see `exlm_chem.training.validation.validate`).
 
 ![training curves](curves.png)
 

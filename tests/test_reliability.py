@@ -372,7 +372,7 @@ def test_an_empty_validation_set_logs_null_not_nan():
 
     from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer
     from exlm_chem.training.corpus import PackedCorpus
-    from exlm_chem.training.loop import validate
+    from exlm_chem.training.validation import validate
 
     tokenizer = SmilesTokenizer(["C", "O"])
     model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer)

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
+from ..model import ExLMModel
 from ..outputs import atomic_path
+from .distributed import Distributed
+
+
+@dataclass
+class Counters:
+    """How far a run is: saved in every checkpoint."""
+
+    step: int = 0
+    tokens: int = 0
+    molecules: int = 0
+    elapsed: float = 0.0  # seconds of training
 
 
 def checkpoint_paths(out: Path) -> list[Path]:
@@ -71,3 +84,32 @@ def check_run_folder(out: Path, resume: bool, inputs: list[Path]) -> None:
         raise InputError(
             f"{out}: already holds a run; pass --resume to continue it or choose another --out"
         )
+
+
+def restore(
+    checkpoint: dict, model: ExLMModel, optimizer, dist: Distributed, out: Path
+) -> tuple[Counters, dict]:
+    """Load a checkpoint into the model and optimizer; the counters and this rank's position."""
+    saved = checkpoint["model_config"]
+    if saved != model.config.to_dict():
+        differences = ", ".join(
+            f"{key}: {saved.get(key)} vs {value}"
+            for key, value in model.config.to_dict().items()
+            if saved.get(key) != value
+        )
+        raise InputError(
+            f"{out}: the checkpoint is of another model ({differences}); use the same --preset "
+            "and options"
+        )
+    if dist.world_size != len(checkpoint["data_position"]):
+        raise InputError(
+            f"{out}: the checkpoint was written by {len(checkpoint['data_position'])} "
+            f"processes, not {dist.world_size}"
+        )
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    counters = Counters(
+        checkpoint["step"], checkpoint["tokens"], checkpoint["molecules"], checkpoint["elapsed"]
+    )
+    return counters, checkpoint["data_position"][dist.rank]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -19,18 +17,25 @@ from ..environment import (
     release_free_memory,
     resolve_precision,
 )
-from ..errors import InputError
 from ..model import ExLMConfig, ExLMModel, save_model
 from ..outputs import atomic_write_text
 from ..tokenizer import SmilesTokenizer
-from .batches import BatchStream, epoch_batches
-from .checkpoints import check_run_folder, checkpoint_paths, load_checkpoint, save_checkpoint
+from .batches import BatchStream
+from .checkpoints import (
+    Counters,
+    check_run_folder,
+    checkpoint_paths,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+)
 from .config import PretrainConfig, learning_rate, run_progress
-from .corpus import CorpusSources, PackedCorpus, prepare_corpora, write_run_tokenizer
+from .corpus import CorpusSources, prepare_corpora, write_run_tokenizer
 from .distributed import Distributed, gather_positions, rank0_view, setup_distributed
 from .runlog import RunLog, Window
+from .stopping import StopSignal
+from .validation import validate
 
-VALIDATION_SEED = 12_345
 TRIM_EVERY = 10  # steps between handing freed memory back to the OS
 
 
@@ -42,41 +47,6 @@ class PretrainResult:
     out: Path
     rank: int = 0
     stopped: bool = False  # stopped early on SIGTERM / Ctrl-C, with a checkpoint to resume from
-
-
-@dataclass
-class Counters:
-    """How far a run is: saved in every checkpoint."""
-
-    step: int = 0
-    tokens: int = 0
-    molecules: int = 0
-    elapsed: float = 0.0  # seconds of training
-
-
-class StopSignal:
-    """SIGTERM (a scheduler's preemption, ``kill``) or Ctrl-C asks the run to stop after the
-    current step, with a checkpoint; a second Ctrl-C interrupts at once."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.received: int | None = None
-        self._previous: dict = {}
-
-    def __enter__(self) -> StopSignal:
-        if threading.current_thread() is threading.main_thread():  # signal handlers live there
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
 
 
 def pretrain(config: PretrainConfig) -> PretrainResult:
@@ -111,35 +81,6 @@ def build_optimizer(model: ExLMModel, lr: float, weight_decay: float) -> torch.o
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
-
-
-def restore(
-    checkpoint: dict, model: ExLMModel, optimizer, dist: Distributed, out: Path
-) -> tuple[Counters, dict]:
-    """Load a checkpoint into the model and optimizer; the counters and this rank's position."""
-    saved = checkpoint["model_config"]
-    if saved != model.config.to_dict():
-        differences = ", ".join(
-            f"{key}: {saved.get(key)} vs {value}"
-            for key, value in model.config.to_dict().items()
-            if saved.get(key) != value
-        )
-        raise InputError(
-            f"{out}: the checkpoint is of another model ({differences}); use the same --preset "
-            "and options"
-        )
-    if dist.world_size != len(checkpoint["data_position"]):
-        raise InputError(
-            f"{out}: the checkpoint was written by {len(checkpoint['data_position'])} "
-            f"processes, not {dist.world_size}"
-        )
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    torch.set_rng_state(checkpoint["torch_rng"])
-    counters = Counters(
-        checkpoint["step"], checkpoint["tokens"], checkpoint["molecules"], checkpoint["elapsed"]
-    )
-    return counters, checkpoint["data_position"][dist.rank]
 
 
 @dataclass
@@ -182,44 +123,6 @@ def train_step(
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return stats
-
-
-def validate(
-    model: ExLMModel,
-    tokenizer: SmilesTokenizer,
-    corpus: PackedCorpus,
-    batch_tokens: int,
-    device,
-    autocast,
-) -> dict:
-    """Validation loss and masked-token top-1 accuracy, with fixed masks.
-
-    Accuracy: the share of masked tokens predicted exactly. MLM predicts each masked position's
-    most probable token; ExLM decodes the best DAG path of M + 2 states (transitions times each
-    state's most probable token, without looking at the targets) and reads its inner states.
-    """
-    model.eval()
-    generator = torch.Generator(device="cpu").manual_seed(VALIDATION_SEED)
-    losses, correct, total, dropped = [], 0, 0, 0
-    with torch.no_grad(), autocast:
-        for batch in epoch_batches(corpus.lengths, 0, VALIDATION_SEED, 0, 1, batch_tokens):
-            ids = tokenizer.encode_batch(corpus.smiles(batch))
-            masks = model.choose_masks(ids, generator)
-            out = model(ids.to(device), masks.to(device), with_predictions=True)
-            finite = torch.isfinite(out.molecule_loss)
-            losses.append(out.molecule_loss[finite].float().cpu())
-            dropped += int((~finite).sum())
-            valid = out.target_valid
-            correct += int((out.predictions[valid] == out.targets[valid]).sum())
-            total += int(valid.sum())
-    model.train()
-    losses = torch.cat(losses) if losses else torch.zeros(0)
-    return {
-        # None (JSON null), not NaN, when no molecule gave a finite loss (an empty set, say).
-        "val_loss": float(losses.mean()) if len(losses) else None,
-        "val_accuracy": correct / max(total, 1),
-        "val_dropped": dropped,
-    }
 
 
 def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:

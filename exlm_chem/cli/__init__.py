@@ -1,0 +1,16 @@
+"""The ``exlm-chem`` command line: a thin typer layer over the library functions, one module
+per concern (chemprop-style); this package registers every command on `app`.
+
+The commands import the library inside their bodies: ``exlm-chem --help`` should not wait for
+torch, RDKit or DeepChem to load."""
+
+from .app import app, info, main, tokenize
+from .benchmark import benchmark
+from .embed import embed
+from .pretrain import export, pretrain
+
+# In the order `exlm-chem --help` lists them.
+for command in (info, tokenize, embed, pretrain, export, benchmark):
+    app.command()(command)
+
+__all__ = ["app", "main"]

@@ -1,0 +1,116 @@
+"""The command-line application, its small commands, and how errors reach the user."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from ..errors import InputError
+
+app = typer.Typer(
+    help="SMILES representation learning with ExLM: tokenize, pretrain, embed and benchmark.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def info() -> None:
+    """Print package, library and device information, and where the default model is."""
+    from ..environment import describe_environment
+
+    for key, value in describe_environment().items():
+        typer.echo(f"{key}: {value}")
+
+
+def tokenize(
+    input: Path | None = typer.Argument(
+        None, help="Molecule file (csv, tsv, smi, txt, sdf; optionally .gz)."
+    ),
+    smiles: str | None = typer.Option(
+        None, "--smiles", "-s", help="Tokenize this SMILES instead of a file."
+    ),
+    smiles_column: str | None = typer.Option(None, help="SMILES column of a CSV/TSV file."),
+    ids: bool = typer.Option(False, "--ids", help="Print token ids instead of tokens."),
+    tokenizer: Path | None = typer.Option(
+        None, help="tokenizer.json for --ids (default: the default model's)."
+    ),
+) -> None:
+    """Print the tokens (or ids) of each molecule, one molecule per line."""
+    from ..environment import default_model_dir
+    from ..io import tokenize_file
+    from ..smiles import tokenize_smiles
+    from ..tokenizer import SmilesTokenizer
+
+    if (input is None) == (smiles is None):
+        raise InputError("give either an INPUT file or --smiles, not both or neither")
+    vocab = None
+    if ids:
+        vocab = SmilesTokenizer.load(tokenizer or default_model_dir() / "tokenizer.json")
+    if smiles is not None:
+        try:
+            pieces = vocab.encode(smiles) if vocab else tokenize_smiles(smiles)
+        except ValueError as exc:
+            raise InputError(f"--smiles: {exc}") from None
+        typer.echo(" ".join(map(str, pieces)))
+        return
+    for _, pieces in tokenize_file(input, smiles_column=smiles_column, tokenizer=vocab):
+        typer.echo(" ".join(map(str, pieces)))
+
+
+def show_progress_messages() -> None:
+    """Our progress messages on stderr; other libraries' (DeepChem logs every epoch) stay quiet."""
+    import logging
+
+    class CurrentStderr(logging.StreamHandler):
+        """Writes to sys.stderr as it is at each message (tests and notebooks replace it)."""
+
+        stream = property(lambda self: sys.stderr, lambda self, value: None)
+
+    logger = logging.getLogger("exlm_chem")
+    if not any(type(h).__name__ == "CurrentStderr" for h in logger.handlers):
+        handler = CurrentStderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _click_exceptions():
+    """click's exception classes, as the installed typer uses them (recent typers bundle click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; bad input (ours or a usage error) becomes one line starting
+    with ``error:`` and exit status 2, Ctrl-C the line ``interrupted`` and status 130."""
+    click = _click_exceptions()
+    try:
+        status = app(args=argv, standalone_mode=False)
+    except InputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help(), err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "exlm-chem"
+        typer.echo(f"error: {exc.format_message()} (see {command} --help)", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code or 1)
+    except (KeyboardInterrupt, typer.Abort):
+        status = 130
+    if status == 130:  # typer turns Ctrl-C into exit status 130 without a word
+        typer.echo("interrupted", err=True)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

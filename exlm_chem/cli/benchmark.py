@@ -1,0 +1,74 @@
+"""``exlm-chem benchmark``: MoleculeNet, side by side with the baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import InputError
+from .app import show_progress_messages
+
+
+def benchmark(
+    datasets: str = typer.Option(
+        "bbbp,bace,clintox,tox21,toxcast,sider,esol,freesolv,lipo",
+        help="Comma-separated MoleculeNet sets: bbbp, bace, clintox, tox21, toxcast, sider, "
+        "hiv, muv, esol, freesolv, lipo.",
+    ),
+    data_dir: Path | None = typer.Option(
+        None, help="Folder with the MoleculeNet files (DeepChem downloads what is missing)."
+    ),
+    features: str = typer.Option(
+        "exlm,ecfp,random", help="exlm[:DIR], ecfp, random[:DIR], mlm:DIR (comma-separated)."
+    ),
+    probe: str = typer.Option(
+        "logreg", help="Probes on frozen features: logreg, rf, mlp, deepchem (comma-separated)."
+    ),
+    finetune: bool = typer.Option(
+        False, "--finetune", help="Also fine-tune each model end to end."
+    ),
+    split: str = typer.Option(
+        "scaffold", help="scaffold (DeepChem's, deterministic) or random_scaffold (seeded)."
+    ),
+    seeds: str = typer.Option("0", help="Comma-separated seeds."),
+    out: Path = typer.Option(..., help="Output folder: results.json/.csv/.md and plots."),
+    cache_dir: Path | None = typer.Option(None, help="Featurized-data cache (default: OUT/cache)."),
+    resume: bool = typer.Option(
+        False, help="Keep the results already in OUT/results.json; compute only the missing ones."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start again in an OUT that already holds results."
+    ),
+) -> None:
+    """Run MoleculeNet benchmarks: ExLM next to ECFP4, MLM and the random-init control."""
+    import logging
+
+    # The MoleculeNet package imports DeepChem, slow to import: only for this command.
+    from ..moleculenet.datasets import DATASETS
+    from ..moleculenet.features import parse_features
+    from ..moleculenet.probes import PROBES
+    from ..moleculenet.suite import parse_list, run_benchmark
+
+    show_progress_messages()
+    # DeepChem warns about optional back-ends it lacks (TensorFlow, JAX) and per-molecule
+    # details; the benchmark reports the molecules kept per dataset instead.
+    logging.getLogger("deepchem").setLevel(logging.ERROR)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--seeds must be comma-separated integers, not {seeds!r}") from None
+    run_benchmark(
+        parse_list(datasets, DATASETS, "datasets"),
+        parse_features(features),
+        parse_list(probe, PROBES, "probes"),
+        out,
+        data_dir=data_dir,
+        split=split,
+        seeds=seed_list,
+        finetune=finetune,
+        cache_dir=cache_dir,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    typer.echo(f"results in {out / 'results.md'}", err=True)

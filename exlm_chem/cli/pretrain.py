@@ -1,0 +1,142 @@
+"""``exlm-chem pretrain`` and ``exlm-chem export``: train a model, ship it with a card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import InputError
+from ..training.config import PretrainConfig, parse_duration
+from .app import show_progress_messages
+
+STOPPED_EXIT_CODE = 143  # a pretraining run stopped by SIGTERM / Ctrl-C (128 + SIGTERM), resumable
+
+
+def _default(name: str):
+    """A pretraining setting's default, from its one home (PretrainConfig)."""
+    return PretrainConfig.__dataclass_fields__[name].default
+
+
+def pretrain(
+    corpus: list[Path] = typer.Option(
+        ..., help="Corpus file(s): any molecule file format; repeat the option for several."
+    ),
+    out: Path = typer.Option(
+        ..., help="Run folder: checkpoints, logs, the final model in OUT/model."
+    ),
+    objective: str = typer.Option(
+        _default("objective"), help="exlm, or mlm for the plain masked-LM baseline."
+    ),
+    preset: str = typer.Option(_default("preset"), help="Model size: tiny, small or base."),
+    k: int | None = typer.Option(
+        _default("k"),
+        help="States per <mask>, <s> and </s> (ExLM; default 4). The plain MLM is k = 1.",
+    ),
+    max_steps: int | None = typer.Option(
+        _default("max_steps"), help="Stop after this many optimizer steps."
+    ),
+    max_tokens: int | None = typer.Option(
+        _default("max_tokens"), help="Stop after this many training tokens."
+    ),
+    max_time: str | None = typer.Option(
+        None, help="Stop after this much training time, e.g. 20m, 2h, 1h30m."
+    ),
+    batch_tokens: int = typer.Option(
+        _default("batch_tokens"), help="Padded tokens per batch (per process)."
+    ),
+    grad_accum: int = typer.Option(_default("grad_accum"), help="Batches per optimizer step."),
+    lr: float = typer.Option(_default("lr"), help="Peak learning rate."),
+    warmup: float = typer.Option(_default("warmup"), help="Warm-up, as a fraction of the run."),
+    schedule: str = typer.Option(_default("schedule"), help="Decay after warm-up: linear or poly."),
+    weight_decay: float = typer.Option(_default("weight_decay")),
+    clip: float = typer.Option(_default("clip"), help="Gradient-norm clipping (0: off)."),
+    val_corpus: Path | None = typer.Option(
+        _default("val_corpus"),
+        help="Validation molecules (default: a held-out slice of the corpus).",
+    ),
+    val_size: int = typer.Option(_default("val_size"), help="Validation molecules used."),
+    val_every: int = typer.Option(_default("val_every"), help="Validate every N steps."),
+    log_every: int = typer.Option(_default("log_every"), help="Log every N steps."),
+    checkpoint_every: int = typer.Option(
+        _default("checkpoint_every"), help="Checkpoint every N steps."
+    ),
+    keep_checkpoints: int = typer.Option(_default("keep_checkpoints"), help="Checkpoints kept."),
+    tokenizer: Path | None = typer.Option(
+        _default("tokenizer"),
+        help="A tokenizer.json to use instead of building one from the corpus.",
+    ),
+    corpus_cache: Path | None = typer.Option(
+        _default("corpus_cache"),
+        help="Folder for the prepared corpus, shareable between runs (default: OUT/corpus).",
+    ),
+    smiles_column: str | None = typer.Option(
+        _default("smiles_column"), help="SMILES column of CSV/TSV corpora."
+    ),
+    canonicalize: bool = typer.Option(
+        _default("canonicalize"), help="RDKit-canonicalize the corpus."
+    ),
+    augment: bool = typer.Option(_default("augment"), help="Randomized-SMILES augmentation."),
+    max_length: int = typer.Option(
+        _default("max_length"), help="Longest token sequence, <s> and </s> included."
+    ),
+    resume: bool = typer.Option(
+        _default("resume"), help="Continue the run in OUT from its latest checkpoint."
+    ),
+    seed: int = typer.Option(_default("seed")),
+    precision: str = typer.Option(
+        _default("precision"), help="auto, fp32 or bf16 (auto: bf16 where it is native)."
+    ),
+    threads: int | None = typer.Option(
+        _default("threads"), help="CPU threads (default: torch's choice)."
+    ),
+) -> None:
+    """Pretrain ExLM (or the plain-MLM baseline) on a SMILES corpus; resumable; torchrun-ready."""
+    from ..training.loop import pretrain as run_pretraining
+
+    show_progress_messages()
+    # Every option above is a PretrainConfig field of the same name: pass them on as they are.
+    settings = {
+        name: value
+        for name, value in locals().items()
+        if name in PretrainConfig.__dataclass_fields__
+    }
+    settings["max_time"] = parse_duration(max_time) if max_time else None
+    result = run_pretraining(PretrainConfig(**settings))
+    if result.stopped:
+        raise typer.Exit(STOPPED_EXIT_CODE)
+    if result.rank == 0:
+        typer.echo(
+            f"done: {result.step} steps, {result.tokens:,} tokens; model in {result.out / 'model'}"
+        )
+
+
+def export(
+    run: Path = typer.Argument(..., help="A pretraining run folder (OUT of exlm-chem pretrain)."),
+    to: Path = typer.Option(
+        ...,
+        "--to",
+        help="Model folder to write: weights, config, tokenizer, curves, MODEL_CARD.md.",
+    ),
+    fp16: bool = typer.Option(
+        False, "--fp16", help="Store the weights in float16 (half the size)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a model already in the --to folder."
+    ),
+) -> None:
+    """Export a run's model (final, or its latest checkpoint) as a model folder with a card."""
+    import torch
+
+    from ..model_card import export_model
+
+    if not run.is_dir():
+        raise InputError(f"{run}: not a run folder")
+    facts = export_model(
+        run, to, dtype=torch.float16 if fp16 else torch.float32, overwrite=overwrite
+    )
+    typer.echo(
+        f"exported step {facts['step']} to {to}; embeddings within "
+        f"{facts['embedding_max_abs_difference']:.1e} of float32",
+        err=True,
+    )
