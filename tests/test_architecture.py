@@ -31,7 +31,9 @@ def top_level_imports(path: Path) -> set[str]:
             for alias in node.names:
                 submodule = f"{target}.{alias.name}"
                 as_file = PACKAGE.parent / Path(*submodule.split("."))
-                is_module = as_file.with_suffix(".py").exists() or (as_file / "__init__.py").exists()
+                is_module = (
+                    as_file.with_suffix(".py").exists() or (as_file / "__init__.py").is_file()
+                )
                 found.add(submodule if is_module else target)
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("exlm_chem")}
@@ -58,11 +60,15 @@ def test_no_import_cycles():
 
 
 def test_no_module_is_a_hall():
-    sizes = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    sizes = {
+        str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")
+    }
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
 
 
-def test_the_embed_path_parses_and_tokenizes_each_molecule_once(model, drug_smiles, tmp_path, monkeypatch):
+def test_the_embed_path_parses_and_tokenizes_each_molecule_once(
+    model, drug_smiles, tmp_path, monkeypatch
+):
     from rdkit import Chem
 
     from exlm_chem import ExLMFeaturizer, embed, embed_file, smiles
@@ -74,7 +80,8 @@ def test_the_embed_path_parses_and_tokenizes_each_molecule_once(model, drug_smil
     assert len(readable) >= len(drug_smiles) - 2
     drug_smiles = readable
     counts = Counter()
-    parse, regex_tokens, flat_ids = Chem.MolFromSmiles, smiles.regex_tokens, SmilesTokenizer._flat_ids
+    parse, regex_tokens = Chem.MolFromSmiles, smiles.regex_tokens
+    flat_ids = SmilesTokenizer._flat_ids
 
     def counting(what, function):
         def wrapper(*args, **kwargs):
