@@ -12,11 +12,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from . import defaults
 from .errors import InputError
 from .model import ExLMModel, load_model
 from .smiles import parse_smiles, quiet_rdkit, smiles_problem
 
-DEFAULT_BATCH_SIZE = 128
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -167,10 +167,10 @@ def embed_molecules(
 def embed(
     smiles: Iterable[str] | str,
     model: ExLMModel | str | Path | None = None,
-    pooling: str = "mean",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    pooling: str = defaults.POOLING,
+    batch_size: int = defaults.BATCH_SIZE,
     device: str | torch.device | None = None,
-    precision: str = "fp32",
+    precision: str = defaults.PRECISION,
     errors: str = "warn",
     canonicalize: bool = True,
     strict_atoms: bool = False,

@@ -10,7 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .embedding import DEFAULT_BATCH_SIZE, embed_molecules
+from . import defaults
+from .embedding import embed_molecules
 from .errors import InputError
 from .io import estimate_records, read_molecule_chunks
 from .model import ExLMModel, load_model
@@ -100,10 +101,10 @@ def embed_file(
     smiles_column: str | None = None,
     id_column: str | None = None,
     model: ExLMModel | str | Path | None = None,
-    pooling: str = "mean",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    pooling: str = defaults.POOLING,
+    batch_size: int = defaults.BATCH_SIZE,
     device: str | None = None,
-    precision: str = "fp32",
+    precision: str = defaults.PRECISION,
     invalid: str = "keep",
     canonicalize: bool = True,
     shard: tuple[int, int] | None = None,

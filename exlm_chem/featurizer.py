@@ -12,7 +12,8 @@ from collections import Counter
 import numpy as np
 from deepchem.feat import MolecularFeaturizer
 
-from .embedding import DEFAULT_BATCH_SIZE, embed_molecules, model_fingerprint
+from . import defaults
+from .embedding import embed_molecules, model_fingerprint
 from .model import load_model
 
 logger = logging.getLogger(__name__)
@@ -35,10 +36,10 @@ class ExLMFeaturizer(MolecularFeaturizer):
     def __init__(
         self,
         model=None,
-        pooling: str = "mean",
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        pooling: str = defaults.POOLING,
+        batch_size: int = defaults.BATCH_SIZE,
         device=None,
-        precision: str = "fp32",
+        precision: str = defaults.PRECISION,
         canonicalize: bool = True,
     ):
         self.model = model

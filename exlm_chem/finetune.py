@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import defaults
 from .embedding import load_model, prepare_smiles
 from .environment import cpu_has_native_bf16
 from .errors import InputError
@@ -77,8 +78,8 @@ def finetune_predictions(
         base.eval()
         outputs = []
         with torch.inference_mode(), autocast:
-            for i in range(0, len(encoded), 128):
-                ids = encoded.batch(range(i, min(i + 128, len(encoded))))
+            for i in range(0, len(encoded), defaults.BATCH_SIZE):
+                ids = encoded.batch(range(i, min(i + defaults.BATCH_SIZE, len(encoded))))
                 outputs.append(head(base.embed_states(ids).pooled).float())
         base.train()
         out = torch.cat(outputs).numpy()

@@ -6,7 +6,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .embedding import DEFAULT_BATCH_SIZE, embed
+from . import defaults
+from .embedding import embed
 from .model import load_model
 
 
@@ -28,10 +29,10 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         model=None,
-        pooling: str = "mean",
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        pooling: str = defaults.POOLING,
+        batch_size: int = defaults.BATCH_SIZE,
         device=None,
-        precision: str = "fp32",
+        precision: str = defaults.PRECISION,
         errors: str = "raise",
         canonicalize: bool = True,
     ):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from . import defaults
 from .errors import InputError
 from .smiles import (
     SMILES_REGEX,
@@ -42,7 +43,6 @@ _SELFIES_RE = re.compile(SELFIES_REGEX)
 
 PAD, BOS, EOS, MASK, UNK = "<pad>", "<s>", "</s>", "<mask>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, MASK, UNK)
-DEFAULT_MAX_LENGTH = 128
 
 
 class EncodingReport(NamedTuple):
@@ -73,7 +73,7 @@ class SmilesTokenizer:
         self,
         tokens: Sequence[str],
         *,
-        max_length: int = DEFAULT_MAX_LENGTH,
+        max_length: int = defaults.MAX_LENGTH,
         mode: str = "smiles",
         canonicalize: bool = False,
         randomize: bool = False,
@@ -317,7 +317,7 @@ class SmilesTokenizer:
             data = json.loads(path.read_text(encoding="utf-8"))
             vocab = data["model"]["vocab"]
             pattern = data["pre_tokenizer"]["pattern"]["Regex"]
-            max_length = (data.get("truncation") or {}).get("max_length", DEFAULT_MAX_LENGTH)
+            max_length = (data.get("truncation") or {}).get("max_length", defaults.MAX_LENGTH)
         except FileNotFoundError:
             raise InputError(f"{path}: tokenizer file not found") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:

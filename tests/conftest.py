@@ -1,4 +1,4 @@
-import os
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -7,15 +7,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def find_shared_data() -> Path | None:
-    """The shared data folder: $EXLM_DATA_DIR, or shared/data beside the repository."""
-    candidates = [os.environ.get("EXLM_DATA_DIR")] + [
-        str(p / "shared" / "data") for p in REPO.parents
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "zinc").is_dir():
-            return Path(candidate)
-    return None
+def load_benchmark_script(name: str):
+    """A script of benchmarks/ as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# One place knows where the shared data folder is, for the benchmarks and the tests.
+find_shared_data = load_benchmark_script("common").shared_data_dir
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    return load_benchmark_script
 
 
 @pytest.fixture(scope="session")

@@ -401,20 +401,8 @@ def test_benchmark_checks_its_arguments_before_creating_anything(run_cli, tmp_pa
     assert code == 2 and "already holds results; pass --resume" in err
 
 
-def test_a_bounded_fuzz_of_the_readers_finds_no_traceback_and_no_partial_file():
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_inputs.py"
-    spec = importlib.util.spec_from_file_location("fuzz_inputs", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-
-    result = module.fuzz(examples=200, embed_every=5)
-    assert (
-        result["cases"] == 200
-        and result["refused"] > 0
-        and result["read"] > 0
-        and result["embedded"] > 0
-    )
+def test_a_bounded_fuzz_of_the_readers_finds_no_traceback_and_no_partial_file(benchmark_script):
+    result = benchmark_script("fuzz_inputs").fuzz(examples=200, embed_every=5)
+    assert result["cases"] == 200 and result["refused"] > 0
+    assert result["read"] > 0 and result["embedded"] > 0
     assert result["failures"] == 0, result["failure_examples"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from .. import defaults
 from ..errors import InputError
 
 
@@ -30,11 +31,11 @@ def embed(
     model: Path | None = typer.Option(
         None, help="Model directory (default: the model shipped with the package)."
     ),
-    pooling: str = typer.Option("mean", help="mean (over the atom-level tokens) or cls."),
-    batch_size: int = typer.Option(128, help="Molecules per forward pass."),
+    pooling: str = typer.Option(defaults.POOLING, help="mean (over the atom-level tokens) or cls."),
+    batch_size: int = typer.Option(defaults.BATCH_SIZE, help="Molecules per forward pass."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N or auto (default: cpu)."),
     precision: str = typer.Option(
-        "fp32", help="fp32 (reproducible) or bf16 (fast on native-bf16 hardware)."
+        defaults.PRECISION, help="fp32 (reproducible) or bf16 (fast on native-bf16 hardware)."
     ),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Drop invalid SMILES instead of writing NaN rows."
@@ -77,10 +78,9 @@ def embed(
     )
     action = "skipped" if skip_invalid else "written as NaN rows"
     typer.echo(
-        f"{counts['written']} molecules embedded into {counts['output']}; {counts['invalid']} "
-        f"invalid SMILES {action}; "
-        f"{counts['unknown_atoms']} with atoms outside the model's vocabulary (column "
-        "unknown_atoms), "
-        f"{counts['truncated']} truncated (column truncated)",
+        f"{counts['written']} molecules embedded into {counts['output']}; "
+        f"{counts['invalid']} invalid SMILES {action}; "
+        f"{counts['unknown_atoms']} with atoms outside the model's vocabulary "
+        f"(column unknown_atoms), {counts['truncated']} truncated (column truncated)",
         err=True,
     )

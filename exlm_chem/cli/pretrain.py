@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from .. import defaults
 from ..errors import InputError
 from ..training.config import PretrainConfig, parse_duration
 from .app import show_progress_messages
@@ -31,7 +32,7 @@ def pretrain(
     preset: str = typer.Option(_default("preset"), help="Model size: tiny, small or base."),
     k: int | None = typer.Option(
         _default("k"),
-        help="States per <mask>, <s> and </s> (ExLM; default 4). The plain MLM is k = 1.",
+        help=f"States per <mask>, <s> and </s> (ExLM; default {defaults.K}); the plain MLM is 1.",
     ),
     max_steps: int | None = typer.Option(
         _default("max_steps"), help="Stop after this many optimizer steps."

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .. import defaults
 from ..errors import InputError
-from ..tokenizer import DEFAULT_MAX_LENGTH
 
 PRESETS = {
     # For tests: trains in seconds, well under 1M parameters.
@@ -19,7 +19,6 @@ PRESETS = {
     "base": dict(num_layers=12, hidden_size=768, num_heads=12, dropout=0.1),
 }
 OBJECTIVES = ("exlm", "mlm")
-DEFAULT_K = 4  # states per <mask>, <s> and </s>: the method's default
 
 
 @dataclass
@@ -39,17 +38,17 @@ class ExLMConfig:
     num_heads: int = 4
     ffn_multiplier: int = 4
     dropout: float = 0.1
-    k: int | None = None  # None: DEFAULT_K for ExLM, 1 for the plain MLM
+    k: int | None = None  # None: defaults.K for ExLM, 1 for the plain MLM
     objective: str = "exlm"
     mask_rate: float = 0.15
-    max_length: int = DEFAULT_MAX_LENGTH
+    max_length: int = defaults.MAX_LENGTH
     transition_heads: int = 4
     rope_base: float = 10_000.0
     preset: str | None = None
 
     def __post_init__(self):
         if self.k is None:
-            self.k = 1 if self.objective == "mlm" else DEFAULT_K
+            self.k = 1 if self.objective == "mlm" else defaults.K
         # Checked before any use: a config file is user input, and a zero or a string here
         # would fail deep inside the model with a traceback.
         for name in (

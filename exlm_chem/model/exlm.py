@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import defaults
 from ..errors import InputError
 from ..tokenizer import SmilesTokenizer
 from .config import ExLMConfig
@@ -181,7 +182,9 @@ class ExLMModel(nn.Module):
 
     # -- embedding --------------------------------------------------------------------------
 
-    def embed_states(self, ids: torch.Tensor, pooling: str | None = "mean") -> EmbeddingOutput:
+    def embed_states(
+        self, ids: torch.Tensor, pooling: str | None = defaults.POOLING
+    ) -> EmbeddingOutput:
         """Hidden states of unmasked molecules; ``<s>`` and ``</s>`` expanded as in pretraining.
 
         pooling: ``mean`` over the real-token states, ``cls`` (the first ``<s>`` state), or None.

@@ -6,8 +6,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import defaults
 from ..errors import InputError
-from ..tokenizer import DEFAULT_MAX_LENGTH
 
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("linear", "poly")
@@ -44,7 +44,7 @@ class PretrainConfig:
     smiles_column: str | None = None
     canonicalize: bool = False
     augment: bool = False  # randomized SMILES
-    max_length: int = DEFAULT_MAX_LENGTH
+    max_length: int = defaults.MAX_LENGTH
     resume: bool = False
     seed: int = 0
     precision: str = "auto"

@@ -1,0 +1,11 @@
+"""Defaults shared by the library and the command line: one home each.
+
+Nothing heavy is imported here, so that the command line can show them in its help without
+loading torch. Pretraining's own settings live in `exlm_chem.training.config.PretrainConfig`.
+"""
+
+MAX_LENGTH = 128  # longest token sequence a model reads, <s> and </s> included
+K = 4  # states per <mask>, <s> and </s> in ExLM (the method's default); the plain MLM is k = 1
+POOLING = "mean"  # read-out of a molecule vector: mean over the real-token states, or cls
+BATCH_SIZE = 128  # molecules per forward pass when embedding
+PRECISION = "fp32"  # embedding precision: fp32 (reproducible) or bf16
