@@ -258,6 +258,8 @@ def test_bad_input_stops_before_training(corpus, tmp_path, run_cli):
     empty.write_text("")
     invalid = tmp_path / "invalid.smi"
     invalid.write_text("C1CC\nc1cccc1\n")
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "corpus.smi").write_text("CCO\nCCN\n")
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -278,6 +280,14 @@ def test_bad_input_stops_before_training(corpus, tmp_path, run_cli):
             ["--corpus", corpus, "--out", tmp_path / "nowhere" / "deeper"],
             "cannot create the output folder",
         ),
+        (
+            ["--corpus", corpus, "--out", tmp_path / "f", "--objective", "mlm", "--k", "8"],
+            "the plain-MLM objective is k = 1, not k = 8",
+        ),
+        (
+            ["--corpus", tmp_path / "g" / "corpus.smi", "--out", tmp_path / "g"],
+            "a corpus inside the run folder",
+        ),
     ]
     if os.geteuid() != 0:  # root may write anywhere
         cases.append(
@@ -286,6 +296,7 @@ def test_bad_input_stops_before_training(corpus, tmp_path, run_cli):
     for args, message in cases:
         code, _, err = run_cli(*base, *args)
         assert code == 2 and message in err and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "f").exists()  # refused before anything was written
 
     run = tmp_path / "run"
     pretrain(tiny(corpus, run, max_steps=4))

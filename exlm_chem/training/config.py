@@ -80,6 +80,7 @@ class PretrainConfig:
             )
         if self.preset not in PRESETS:
             raise InputError(f"--preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+        self.model_config(vocab_size=64)  # the model's own checks (k, shapes), before any work
 
     def model_config(self, vocab_size: int):
         """The ExLMConfig of this run's model (the preset, with this run's settings)."""
