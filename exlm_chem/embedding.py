@@ -16,6 +16,7 @@ from . import defaults
 from .errors import InputError
 from .model import ExLMModel, load_model
 from .smiles import parse_smiles, quiet_rdkit, smiles_problem
+from .tokenizer import EncodingReport
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -97,7 +98,7 @@ class Embedded(NamedTuple):
     errors: list[str | None]  # why a molecule is invalid, None where valid
     unknown_atoms: np.ndarray  # (n,) int: tokens outside the vocabulary, read as <unk>
     truncated: np.ndarray  # (n,) bool: cut to the model's max_length
-    fallback_atoms: np.ndarray  # (n,) int: atoms read as a nearby known token (none yet)
+    fallback_atoms: np.ndarray  # (n,) int: atoms outside the vocabulary read as a known neighbour
 
     @property
     def valid(self) -> np.ndarray:
@@ -154,14 +155,16 @@ def embed_molecules(
     prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
     n = len(prepared.smiles)
     vectors = np.full((n, model.config.hidden_size), np.nan, dtype=np.float32)
-    unknown = np.zeros(n, dtype=np.int64)
+    unknown, fallback = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     truncated = np.zeros(n, dtype=bool)
     good = np.array([i for i, p in enumerate(prepared.tokens) if p is not None], dtype=np.int64)
     if len(good):
-        vectors[good], unknown[good], truncated[good] = _embed_tokens(
+        vectors[good], report = _embed_tokens(
             [prepared.tokens[i] for i in good], model, pooling, batch_size, precision
         )
-    return Embedded(vectors, prepared.errors, unknown, truncated, np.zeros(n, dtype=np.int64))
+        unknown[good], truncated[good] = report.unknown_tokens, report.truncated
+        fallback[good] = report.fallback_tokens
+    return Embedded(vectors, prepared.errors, unknown, truncated, fallback)
 
 
 def embed(
@@ -222,8 +225,8 @@ def embed(
 def _embed_tokens(
     tokens: Sequence[list[str]], model: ExLMModel, pooling: str, batch_size: int, precision: str
 ):
-    """Vectors, unknown-token counts and truncation flags of molecules tokenized by
-    `prepare_smiles`."""
+    """Vectors of molecules tokenized by `prepare_smiles`, and what encoding lost of each
+    (an `EncodingReport` in input order)."""
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if batch_size < 1:
@@ -237,16 +240,16 @@ def _embed_tokens(
     # Sort by length so that each batch holds molecules of similar size.
     order = np.argsort([len(t) for t in tokens], kind="stable")
     out = np.empty((len(tokens), model.config.hidden_size), dtype=np.float32)
-    unknown = np.zeros(len(tokens), dtype=np.int64)
-    truncated = np.zeros(len(tokens), dtype=bool)
+    report = EncodingReport(*(np.zeros(len(tokens), dtype=d) for d in (np.int64, bool, np.int64)))
     was_training = model.training
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            ids, report = tokenizer.encode_tokens_with_report([tokens[i] for i in rows])
+            ids, batch_report = tokenizer.encode_tokens_with_report([tokens[i] for i in rows])
             pooled = model.embed_states(ids.to(device), pooling=pooling).pooled
             out[rows] = pooled.float().cpu().numpy()
-            unknown[rows], truncated[rows] = report.unknown_tokens, report.truncated
+            for column, values in zip(report, batch_report):
+                column[rows] = values
     model.train(was_training)
-    return out, unknown, truncated
+    return out, report

@@ -97,3 +97,49 @@ def randomize_smiles(smiles: str, seed: int = -1) -> str:
     if mol is None:
         raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
     return Chem.MolToRandomSmilesVect(mol, 1, randomSeed=seed)[0]
+
+
+# -- bracket atoms and their fallbacks ---------------------------------------------------------
+
+ELEMENTS = (
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se "
+    "Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb "
+    "Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm "
+    "Bk Cf Es Fm Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og"
+).split()
+ELEMENT_TOKENS = tuple(f"[{symbol}]" for symbol in ELEMENTS)
+_BRACKET_PARTS = ("isotope", "symbol", "chirality", "hydrogens", "charge", "atom_class")
+ORGANIC_SUBSET = {"B", "C", "N", "O", "P", "S", "F", "Cl", "Br", "I", "b", "c", "n", "o", "p", "s"}
+_BRACKET_ATOM = re.compile(
+    r"\[(?P<isotope>\d+)?(?P<symbol>[A-Z][a-z]?|[a-z][a-z]?)(?P<chirality>@@?(?:TH|AL|SP|TB|OH)?\d*)?"
+    r"(?P<hydrogens>H\d*)?(?P<charge>[+-]+\d*)?(?P<atom_class>:\d+)?\]"
+)
+
+
+def atom_fallbacks(token: str) -> list[str]:
+    """Known-ish stand-ins for an atom token, nearest first; [] for a token that is not an atom.
+
+    A bracket atom sheds, one at a time and cumulatively: its atom class and isotope (no
+    chemistry), its chirality (a refinement of the same atom), its hydrogen count (implied in
+    part by the charge and the bonds), then its charge; what is left is the element alone,
+    ``[Sn]``, then its organic-subset symbol (``N`` for ``[N]``), and for aromatic symbols the
+    aliphatic element. So ``[13CH3-]`` tries ``[CH3-]``, ``[C-]``, ``[C]``, ``C``; ``[Gd+3]``
+    tries ``[Gd]``. An organic-subset atom (``P``) falls back to its element token (``[P]``).
+    """
+    if token in ORGANIC_SUBSET:
+        return [f"[{token.capitalize()}]"] if token.islower() else [f"[{token}]"]
+    match = _BRACKET_ATOM.fullmatch(token)
+    if match is None:
+        return []
+    parts = match.groupdict(default="")
+    symbol = parts["symbol"]
+    element = symbol.capitalize() if symbol.islower() else symbol
+    if element not in ELEMENTS:
+        return []
+    candidates = []
+    for drop in ("atom_class", "isotope", "chirality", "hydrogens", "charge"):
+        parts[drop] = ""
+        candidates.append("[" + "".join(parts[k] for k in _BRACKET_PARTS) + "]")
+    candidates.append(f"[{element}]")
+    candidates += [s for s in (symbol, element) if s in ORGANIC_SUBSET]
+    return [c for c in dict.fromkeys(candidates) if c != token]

@@ -11,7 +11,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import chain, repeat
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -20,19 +20,21 @@ import numpy as np
 from . import defaults
 from .errors import InputError
 from .smiles import (
+    ELEMENT_TOKENS,
     SMILES_REGEX,
+    atom_fallbacks,
     canonicalize_smiles,
     randomize_smiles,
     regex_tokens,
     tokenize_smiles,
 )
+from .tokenizer_json import SELFIES_REGEX, SPECIAL_TOKENS, tokenizer_json
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 
-SELFIES_REGEX = r"(\[[^\]]*\]|\.)"
 # For whole batches joined by newlines: the same tokens as SMILES_REGEX with the single
 # characters folded into one class (faster), plus the newline as a separator that no bracket
 # atom may swallow.
@@ -41,15 +43,28 @@ _SMILES_BATCH_RE = re.compile(
 )
 _SELFIES_RE = re.compile(SELFIES_REGEX)
 
-PAD, BOS, EOS, MASK, UNK = "<pad>", "<s>", "</s>", "<mask>", "<unk>"
-SPECIAL_TOKENS = (PAD, BOS, EOS, MASK, UNK)
-
 
 class EncodingReport(NamedTuple):
     """What encoding lost, per SMILES of a batch."""
 
     unknown_tokens: np.ndarray  # int: tokens outside the vocabulary, read as <unk>
     truncated: np.ndarray  # bool: cut to the tokenizer's max_length
+    fallback_tokens: np.ndarray  # int: atoms outside the vocabulary read as a nearby known token
+
+
+class _TokenIds(dict):
+    """Token -> id, filled in on first sight for tokens outside the vocabulary: the id of the
+    nearest known stand-in (see `atom_fallbacks`) coded as ``-(id + 2)``, or ``<unk>``'s id."""
+
+    def __init__(self, token_to_id: dict[str, int], unk_id: int):
+        super().__init__(token_to_id)
+        self["\n"] = -1  # the row separator of batch encoding
+        self.unk_id = unk_id
+
+    def __missing__(self, token: str) -> int:
+        known = next((self[c] for c in atom_fallbacks(token) if c in self and self[c] >= 0), None)
+        self[token] = self.unk_id if known is None else -(known + 2)
+        return self[token]
 
 
 class SmilesTokenizer:
@@ -87,20 +102,21 @@ class SmilesTokenizer:
             raise InputError("the vocabulary lists a token twice")
         self.id_to_token = ordered
         self.token_to_id = {t: i for i, t in enumerate(ordered)}
-        self._batch_vocab = {**self.token_to_id, "\n": -1}
+        self._ids = _TokenIds(self.token_to_id, unk_id=4)
         self.max_length = max_length
         self.mode = mode
         self.canonicalize = canonicalize
         self.randomize = randomize
         self.pad_id, self.bos_id, self.eos_id, self.mask_id, self.unk_id = range(5)
         self.unknown_count = 0
+        self.fallback_count = 0
         self.truncated_count = 0
 
     # -- building -------------------------------------------------------------------------
 
     @classmethod
     def from_corpus(cls, smiles: Iterable[str], min_count: int = 1, **options) -> SmilesTokenizer:
-        """Build the vocabulary from a corpus: every token seen at least ``min_count`` times.
+        """Build the vocabulary from a corpus (see `from_counts`).
 
         SMILES that cannot be tokenized are skipped (and counted in a log message).
         """
@@ -114,10 +130,26 @@ class SmilesTokenizer:
                 skipped += 1
         if skipped:
             logger.warning("vocabulary: skipped %d SMILES that could not be tokenized", skipped)
-        kept = sorted(t for t, c in counts.items() if c >= min_count)
-        # Frequent tokens first: stable, readable ids.
-        kept.sort(key=lambda t: -counts[t])
+        return cls.from_counts(counts, min_count, **options)
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, int], min_count: int = 1, **options) -> SmilesTokenizer:
+        """A vocabulary of the tokens seen at least ``min_count`` times, most frequent first,
+        then one token per element (``[Sn]``) that is not among them: an element the corpus
+        never saw still gets a token of its own (for SMILES; SELFIES have no such tokens)."""
+        if min_count < 1:
+            raise InputError(f"the minimum token count must be at least 1, not {min_count}")
+        kept = [t for t, c in counts.items() if c >= min_count]
+        kept.sort(key=lambda t: (-counts[t], t))  # frequent first: stable, readable ids
+        if options.get("mode", "smiles") == "smiles":
+            kept += [t for t in ELEMENT_TOKENS if t not in set(kept)]
         return cls(kept, **options)
+
+    def fallback_of(self, token: str) -> str | None:
+        """The known token an atom outside the vocabulary is read as; None for a token in the
+        vocabulary or one read as ``<unk>``."""
+        code = self._ids[token]
+        return self.id_to_token[-code - 2] if code <= -2 else None
 
     def __len__(self) -> int:
         return len(self.id_to_token)
@@ -166,8 +198,7 @@ class SmilesTokenizer:
         if len("".join(tokens)) != len(text):
             for s in smiles:
                 tokenize_smiles(s)  # raises, naming the character and position
-        get = self._batch_vocab.get
-        return np.fromiter(map(get, tokens, repeat(self.unk_id)), dtype=np.int64, count=len(tokens))
+        return np.fromiter(map(self._ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
 
     def encode(self, smiles: str) -> list[int]:
         """Ids of ``<s> tokens </s>`` for one SMILES, truncated to ``max_length``."""
@@ -195,9 +226,7 @@ class SmilesTokenizer:
         self, token_lists: Sequence[list[str]], max_length: int | None = None
     ) -> tuple[torch.Tensor, EncodingReport]:
         """As `encode_batch_with_report`, for molecules already tokenized."""
-        id_lists = [
-            [self.token_to_id.get(t, self.unk_id) for t in tokens] for tokens in token_lists
-        ]
+        id_lists = [[self._ids[t] for t in tokens] for tokens in token_lists]
         flat = np.fromiter(
             chain.from_iterable(chain(ids, (-1,)) for ids in id_lists),
             dtype=np.int64,
@@ -210,6 +239,9 @@ class SmilesTokenizer:
     ) -> tuple[torch.Tensor, EncodingReport]:
         """Pad ids given as one array with rows separated by -1 (see `_flat_ids`)."""
         limit = max_length - 2
+        # Atoms read through a fallback are coded -(id + 2): note them, then use their id.
+        fallback = flat <= -2
+        flat = np.where(fallback, -flat - 2, flat)
         # Row of each flat entry, and its column once <s> takes column 0.
         separator = flat < 0
         row = np.cumsum(separator) - separator
@@ -222,7 +254,9 @@ class SmilesTokenizer:
         lengths = np.minimum(lengths, limit)
         # Unknown tokens are counted over the whole SMILES, the part cut off included.
         unknown = np.bincount(row[is_token & (flat == self.unk_id)], minlength=batch)
+        fallbacks = np.bincount(row[fallback], minlength=batch)
         self.unknown_count += int(unknown.sum())
+        self.fallback_count += int(fallbacks.sum())
         self.truncated_count += int(truncated.sum())
         out = np.full((batch, int(lengths.max(initial=0)) + 2), self.pad_id, dtype=np.int64)
         out[row[keep], column[keep]] = flat[keep]
@@ -230,7 +264,7 @@ class SmilesTokenizer:
         out[np.arange(batch), lengths + 1] = self.eos_id
         import torch  # here, so that reading the vocabulary (the CLI's defaults) stays light
 
-        return torch.from_numpy(out), EncodingReport(unknown, truncated)
+        return torch.from_numpy(out), EncodingReport(unknown, truncated, fallbacks)
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         """The string of a sequence of ids (a SMILES; SELFIES are decoded back to SMILES)."""
@@ -248,60 +282,7 @@ class SmilesTokenizer:
 
     def to_dict(self) -> dict:
         """The Hugging Face ``tokenizer.json`` representation."""
-        pattern = SMILES_REGEX if self.mode == "smiles" else SELFIES_REGEX
-
-        def template_piece(name, kind):
-            return {kind: {"id": name, "type_id": 0}}
-
-        return {
-            "version": "1.0",
-            "truncation": {
-                "direction": "Right",
-                "max_length": self.max_length,
-                "strategy": "LongestFirst",
-                "stride": 0,
-            },
-            "padding": None,
-            "added_tokens": [
-                {
-                    "id": i,
-                    "content": t,
-                    "single_word": False,
-                    "lstrip": False,
-                    "rstrip": False,
-                    "normalized": False,
-                    "special": True,
-                }
-                for i, t in enumerate(SPECIAL_TOKENS)
-            ],
-            "normalizer": None,
-            "pre_tokenizer": {
-                "type": "Split",
-                "pattern": {"Regex": pattern},
-                "behavior": "Isolated",
-                "invert": False,
-            },
-            "post_processor": {
-                "type": "TemplateProcessing",
-                "single": [
-                    template_piece(BOS, "SpecialToken"),
-                    template_piece("A", "Sequence"),
-                    template_piece(EOS, "SpecialToken"),
-                ],
-                "pair": [
-                    template_piece(BOS, "SpecialToken"),
-                    template_piece("A", "Sequence"),
-                    template_piece(EOS, "SpecialToken"),
-                    {"Sequence": {"id": "B", "type_id": 1}},
-                    {"SpecialToken": {"id": EOS, "type_id": 1}},
-                ],
-                "special_tokens": {
-                    t: {"id": t, "ids": [self.token_to_id[t]], "tokens": [t]} for t in (BOS, EOS)
-                },
-            },
-            "decoder": None,
-            "model": {"type": "WordLevel", "vocab": dict(self.token_to_id), "unk_token": UNK},
-        }
+        return tokenizer_json(self.id_to_token, self.max_length, self.mode)
 
     def save(self, path: str | Path) -> None:
         """Write the tokenizer as one JSON file (atomically)."""

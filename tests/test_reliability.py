@@ -159,10 +159,12 @@ def test_whitespace_inside_a_smiles_makes_it_invalid_everywhere(
 def test_unknown_atoms_and_truncation_are_counted_marked_and_refused_on_request(
     run_cli, model, model_dir, tmp_path
 ):
-    smiles = ["CCO", "CBr", "BrCCBr", LONG_ALKANE]  # the tiny model's vocabulary has no Br
+    # The tiny model's vocabulary has no "*" (no fallback: <unk>) and no Br (read as [Br]).
+    smiles = ["CCO", "C*", "*CC*", LONG_ALKANE, "CBr"]
     with pytest.warns(
         UserWarning,
-        match=r"of 4 valid molecules, 2 with atoms outside .*; 1 truncated to 128 tokens",
+        match=r"of 5 valid molecules, 2 with atoms outside .*; 1 with atoms read as a nearby "
+        r"known token; 1 truncated to 128 tokens",
     ):
         embed(smiles, model)
     with pytest.raises(InputError, match=r"index 1 is not read in full \(1 tokens outside"):
@@ -170,27 +172,27 @@ def test_unknown_atoms_and_truncation_are_counted_marked_and_refused_on_request(
     path = tmp_path / "m.csv"
     pd.DataFrame({"smiles": smiles}).to_csv(path, index=False)
     code, _, err = run_cli("embed", path, "-o", tmp_path / "e.parquet", "--model", model_dir)
-    assert (
-        code == 0 and "2 with atoms outside the model's vocabulary" in err and "1 truncated" in err
-    ), err
+    assert code == 0, err
+    assert "2 with atoms outside the model's vocabulary" in err and "1 truncated" in err, err
+    assert "1 with atoms read as a nearby known token" in err, err
     table = pd.read_parquet(tmp_path / "e.parquet")
-    assert table["unknown_atoms"].tolist() == [0, 1, 2, 0]
-    assert table["truncated"].tolist() == [False, False, False, True]
-    assert table["fallback_atoms"].tolist() == [0, 0, 0, 0] and table["valid"].all()
+    assert table["unknown_atoms"].tolist() == [0, 1, 2, 0, 0]
+    assert table["truncated"].tolist() == [False, False, False, True, False]
+    assert table["fallback_atoms"].tolist() == [0, 0, 0, 0, 1] and table["valid"].all()
     code, _, err = run_cli(
         "embed", path, "-o", tmp_path / "s.parquet", "--model", model_dir, "--strict-atoms"
     )
     assert code == 2 and "row 3: not read in full" in err and not (tmp_path / "s.parquet").exists()
 
 
-def test_molecules_that_share_a_vector_only_through_unknown_atoms_are_flagged(model):
+def test_salts_that_shared_an_unknown_token_are_told_apart_by_their_elements(model):
     from exlm_chem.embedding import embed_molecules
 
+    # Before element tokens and fallbacks, [Br-], [I-] and [Na+] were all <unk> to this model.
     result = embed_molecules(["[Br-].[Na+]", "[I-].[Na+]"], model, "mean", 8, "fp32", True)
-    np.testing.assert_allclose(
-        result.vectors[0], result.vectors[1], atol=1e-6
-    )  # the model cannot tell them apart
-    assert (result.unknown_atoms > 0).all()  # and says so
+    assert not np.allclose(result.vectors[0], result.vectors[1], atol=1e-4)
+    assert result.fallback_atoms.tolist() == [2, 2]
+    assert result.unknown_atoms.tolist() == [1, 1]  # the "." of a salt: not in these drugs
 
 
 def test_a_bare_string_is_one_molecule(model, model_dir):

@@ -2,6 +2,7 @@ import gzip
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -81,12 +82,35 @@ def vocab(drug_smiles):
 def test_vocabulary_specials_and_min_count(drug_smiles):
     tok = SmilesTokenizer.from_corpus(drug_smiles)
     assert tok.id_to_token[:5] == ["<pad>", "<s>", "</s>", "<mask>", "<unk>"]
-    assert "[Pt]" in tok.token_to_id  # seen once
-    assert "[Pt]" not in SmilesTokenizer.from_corpus(drug_smiles, min_count=2).token_to_id
+    assert "[S+]" in tok.token_to_id  # seen once
+    assert "[S+]" not in SmilesTokenizer.from_corpus(drug_smiles, min_count=2).token_to_id
+    # Every element has a token, after the corpus's own: [Hg] though no drug here has mercury.
+    assert "[Hg]" in tok.token_to_id and tok.token_to_id["[Hg]"] > tok.token_to_id["[S+]"]
+    with pytest.raises(InputError, match="minimum token count must be at least 1"):
+        SmilesTokenizer.from_corpus(drug_smiles, min_count=0)
+
+
+def test_atoms_outside_the_vocabulary_fall_back_to_their_nearest_known_form():
+    counts = {t: 9 for t in ["C", "N", "[N+]", "[nH]", "c", "1", "O", "(", ")"]}
+    tok = SmilesTokenizer.from_counts(counts)
+    assert tok.fallback_of("[NH+]") == "[N+]"  # the hydrogen count goes before the charge
+    assert tok.fallback_of("[NH2+]") == "[N+]" and tok.fallback_of("[15NH+]") == "[N+]"
+    assert tok.fallback_of("[O-]") == "[O]"  # the element's own token
+    assert tok.fallback_of("[Gd+3]") == "[Gd]" and tok.fallback_of("[se]") == "[Se]"
+    assert tok.fallback_of("C") is None and tok.fallback_of("[Uuo]") is None  # known; unknown
+    ids, report = tok.encode_batch_with_report(["C[NH+](C)C", "[Gd+3]", "CC[Uuo]", "CCO"])
+    assert report.fallback_tokens.tolist() == [1, 1, 0, 0]
+    assert report.unknown_tokens.tolist() == [0, 0, 1, 0]
+    assert ids[0, 2] == tok.token_to_id["[N+]"] and ids[1, 1] == tok.token_to_id["[Gd]"]
+    # The token-list path agrees with the one-regex batch path.
+    tokens = [tok.tokenize(s) for s in ["C[NH+](C)C", "[Gd+3]", "CC[Uuo]", "CCO"]]
+    same_ids, same_report = tok.encode_tokens_with_report(tokens)
+    assert torch.equal(ids, same_ids)
+    assert all(np.array_equal(a, b) for a, b in zip(report, same_report))
 
 
 def test_encode_batch_pads_and_counts_unknowns(vocab):
-    ids = vocab.encode_batch(["CCO", "c1ccccc1", "CC[Se]C"])
+    ids = vocab.encode_batch(["CCO", "c1ccccc1", "CC[Uuo]C"])
     assert ids.dtype == torch.long and ids.shape == (3, 10)
     assert ids[0].tolist()[:5] == [
         vocab.bos_id,

@@ -81,6 +81,7 @@ def embed(
         f"{counts['written']} molecules embedded into {counts['output']}; "
         f"{counts['invalid']} invalid SMILES {action}; "
         f"{counts['unknown_atoms']} with atoms outside the model's vocabulary "
-        f"(column unknown_atoms), {counts['truncated']} truncated (column truncated)",
+        f"(column unknown_atoms), {counts['fallback_atoms']} with atoms read as a nearby known "
+        f"token (column fallback_atoms), {counts['truncated']} truncated (column truncated)",
         err=True,
     )
