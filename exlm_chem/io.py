@@ -232,6 +232,20 @@ def read_molecule_chunks(
         raise InputError(f"{path}: no molecules found")
 
 
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """The header of a ``.csv``/``.tsv`` file (optionally gzipped); [] for other formats."""
+    import pandas as pd
+
+    path = Path(path)
+    if _base_suffix(path) not in (".csv", ".tsv"):
+        return []
+    sep = "\t" if _base_suffix(path) == ".tsv" else ","
+    try:
+        return list(pd.read_csv(path, nrows=0, sep=sep, dtype=str).columns)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"{path}: cannot read as a table: {exc}") from None
+
+
 def estimate_records(path: str | os.PathLike) -> int:
     """About how many molecules a file holds, counted cheaply: its lines (less a table's
     header) or its SDF record ends. For progress reports, not for logic."""

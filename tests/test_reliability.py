@@ -148,11 +148,12 @@ def test_whitespace_inside_a_smiles_makes_it_invalid_everywhere(
     assert code == 2 and "row 2" in err
     # Pretraining corpora too: canonicalizing must not turn "C C" into methane.
     from exlm_chem.smiles import canonicalize_smiles
-    from exlm_chem.training.corpus import pack_corpus
+    from exlm_chem.training.corpus import PackedCorpus, pack_corpus
 
     with pytest.raises(ValueError):
         canonicalize_smiles("c1ccccc1 O")
-    corpus, stats, _ = pack_corpus([path], None, canonicalize=True)
+    stats = pack_corpus([path], None, canonicalize=True, directory=tmp_path / "packed")
+    corpus = PackedCorpus.load(tmp_path / "packed")
     assert corpus.smiles(range(len(corpus))) == ["CCO"] and stats.invalid_rdkit == 3
 
 
@@ -379,7 +380,11 @@ def test_an_empty_validation_set_logs_null_not_nan():
     tokenizer = SmilesTokenizer(["C", "O"])
     model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer)
     empty = PackedCorpus(
-        np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+        np.zeros(0, dtype=np.uint8),
+        np.zeros(1, dtype=np.int64),
+        np.zeros(0, dtype=np.int32),
+        np.zeros(0, dtype=np.int16),
+        [],
     )
     metrics = validate(model, tokenizer, empty, 1024, "cpu", torch.autocast("cpu", enabled=False))
     json.loads(json.dumps(metrics, allow_nan=False))  # strict JSON

@@ -63,6 +63,20 @@ def pretrain(
         _default("checkpoint_every"), help="Checkpoint every N steps."
     ),
     keep_checkpoints: int = typer.Option(_default("keep_checkpoints"), help="Checkpoints kept."),
+    min_token_count: int = typer.Option(
+        _default("min_token_count"),
+        help="Vocabulary: the corpus's tokens seen at least this often (rarer ones are read as "
+        "their nearest known form), plus one token per element.",
+    ),
+    source_weights: str | None = typer.Option(
+        _default("source_weights"),
+        help="Draws per epoch of each source's molecules (the corpus's source column, or the "
+        "file's name), e.g. moses=0.5,datagrok500k=2; unnamed sources: 1.",
+    ),
+    workers: int | None = typer.Option(
+        _default("workers"),
+        help="Processes preparing the corpus (default: one per core, at most 8; 0: this one).",
+    ),
     tokenizer: Path | None = typer.Option(
         _default("tokenizer"),
         help="A tokenizer.json to use instead of building one from the corpus.",

@@ -18,16 +18,29 @@ CHUNK_BATCHES = 50  # batches per length-sorted chunk: long enough to bucket, sh
 
 
 def epoch_batches(
-    lengths: np.ndarray, epoch: int, seed: int, rank: int, world_size: int, batch_tokens: int
+    lengths: np.ndarray,
+    epoch: int,
+    seed: int,
+    rank: int,
+    world_size: int,
+    batch_tokens: int,
+    weights: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """The batches (arrays of corpus indices) of one rank in one epoch.
 
     A seeded permutation is split across ranks (disjoint), cut into chunks, each sorted by
     length and cut into batches of at most ``batch_tokens`` padded tokens; the batch order is
-    then shuffled, so long and short batches alternate.
+    then shuffled, so long and short batches alternate. ``weights``: how many times each
+    molecule is drawn in the epoch on average (the integer part always, the fraction by a
+    seeded coin), for per-source sampling.
     """
     rng = np.random.default_rng([seed, epoch])
-    mine = rng.permutation(len(lengths))[rank::world_size]
+    if weights is None:
+        drawn = rng.permutation(len(lengths))
+    else:
+        copies = np.floor(weights).astype(np.int64) + (rng.random(len(weights)) < weights % 1)
+        drawn = rng.permutation(np.repeat(np.arange(len(lengths)), copies))
+    mine = drawn[rank::world_size]
     typical = max(
         1, batch_tokens // max(1, int(np.median(lengths[mine[:1000]])) if len(mine) else 1)
     )
@@ -62,15 +75,12 @@ class BatchStream:
         rank: int,
         world_size: int,
         augment: bool,
+        weights: np.ndarray | None = None,
         epoch: int = 0,
         index: int = 0,
     ):
-        self.corpus, self.batch_tokens, self.seed, self.augment = (
-            corpus,
-            batch_tokens,
-            seed,
-            augment,
-        )
+        self.corpus, self.batch_tokens, self.seed = corpus, batch_tokens, seed
+        self.augment, self.weights = augment, weights
         self.rank, self.world_size = rank, world_size
         self.epoch, self.index = epoch, index
         self._batches = None
@@ -90,6 +100,7 @@ class BatchStream:
                 self.rank,
                 self.world_size,
                 self.batch_tokens,
+                self.weights,
             )
         if self.index >= len(self._batches):
             self.epoch, self.index, self._batches = self.epoch + 1, 0, None

@@ -40,6 +40,9 @@ class PretrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     tokenizer: Path | None = None
+    min_token_count: int = 10  # a token seen fewer times reads as its fallback: too rare to learn
+    source_weights: str | None = None  # e.g. "moses=0.5,datagrok500k=2": draws per epoch
+    workers: int | None = None  # processes preparing the corpus; None: one per core, at most 8
     corpus_cache: Path | None = None  # where the prepared corpus is kept (default: OUT/corpus)
     smiles_column: str | None = None
     canonicalize: bool = False
@@ -81,6 +84,9 @@ class PretrainConfig:
         if self.preset not in PRESETS:
             raise InputError(f"--preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
         self.model_config(vocab_size=64)  # the model's own checks (k, shapes), before any work
+        if self.min_token_count < 1:
+            raise InputError(f"--min-token-count must be at least 1, not {self.min_token_count}")
+        parse_source_weights(self.source_weights)  # the spelling; the names once the corpus is read
 
     def model_config(self, vocab_size: int):
         """The ExLMConfig of this run's model (the preset, with this run's settings)."""
@@ -101,6 +107,21 @@ class PretrainConfig:
             key: (str(v) if isinstance(v, Path) else [str(p) for p in v] if key == "corpus" else v)
             for key, v in asdict(self).items()
         }
+
+
+def parse_source_weights(text: str | None) -> dict[str, float]:
+    """``moses=0.5,chembl=2`` -> {"moses": 0.5, "chembl": 2.0}; sources not named keep 1."""
+    weights = {}
+    for item in (part.strip() for part in (text or "").split(",") if part.strip()):
+        name, _, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if not name.strip() or weight < 0:
+            raise InputError(f"--source-weights: {item!r} is not NAME=WEIGHT with a weight >= 0")
+        weights[name.strip()] = weight
+    return weights
 
 
 def parse_duration(text: str) -> float:

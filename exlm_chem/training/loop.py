@@ -19,6 +19,7 @@ from ..environment import (
 )
 from ..model import ExLMConfig, ExLMModel, save_model
 from ..outputs import atomic_write_text
+from ..parallel import default_workers
 from ..tokenizer import SmilesTokenizer
 from .batches import BatchStream
 from .checkpoints import (
@@ -29,8 +30,13 @@ from .checkpoints import (
     restore,
     save_checkpoint,
 )
-from .config import PretrainConfig, learning_rate, run_progress
-from .corpus import CorpusSources, prepare_corpora, write_run_tokenizer
+from .config import PretrainConfig, learning_rate, parse_source_weights, run_progress
+from .data import (
+    CorpusSources,
+    molecule_weights,
+    prepare_corpora,
+    write_run_tokenizer,
+)
 from .distributed import Distributed, gather_positions, rank0_view, setup_distributed
 from .runlog import RunLog, Window
 from .stopping import StopSignal
@@ -141,13 +147,18 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
         config.smiles_column,
         config.canonicalize,
         config.seed,
+        default_workers() if config.workers is None else config.workers,
     )
     train_corpus, val_corpus, corpus_stats = prepare_corpora(
         sources, config.corpus_cache or out / "corpus", dist
     )
     if dist.is_main:
         write_run_tokenizer(
-            out / "tokenizer.json", config.tokenizer, corpus_stats["vocabulary"], config.max_length
+            out / "tokenizer.json",
+            config.tokenizer,
+            corpus_stats["token_counts"],
+            config.min_token_count,
+            config.max_length,
         )
     dist.barrier()
     tokenizer = SmilesTokenizer.load(out / "tokenizer.json")
@@ -181,6 +192,7 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
         dist.rank,
         dist.world_size,
         config.augment,
+        molecule_weights(train_corpus, parse_source_weights(config.source_weights)),
         **position,
     )
     steps_only = config.max_steps and not (config.max_time or config.max_tokens)
@@ -283,7 +295,7 @@ def _describe_run(config, model, precision, dist, corpus_stats, training_molecul
         "precision": precision,
         "world_size": dist.world_size,
         "hardware": describe_hardware(dist.device),
-        "corpus": {k: v for k, v in corpus_stats.items() if k != "vocabulary"},
+        "corpus": {k: v for k, v in corpus_stats.items() if k != "token_counts"},
     }
     atomic_write_text(config.out / "run.json", json.dumps(run_info, indent=2))
     log.message(

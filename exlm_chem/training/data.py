@@ -1,0 +1,129 @@
+"""A run's data: its corpora prepared once (rank 0) and shared by content key, its tokenizer,
+and how often each source's molecules are drawn."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..tokenizer import SmilesTokenizer
+from .corpus import CorpusStats, PackedCorpus, corpus_fingerprint, pack_corpus, save_stats
+from .distributed import Distributed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CorpusSources:
+    """Where a run's molecules come from and how they are read (narrow: no budget, no model)."""
+
+    corpus: list[Path]
+    val_corpus: Path | None
+    val_size: int
+    smiles_column: str | None
+    canonicalize: bool
+    seed: int
+    workers: int
+
+
+def prepare_corpora(
+    sources: CorpusSources, cache: Path, dist: Distributed
+) -> tuple[PackedCorpus, PackedCorpus, dict]:
+    """Pack the training and validation corpora once (rank 0) in ``cache``; every rank then
+    memory-maps them. Returns (training, validation, the training corpus's statistics)."""
+    for path in sources.corpus + ([sources.val_corpus] if sources.val_corpus else []):
+        if not path.is_file():
+            raise InputError(f"{path}: file not found")
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: file is empty")
+    reading = dict(column=sources.smiles_column, canonicalize=sources.canonicalize)
+    key = corpus_fingerprint(sources.corpus, **reading)
+    if sources.val_corpus is not None:
+        train_dir = cache / f"train-{key}"
+        val_key = corpus_fingerprint([sources.val_corpus], **reading, size=sources.val_size)
+        val_dir = cache / f"validation-{val_key}"
+    else:  # the validation molecules are held out of the training set
+        train_dir = cache / f"train-{key}-without-{sources.seed}-{sources.val_size}"
+        val_dir = cache / f"validation-{key}-holdout-{sources.seed}-{sources.val_size}"
+    if dist.is_main and not (train_dir / "stats.json").exists():  # written last: complete
+        logger.info("preparing the corpus (RDKit check and tokenization, once)")
+        if sources.val_corpus is not None:
+            stats = pack_corpus(
+                sources.corpus,
+                sources.smiles_column,
+                sources.canonicalize,
+                train_dir,
+                workers=sources.workers,
+            )
+        else:
+            whole = cache / f"all-{key}"
+            stats = pack_corpus(
+                sources.corpus,
+                sources.smiles_column,
+                sources.canonicalize,
+                whole,
+                workers=sources.workers,
+            )
+            corpus = PackedCorpus.load(whole)
+            held = np.zeros(len(corpus), dtype=bool)
+            size = min(sources.val_size, len(corpus) // 10)
+            held[
+                np.random.default_rng(sources.seed).choice(len(corpus), size=size, replace=False)
+            ] = True
+            corpus.write_subset(np.flatnonzero(held), val_dir)
+            corpus.write_subset(np.flatnonzero(~held), train_dir)
+            save_stats(CorpusStats(read=size, kept=size), val_dir)
+            del corpus
+            for name in ("data", "offsets", "lengths", "sources"):
+                (whole / f"{name}.npy").unlink()
+            (whole / "sources.json").unlink()
+            whole.rmdir()
+        save_stats(stats, train_dir)
+    if dist.is_main and sources.val_corpus is not None and not (val_dir / "stats.json").exists():
+        stats = pack_corpus(
+            [sources.val_corpus],
+            sources.smiles_column,
+            sources.canonicalize,
+            val_dir,
+            limit=sources.val_size,
+            workers=sources.workers,
+        )
+        save_stats(stats, val_dir)
+    dist.barrier()
+    stats = json.loads((train_dir / "stats.json").read_text())
+    return PackedCorpus.load(train_dir), PackedCorpus.load(val_dir), stats
+
+
+def write_run_tokenizer(
+    path: Path, given: Path | None, token_counts: dict[str, int], min_count: int, max_length: int
+) -> None:
+    """Fix the run's tokenizer at ``path`` the first time: the one ``given``, or the corpus's
+    tokens seen at least ``min_count`` times and one token per element. A resumed run keeps
+    the one it started with."""
+    if path.exists():
+        return
+    if given is not None:
+        tokenizer = SmilesTokenizer.load(given)
+        tokenizer.max_length = max_length
+    else:
+        tokenizer = SmilesTokenizer.from_counts(token_counts, min_count, max_length=max_length)
+    tokenizer.save(path)
+
+
+def molecule_weights(corpus: PackedCorpus, weights: dict[str, float]) -> np.ndarray | None:
+    """How many times each molecule is drawn per epoch, on average (None: once each)."""
+    if not weights:
+        return None
+    unknown = sorted(set(weights) - set(corpus.source_names))
+    if unknown:
+        raise InputError(
+            f"--source-weights names no source of the corpus: {', '.join(unknown)}; "
+            f"its sources are {', '.join(corpus.source_names)}"
+        )
+    by_source = np.array([weights.get(name, 1.0) for name in corpus.source_names])
+    return by_source[np.asarray(corpus.sources)]
