@@ -145,6 +145,11 @@ class SmilesTokenizer:
             kept += [t for t in ELEMENT_TOKENS if t not in set(kept)]
         return cls(kept, **options)
 
+    def reading(self, token: str) -> str:
+        """The token the model reads for ``token``: itself, its fallback, or ``<unk>``."""
+        code = self._ids[token]
+        return self.id_to_token[-code - 2 if code <= -2 else code]
+
     def fallback_of(self, token: str) -> str | None:
         """The known token an atom outside the vocabulary is read as; None for a token in the
         vocabulary or one read as ``<unk>``."""

@@ -42,6 +42,17 @@ def test_tokenize_smiles_and_file(run_cli, tmp_path):
     assert code == 0 and out.splitlines() == ["C C O", "C C N"]
 
 
+def test_tokenize_shows_how_a_model_reads_atoms_outside_its_vocabulary(run_cli, tmp_path):
+    from exlm_chem import SmilesTokenizer
+
+    SmilesTokenizer(["C", "N", "[N+]", "(", ")", "O"]).save(tmp_path / "tokenizer.json")
+    args = ["--smiles", "C[NH+](C)[O-]*", "--fallbacks", "--tokenizer", tmp_path / "tokenizer.json"]
+    code, out, _ = run_cli("tokenize", *args)
+    assert code == 0 and out.split() == ["C", "[NH+]->[N+]", "(", "C", ")", "[O-]->O", "*-><unk>"]
+    code, _, err = run_cli("tokenize", *args, "--ids")
+    assert code == 2 and "--ids and --fallbacks exclude each other" in err
+
+
 def test_tokenize_ids_with_a_tokenizer_file(run_cli, tmp_path):
     from exlm_chem import SmilesTokenizer
 

@@ -34,8 +34,14 @@ def tokenize(
     ),
     smiles_column: str | None = typer.Option(None, help="SMILES column of a CSV/TSV file."),
     ids: bool = typer.Option(False, "--ids", help="Print token ids instead of tokens."),
+    fallbacks: bool = typer.Option(
+        False,
+        "--fallbacks",
+        help="Show how a model reads each token outside its vocabulary: [NH+]->[N+] (its "
+        "nearest known form), *-><unk>.",
+    ),
     tokenizer: Path | None = typer.Option(
-        None, help="tokenizer.json for --ids (default: the default model's)."
+        None, help="tokenizer.json for --ids and --fallbacks (default: the default model's)."
     ),
 ) -> None:
     """Print the tokens (or ids) of each molecule, one molecule per line."""
@@ -46,18 +52,28 @@ def tokenize(
 
     if (input is None) == (smiles is None):
         raise InputError("give either an INPUT file or --smiles, not both or neither")
+    if ids and fallbacks:
+        raise InputError("--ids and --fallbacks exclude each other")
     vocab = None
-    if ids:
+    if ids or fallbacks:
         vocab = SmilesTokenizer.load(tokenizer or default_model_dir() / "tokenizer.json")
+
+    def shown(pieces: list) -> str:
+        if fallbacks:
+            readings = (vocab.reading(t) for t in pieces)
+            pieces = [t if r == t else f"{t}->{r}" for t, r in zip(pieces, readings)]
+        return " ".join(map(str, pieces))
+
+    encoder = vocab if ids else None
     if smiles is not None:
         try:
-            pieces = vocab.encode(smiles) if vocab else tokenize_smiles(smiles)
+            pieces = encoder.encode(smiles) if encoder else tokenize_smiles(smiles)
         except ValueError as exc:
             raise InputError(f"--smiles: {exc}") from None
-        typer.echo(" ".join(map(str, pieces)))
+        typer.echo(shown(pieces))
         return
-    for _, pieces in tokenize_file(input, smiles_column=smiles_column, tokenizer=vocab):
-        typer.echo(" ".join(map(str, pieces)))
+    for _, pieces in tokenize_file(input, smiles_column=smiles_column, tokenizer=encoder):
+        typer.echo(shown(pieces))
 
 
 def show_progress_messages() -> None:
