@@ -96,6 +96,14 @@ def export_model(
     return facts
 
 
+# The broad corpus's ChEMBL-derived sources (its data card): they oblige an attribution.
+CHEMBL_SOURCES = {"datagrok500k", "molscore", "chemxlstm", "gmattedi", "bp_chembl"}
+
+
+def _from_chembl(source: str) -> bool:
+    return source.lower() in CHEMBL_SOURCES or "chembl" in source.lower()
+
+
 def _number(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -118,7 +126,31 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
     )
     tokens = [t for t in model.tokenizer.id_to_token if not (t.startswith("<") and t.endswith(">"))]
     vocabulary = " ".join(f"`{t}`" for t in tokens)
-    if any("@" in t or t in ("/", "\\") for t in tokens):
+    sources = run["corpus"].get("sources") or {}
+    source_list = ", ".join(f"{name} {count:,}" for name, count in sources.items())
+    chembl = sorted(name for name in sources if _from_chembl(name))
+    charged = any(("+" in t or "-" in t) and t.startswith("[") for t in tokens)
+    stereo = any("@" in t or t in ("/", "\\") for t in tokens)
+    if charged and stereo:
+        seen = (
+            "Trained on drug-like molecules with charges, stereochemistry and salts; peptides, "
+            "organometallics and molecules far from drug-like are rare in its corpus."
+        )
+    else:
+        seen = (
+            "Trained on drug-like, neutral ZINC molecules without stereochemistry (MOSES, "
+            "250-350 Da): charged species, stereocentres, metals, peptides and large molecules "
+            "are outside what it has seen."
+        )
+    licence = ""
+    if chembl:
+        licence = (
+            "\n## Data licence\n\nPart of the pretraining corpus ("
+            + ", ".join(chembl)
+            + ") is derived from ChEMBL (Zdrazil et al., The ChEMBL Database, EMBL-EBI), "
+            "licensed CC BY-SA 3.0; this model is distributed under the same licence.\n"
+        )
+    if stereo:
         stereo_note = "Stereochemistry is part of the input."
     else:
         stereo_note = (
@@ -136,7 +168,7 @@ An ExLM encoder (Zheng et al., ICML 2025) for SMILES, pretrained with exlm-chem'
 | objective | {config["objective"]} (k = {config["k"]} states per mask, `<s>` and `</s>`) |
 | preset | {config["preset"]}: {config["num_layers"]} layers x {config["hidden_size"]} wide, {config["num_heads"]} heads, {model.num_parameters():,} parameters |
 | tokenizer | atom-level SMILES regex, {config["vocab_size"]} tokens (5 special), sequences up to {config["max_length"]} tokens |
-| corpus | {corpus}: {run["corpus"]["kept"]:,} molecules kept of {run["corpus"]["read"]:,} read ({run["corpus"]["invalid_rdkit"]} rejected by RDKit) |
+| corpus | {corpus}: {run["corpus"]["kept"]:,} molecules kept of {run["corpus"]["read"]:,} read ({run["corpus"]["invalid_rdkit"]} rejected by RDKit){"; by source: " + source_list if source_list else ""}{"; draws per epoch: " + pretrain["source_weights"] if pretrain.get("source_weights") else ""} |
 | validation | {val_corpus}, {pretrain["val_size"]:,} molecules |
 | masking | {config["mask_rate"]:.0%} of real tokens, at least one per molecule |
 | optimisation | AdamW (0.9, 0.98), peak lr {pretrain["lr"]:g}, {pretrain["warmup"]:.0%} warm-up then {pretrain["schedule"]} decay, batches of {pretrain["batch_tokens"]:,} padded tokens, {run["precision"]} |
@@ -168,9 +200,8 @@ vector. {stereo_note}
 
 ## Limits
 
-- Trained on drug-like, neutral ZINC molecules without stereochemistry (MOSES, 250-350 Da):
-  charged species, stereocentres, metals, peptides and large molecules are outside what it
-  has seen. Its vocabulary is {vocabulary}; any other token becomes `<unk>`.
+- {seen} Its vocabulary is {vocabulary}; an atom outside it is read as its nearest known
+  form (`exlm-chem tokenize --fallbacks` shows how), any other token as `<unk>`.
 - A small model: {last["tokens"] / 1e6:,.0f}M tokens of pretraining, far less than the paper's.
 - SMILES longer than {config["max_length"] - 2} tokens are truncated.
-"""
+{licence}"""

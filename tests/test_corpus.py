@@ -138,6 +138,11 @@ def test_a_tiny_run_on_the_broad_corpus_reads_charges_stereo_and_heteroatoms(
     assert not np.allclose(stereo[0], stereo[1], atol=1e-6)  # stereoisomers differ
     from exlm_chem.embedding import embed_molecules
 
+    code, _, err = run_cli("export", out, "--to", tmp_path / "exported")
+    assert code == 0, err
+    card = (tmp_path / "exported" / "MODEL_CARD.md").read_text()
+    assert "by source: " in card and "draws per epoch: moses=0.5" in card
+    assert "derived from ChEMBL" in card and "CC BY-SA 3.0" in card
     read = embed_molecules(
         ["C[NH+](C)C", "[O-][N+](=O)c1ccccc1", "CP(=O)(O)O", "CI"], model, "mean", 8, "fp32", True
     )
