@@ -23,7 +23,7 @@ from common import print_result, shared_data_dir
 
 from exlm_chem import SmilesTokenizer, load_model, tokenize_smiles
 from exlm_chem.embedding import prepare_smiles
-from exlm_chem.smiles import parse_smiles
+from exlm_chem.smiles import parse_smiles, quiet_rdkit
 
 # file and SMILES column of each set, as DeepChem's loaders read them
 DATASETS = {
@@ -98,7 +98,8 @@ def main() -> None:
     pooled, rare_pooled = 0, 0
     for name, (file, column) in DATASETS.items():
         written = [s.strip() for s in pd.read_csv(data / "moleculenet" / file)[column].astype(str)]
-        written = [s for s in written if parse_smiles(s) is not None]
+        with quiet_rdkit():
+            written = [s for s in written if parse_smiles(s) is not None]
         result[name], rare = set_coverage(written, tokenizer, counts)
         pooled += result[name]["molecules"]
         rare_pooled += rare

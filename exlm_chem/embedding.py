@@ -56,7 +56,7 @@ def prepare_smiles(molecules: Sequence, tokenizer, canonicalize: bool = True) ->
     canonical SMILES cannot be tokenized (RDKit writes dative bonds as ``->``), the SMILES is
     used as given, without surrounding whitespace.
     """
-    stereo = any("@" in token or token in ("/", "\\") for token in tokenizer.id_to_token)
+    stereo = tokenizer.reads_stereo
     prepared = PreparedSmiles([], [], [])
     with quiet_rdkit():
         for molecule in molecules:

@@ -130,7 +130,7 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
     source_list = ", ".join(f"{name} {count:,}" for name, count in sources.items())
     chembl = sorted(name for name in sources if _from_chembl(name))
     charged = any(("+" in t or "-" in t) and t.startswith("[") for t in tokens)
-    stereo = any("@" in t or t in ("/", "\\") for t in tokens)
+    stereo = model.tokenizer.reads_stereo
     if charged and stereo:
         seen = (
             "Trained on drug-like molecules with charges, stereochemistry and salts; peptides, "

@@ -99,6 +99,24 @@ def randomize_smiles(smiles: str, seed: int = -1) -> str:
     return Chem.MolToRandomSmilesVect(mol, 1, randomSeed=seed)[0]
 
 
+def standardization(stereo: bool) -> dict[str, str]:
+    """The one policy for what a model reads, stored in every model folder.
+
+    The whole molecule as RDKit's canonical SMILES, every fragment and charge kept: salts,
+    counterions and protonation states are part of what was measured and of what users
+    submit, the broad pretraining corpus is written this way, and stripping them would give a
+    salt and its parent one vector. Stereochemistry is kept where the vocabulary has stereo
+    tokens. Largest-fragment, neutralized parents serve only to keep evaluation molecules out
+    of pretraining corpora (benchmarks/corpus_overlap.py).
+    """
+    return {
+        "smiles": "RDKit canonical SMILES of the whole molecule (corpus: --canonicalize)",
+        "fragments": "all kept (salts, counterions, mixtures)",
+        "charges": "kept as written",
+        "stereochemistry": "kept" if stereo else "dropped: the vocabulary has no stereo tokens",
+    }
+
+
 # -- bracket atoms and their fallbacks ---------------------------------------------------------
 
 ELEMENTS = (

@@ -145,6 +145,11 @@ class SmilesTokenizer:
             kept += [t for t in ELEMENT_TOKENS if t not in set(kept)]
         return cls(kept, **options)
 
+    @property
+    def reads_stereo(self) -> bool:
+        """Whether the vocabulary has stereo tokens (``@``, ``/``, ``\\``)."""
+        return any("@" in token or token in ("/", "\\") for token in self.id_to_token)
+
     def reading(self, token: str) -> str:
         """The token the model reads for ``token``: itself, its fallback, or ``<unk>``."""
         code = self._ids[token]

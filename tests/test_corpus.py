@@ -134,6 +134,8 @@ def test_a_tiny_run_on_the_broad_corpus_reads_charges_stereo_and_heteroatoms(
         "[NH+]",
         "[N+]",
     } <= tokens and "[Hg]" in tokens  # elements too
+    policy = json.loads((out / "model" / "config.json").read_text())["input"]
+    assert policy["stereochemistry"] == "kept" and policy["charges"] == "kept as written"
     stereo = embed(["C[C@H](N)C(=O)O", "C[C@@H](N)C(=O)O"], model)
     assert not np.allclose(stereo[0], stereo[1], atol=1e-6)  # stereoisomers differ
     from exlm_chem.embedding import embed_molecules

@@ -288,6 +288,18 @@ def test_bad_input_stops_before_training(corpus, tmp_path, run_cli):
             ["--corpus", tmp_path / "g" / "corpus.smi", "--out", tmp_path / "g"],
             "a corpus inside the run folder",
         ),
+        (
+            ["--corpus", corpus, "--out", tmp_path / "f", "--min-token-count", "0"],
+            "--min-token-count must be at least 1",
+        ),
+        (
+            ["--corpus", corpus, "--out", tmp_path / "f", "--source-weights", "moses:2"],
+            "--source-weights: 'moses:2' is not NAME=WEIGHT",
+        ),
+        (
+            ["--corpus", corpus, "--out", tmp_path / "h", "--source-weights", "zinc=2"],
+            "--source-weights names no source of the corpus: zinc; its sources are corpus",
+        ),
     ]
     if os.geteuid() != 0:  # root may write anywhere
         cases.append(

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from ..environment import default_model_dir, resolve_device
 from ..errors import InputError
 from ..outputs import atomic_path, atomic_write_text
+from ..smiles import standardization
 from ..tokenizer import SmilesTokenizer
 from .config import ExLMConfig
 from .exlm import ExLMModel
@@ -79,6 +80,7 @@ def save_model(
         "format_version": 1,
         "dtype": str(dtype).removeprefix("torch."),
         "config": model.config.to_dict(),
+        "input": standardization(tokenizer.reads_stereo),
     }
     atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2))
     return directory
