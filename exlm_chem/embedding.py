@@ -14,7 +14,7 @@ import torch
 
 from . import defaults
 from .errors import InputError
-from .model import ExLMModel, load_model
+from .model import ExLMModel, load_model, pooled_size
 from .smiles import parse_smiles, quiet_rdkit, smiles_problem
 from .tokenizer import EncodingReport
 
@@ -152,9 +152,10 @@ def embed_molecules(
 ) -> Embedded:
     """Prepare, embed the valid molecules, and put them back in input order: the one path
     behind `embed`, `embed_file` and `ExLMFeaturizer`."""
+    width = pooled_size(model.config.hidden_size, pooling)  # checks the read-out before any work
     prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
     n = len(prepared.smiles)
-    vectors = np.full((n, model.config.hidden_size), np.nan, dtype=np.float32)
+    vectors = np.full((n, width), np.nan, dtype=np.float32)
     unknown, fallback = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     truncated = np.zeros(n, dtype=bool)
     good = np.array([i for i, p in enumerate(prepared.tokens) if p is not None], dtype=np.int64)
@@ -239,7 +240,7 @@ def _embed_tokens(
         model = copy.deepcopy(model).to(torch.bfloat16)
     # Sort by length so that each batch holds molecules of similar size.
     order = np.argsort([len(t) for t in tokens], kind="stable")
-    out = np.empty((len(tokens), model.config.hidden_size), dtype=np.float32)
+    out = np.empty((len(tokens), pooled_size(model.config.hidden_size, pooling)), np.float32)
     report = EncodingReport(*(np.zeros(len(tokens), dtype=d) for d in (np.int64, bool, np.int64)))
     was_training = model.training
     model.eval()

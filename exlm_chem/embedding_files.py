@@ -14,7 +14,7 @@ from . import defaults
 from .embedding import embed_molecules
 from .errors import InputError
 from .io import estimate_records, read_molecule_chunks
-from .model import ExLMModel, load_model
+from .model import ExLMModel, check_pooling, load_model, vector_names
 from .outputs import atomic_path, check_output_file, molecule_file_stem
 from .progress import Progress
 
@@ -50,10 +50,14 @@ def _npy_header(rows: int, dim: int) -> bytes:
 
 
 class _EmbeddingWriter:
-    """Appends chunks of rows (id, smiles, flags, vector) to a temporary file in one format."""
+    """Appends chunks of rows (id, smiles, flags, vector) to a temporary file in one format.
 
-    def __init__(self, path: Path, suffix: str, dim: int):
-        self.path, self.suffix, self.dim, self.rows = path, suffix, dim, 0
+    names: the vector's numbers (CSV columns); metadata: what made the file (Parquet)."""
+
+    def __init__(self, path: Path, suffix: str, names: list[str], metadata: dict[str, str]):
+        self.path, self.suffix, self.names, self.metadata = path, suffix, names, metadata
+        self.dim, self.rows = len(names), 0
+        dim = self.dim
         self._parquet = None
         self._raw = None
         if suffix == ".npy":
@@ -67,7 +71,7 @@ class _EmbeddingWriter:
             embedding = pa.FixedSizeListArray.from_arrays(
                 pa.array(vectors.reshape(-1), type=pa.float32()), self.dim
             )
-            table = pa.table({**columns, "embedding": embedding})
+            table = pa.table({**columns, "embedding": embedding}, metadata=self.metadata)
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.path, table.schema)
             self._parquet.write_table(table)
@@ -77,7 +81,7 @@ class _EmbeddingWriter:
             frame = pd.concat(
                 [
                     pd.DataFrame(columns),
-                    pd.DataFrame(vectors, columns=[f"exlm_{i}" for i in range(self.dim)]),
+                    pd.DataFrame(vectors, columns=self.names),
                 ],
                 axis=1,
             )
@@ -137,6 +141,7 @@ def embed_file(
     if suffix not in OUTPUT_FORMATS:
         raise InputError(f"{output_path}: output must end in {', '.join(OUTPUT_FORMATS)}")
     check_output_file(output_path, [input_path], overwrite)
+    check_pooling(pooling)
     model = load_model(model, device)
     reader = dict(
         smiles_column=smiles_column, id_column=id_column, chunk_size=chunk_size, errors="keep"
@@ -151,7 +156,8 @@ def embed_file(
     )
     seen = 0
     with atomic_path(output_path) as tmp, Progress(expected, "molecules", enabled=progress) as bar:
-        writer = _EmbeddingWriter(tmp, suffix, model.config.hidden_size)
+        names = vector_names(model.config.hidden_size, pooling)
+        writer = _EmbeddingWriter(tmp, suffix, names, {"exlm_chem.pooling": pooling})
         try:
             for chunk in read_molecule_chunks(input_path, **reader):
                 begin, seen = seen, seen + len(chunk)

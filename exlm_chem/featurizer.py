@@ -29,7 +29,8 @@ class ExLMFeaturizer(MolecularFeaturizer):
     Parameters
     ----------
     model: a model directory, a loaded model, or None for the default model.
-    pooling: ``mean`` over the token states, or ``cls``.
+    pooling: the read-out: ``mean`` over the token states, ``cls`` (the first ``<s>`` state)
+    or ``mean+cls`` (both, side by side).
     batch_size, device, precision, canonicalize: as in `exlm_chem.embed`.
     """
 

@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import defaults
 from .embedding import embed
-from .model import load_model
+from .model import load_model, vector_names
 
 
 class ExLMTransformer(TransformerMixin, BaseEstimator):
@@ -22,7 +22,8 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     model: a model directory, or None for the default model.
-    pooling: ``mean`` or ``cls``.
+    pooling: the read-out: ``mean`` (over the atom-level token states), ``cls`` (the first
+    ``<s>`` state) or ``mean+cls`` (both, side by side: twice as many features).
     batch_size, device, precision, canonicalize: as in `exlm_chem.embed`.
     """
 
@@ -47,7 +48,8 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
     def fit(self, X=None, y=None):
         model = load_model(self.model, self.device)
         self.model_ = model
-        self.n_features_out_ = model.config.hidden_size
+        self.feature_names_out_ = vector_names(model.config.hidden_size, self.pooling)
+        self.n_features_out_ = len(self.feature_names_out_)
         return self
 
     def transform(self, X) -> np.ndarray:
@@ -63,8 +65,8 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         )
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        check_is_fitted(self, "n_features_out_")
-        return np.array([f"exlm{i}" for i in range(self.n_features_out_)], dtype=object)
+        check_is_fitted(self, "feature_names_out_")
+        return np.array(self.feature_names_out_, dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

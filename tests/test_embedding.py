@@ -1,4 +1,5 @@
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -247,7 +248,7 @@ def test_sklearn_transformer(model_dir, drug_smiles):
     y = np.array([i % 2 for i in range(len(X))])
     vectors = transformer.fit_transform(X)
     assert vectors.shape == (len(X), 64)
-    assert list(transformer.get_feature_names_out()[:2]) == ["exlm0", "exlm1"]
+    assert list(transformer.get_feature_names_out()[:2]) == ["exlm_mean_0", "exlm_mean_1"]
     cloned = clone(transformer)
     assert cloned.get_params()["model"] == model_dir and not hasattr(cloned, "model_")
     restored = pickle.loads(pickle.dumps(transformer))
@@ -313,3 +314,51 @@ def test_deepchem_molnet_loader(model_dir, shared_data, tmp_path):
     total = len(train) + len(valid) + len(test)
     assert 2030 <= total < 2050  # the rows RDKit rejects are dropped
     assert train.X.shape[1] == 64 and not np.isnan(train.X).any()
+
+
+def test_read_outs_mean_cls_and_both_everywhere_a_vector_comes_out(
+    model, model_dir, tmp_path, run_cli
+):
+    import pyarrow.parquet as pq
+
+    from exlm_chem import ExLMTransformer
+    from exlm_chem.moleculenet.features import parse_features
+
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
+    mean, cls = embed(smiles, model), embed(smiles, model, pooling="cls")
+    both = embed(smiles, model, pooling="mean+cls")
+    assert both.shape == (3, 128) and not np.allclose(mean, cls)
+    np.testing.assert_allclose(both, np.concatenate([mean, cls], axis=1), atol=1e-6)
+    transformer = ExLMTransformer(model=model_dir, pooling="mean+cls").fit()
+    names = transformer.get_feature_names_out()
+    assert names[0] == "exlm_mean_0" and names[64] == "exlm_cls_0" and len(names) == 128
+    path = tmp_path / "m.csv"
+    pd.DataFrame({"smiles": smiles}).to_csv(path, index=False)
+    code, _, err = run_cli(
+        "embed", path, "-o", tmp_path / "e.parquet", "--model", model_dir, "--pooling", "cls"
+    )
+    assert code == 0, err
+    table = pq.read_table(tmp_path / "e.parquet")
+    assert table.schema.metadata[b"exlm_chem.pooling"] == b"cls"
+    np.testing.assert_allclose(np.stack(table.column("embedding").to_pylist()), cls, atol=1e-5)
+    code, _, err = run_cli(
+        "embed", path, "-o", tmp_path / "e.csv", "--model", model_dir, "--pooling", "mean+cls"
+    )
+    assert code == 0 and list(pd.read_csv(tmp_path / "e.csv").columns)[6:8] == [
+        "exlm_mean_0",
+        "exlm_mean_1",
+    ]
+    code, _, err = run_cli(
+        "embed", path, "-o", tmp_path / "x.npy", "--model", model_dir, "--pooling", "max"
+    )
+    assert code == 2 and "pooling must be one of mean, cls, mean+cls, not 'max'" in err
+    specs = parse_features("exlm[cls],mlm:/m[mean+cls],random,ecfp")
+    assert [(s.name, s.kind, s.model_dir, s.pooling) for s in specs] == [
+        ("exlm[cls]", "exlm", None, "cls"),
+        ("mlm[mean+cls]", "exlm", "/m", "mean+cls"),
+        ("random", "random", None, "mean"),
+        ("ecfp", "ecfp", None, "mean"),
+    ]
+    for bad, message in [("exlm[max]", "pooling must be one of"), ("ecfp[cls]", "ecfp takes no")]:
+        with pytest.raises(InputError, match=re.escape(message)):
+            parse_features(bad)

@@ -20,7 +20,9 @@ def benchmark(
         None, help="Folder with the MoleculeNet files (DeepChem downloads what is missing)."
     ),
     features: str = typer.Option(
-        "exlm,ecfp,random", help="exlm[:DIR], ecfp, random[:DIR], mlm:DIR (comma-separated)."
+        "exlm,ecfp,random",
+        help="exlm[:DIR][READ-OUT], ecfp, random[:DIR][READ-OUT], mlm:DIR[READ-OUT] "
+        "(comma-separated); READ-OUT: mean (default), cls or mean+cls, e.g. exlm[cls].",
     ),
     probe: str = typer.Option(
         "logreg", help="Probes on frozen features: logreg, rf, mlp, deepchem (comma-separated)."

@@ -31,7 +31,10 @@ def embed(
     model: Path | None = typer.Option(
         None, help="Model directory (default: the model shipped with the package)."
     ),
-    pooling: str = typer.Option(defaults.POOLING, help="mean (over the atom-level tokens) or cls."),
+    pooling: str = typer.Option(
+        defaults.POOLING,
+        help="Read-out: mean (over the atom-level tokens), cls (the first <s> state) or mean+cls.",
+    ),
     batch_size: int = typer.Option(defaults.BATCH_SIZE, help="Molecules per forward pass."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N or auto (default: cpu)."),
     precision: str = typer.Option(

@@ -2,7 +2,14 @@
 
 from .config import PRESETS, ExLMConfig
 from .dag import dag_best_path, dag_log_likelihood
-from .exlm import ExLMModel, pool_states
+from .exlm import (
+    POOLINGS,
+    ExLMModel,
+    check_pooling,
+    pool_states,
+    pooled_size,
+    vector_names,
+)
 from .io import load_model, load_model_directory, save_model
 
 __all__ = [
@@ -13,6 +20,10 @@ __all__ = [
     "dag_log_likelihood",
     "load_model",
     "load_model_directory",
+    "POOLINGS",
+    "check_pooling",
     "pool_states",
+    "pooled_size",
+    "vector_names",
     "save_model",
 ]

@@ -19,6 +19,7 @@ from .expansion import choose_mask_positions, expand_states, pack_selected
 # Special-token ids, fixed by SmilesTokenizer.
 PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3
 UNTRAINED_SEED = 0  # the weights of the untrained control network
+POOLINGS = ("mean", "cls", "mean+cls")  # the read-outs of a molecule vector
 
 
 class LMHead(nn.Module):
@@ -187,7 +188,7 @@ class ExLMModel(nn.Module):
     ) -> EmbeddingOutput:
         """Hidden states of unmasked molecules; ``<s>`` and ``</s>`` expanded as in pretraining.
 
-        pooling: ``mean`` over the real-token states, ``cls`` (the first ``<s>`` state), or None.
+        pooling: a read-out of `pool_states` (``mean``, ``cls``, ``mean+cls``), or None.
         """
         batch = expand_states(ids, self.config.k, self.expand_ids, PAD_ID)
         hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
@@ -198,12 +199,34 @@ class ExLMModel(nn.Module):
         return output
 
 
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    return pooling
+
+
+def pooled_size(hidden_size: int, pooling: str) -> int:
+    """The length of a molecule vector of a read-out: ``mean+cls`` is two vectors side by side."""
+    return hidden_size * len(check_pooling(pooling).split("+"))
+
+
+def vector_names(hidden_size: int, pooling: str) -> list[str]:
+    """Names of a read-out's numbers, as columns and feature names: ``exlm_mean_0`` ..."""
+    return [
+        f"exlm_{part}_{i}" for part in check_pooling(pooling).split("+") for i in range(hidden_size)
+    ]
+
+
 def pool_states(hidden: torch.Tensor, token_states: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Molecule vectors (B, d) from hidden states (B, N, d), summed in float32."""
+    """Molecule vectors from hidden states (B, N, d), in float32: ``mean`` over the real-token
+    states, ``cls`` (the first ``<s>`` state: in ExLM it starts every DAG path and emits
+    ``<s>``, so it is trained), or ``mean+cls``, both concatenated (B, 2d)."""
     hidden = hidden.float()
-    if pooling == "cls":
-        return hidden[:, 0]
-    if pooling == "mean":
-        weights = token_states.to(hidden.dtype)[..., None]
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-    raise InputError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+    parts = []
+    for part in check_pooling(pooling).split("+"):
+        if part == "cls":
+            parts.append(hidden[:, 0])
+        else:
+            weights = token_states.to(hidden.dtype)[..., None]
+            parts.append((hidden * weights).sum(1) / weights.sum(1).clamp(min=1))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

@@ -2,18 +2,25 @@
 
 ``exlm`` (the default model) or ``exlm:DIR``, ``ecfp`` (ECFP4, 2048 bits), ``random`` or
 ``random:DIR`` (the same architecture, freshly initialized with a fixed seed: the control that
-shows what pretraining adds) and ``mlm:DIR`` (a plain-MLM model).
+shows what pretraining adds) and ``mlm:DIR`` (a plain-MLM model); a model's read-out in
+brackets: ``exlm[cls]``, ``mlm:DIR[mean+cls]`` (mean when left out).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import deepchem as dc
 
+from .. import defaults
 from ..errors import InputError
 from ..featurizer import ExLMFeaturizer
-from ..model import load_model
+from ..model import check_pooling, load_model
+
+# kind, then :DIR for a model folder, then [READ-OUT]: exlm[cls], mlm:runs/mlm/model[mean+cls]
+_SPEC = re.compile(r"(?P<kind>[a-z]+)(?::(?P<path>[^\[\]]+))?(?:\[(?P<readout>[^\[\]]+)\])?")
+KINDS = ("exlm", "ecfp", "random", "mlm")
 
 
 @dataclass
@@ -21,25 +28,28 @@ class FeatureSpec:
     name: str  # as shown in tables
     kind: str  # exlm, ecfp, random
     model_dir: str | None = None
+    pooling: str = defaults.POOLING  # the read-out of a model's vectors
 
 
 def parse_features(text: str) -> list[FeatureSpec]:
+    """``exlm[:DIR][READ-OUT]``, ``random[:DIR][READ-OUT]``, ``mlm:DIR[READ-OUT]`` or
+    ``ecfp``, comma-separated; READ-OUT is mean (the default), cls or mean+cls."""
     specs = []
     for item in (part.strip() for part in text.split(",") if part.strip()):
-        kind, _, path = item.partition(":")
-        if kind not in ("exlm", "ecfp", "random", "mlm"):
+        match = _SPEC.fullmatch(item)
+        if match is None or match["kind"] not in KINDS:
             raise InputError(
-                f"unknown features {item!r}: use exlm[:DIR], ecfp, random[:DIR] or mlm:DIR"
+                f"unknown features {item!r}: use exlm[:DIR][READ-OUT], ecfp, "
+                "random[:DIR][READ-OUT] or mlm:DIR[READ-OUT], e.g. exlm[cls]"
             )
+        kind, path, readout = match["kind"], match["path"], match["readout"]
         if kind == "mlm" and not path:
             raise InputError("mlm features need a model directory: mlm:DIR")
-        if kind == "ecfp" and path:
-            raise InputError("ecfp takes no model directory")
-        specs.append(
-            FeatureSpec(
-                item if kind != "mlm" else "mlm", "exlm" if kind == "mlm" else kind, path or None
-            )
-        )
+        if kind == "ecfp" and (path or readout):
+            raise InputError("ecfp takes no model directory and no read-out")
+        pooling = check_pooling(readout or defaults.POOLING)
+        name = f"mlm[{readout}]" if kind == "mlm" and readout else "mlm" if kind == "mlm" else item
+        specs.append(FeatureSpec(name, "exlm" if kind == "mlm" else kind, path, pooling))
     if not specs:
         raise InputError("give at least one kind of features")
     return specs
@@ -52,4 +62,4 @@ def make_featurizer(spec: FeatureSpec):
     model = load_model(spec.model_dir)
     if spec.kind == "random":
         model = model.reinitialized()
-    return ExLMFeaturizer(model=model)
+    return ExLMFeaturizer(model=model, pooling=spec.pooling)
