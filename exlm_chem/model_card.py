@@ -29,15 +29,15 @@ CHECK_SMILES = [
 ]
 
 
-def load_run_model(run_dir: Path) -> tuple[ExLMModel, int]:
-    """The run's final model, or the model of its latest checkpoint; and the step it is from."""
+def _run_model(run_dir: Path) -> tuple[ExLMModel, int]:
+    """The run's final model (a model folder), or else the model of its latest checkpoint; and
+    the step it is from. Checkpoints are the run's own format: only export reads them."""
     from .training.checkpoints import checkpoint_paths, load_checkpoint
     from .training.runlog import read_metrics
 
     if (run_dir / "model" / "config.json").exists():
-        return load_model_directory(run_dir / "model"), read_metrics(run_dir / "metrics.jsonl")[-1][
-            "step"
-        ]
+        step = read_metrics(run_dir / "metrics.jsonl")[-1]["step"]
+        return load_model_directory(run_dir / "model"), step
     paths = checkpoint_paths(run_dir)
     if not paths:
         raise InputError(f"{run_dir}: no final model and no checkpoint")
@@ -73,7 +73,7 @@ def export_model(
         raise InputError(f"{dest}: exists and is not a folder")
     if (dest / "config.json").exists() and not overwrite:
         raise InputError(f"{dest}: already holds a model; pass --overwrite to replace it")
-    model, step = load_run_model(run_dir)
+    model, step = _run_model(run_dir)
     save_model(model, dest, dtype=dtype)
     stored = load_model_directory(dest)
     difference = float(
