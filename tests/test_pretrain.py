@@ -85,6 +85,12 @@ def test_epoch_batches_are_disjoint_across_ranks_and_within_budget():
     assert not np.array_equal(other_epoch[:100], seen[0][:100])
 
 
+def test_the_mask_rate_reaches_the_model():
+    config = PretrainConfig(corpus=["x"], out="y", max_steps=1, mask_rate=0.3, objective="mlm")
+    assert config.model_config(vocab_size=40).mask_rate == 0.3
+    assert PretrainConfig(corpus=["x"], out="y", max_steps=1).model_config(40).mask_rate == 0.15
+
+
 def test_learning_rate_schedule():
     def rate(progress):
         return learning_rate(1e-3, 0.1, "linear", progress)
@@ -287,6 +293,10 @@ def test_bad_input_stops_before_training(corpus, tmp_path, run_cli):
         (
             ["--corpus", tmp_path / "g" / "corpus.smi", "--out", tmp_path / "g"],
             "a corpus inside the run folder",
+        ),
+        (
+            ["--corpus", corpus, "--out", tmp_path / "f", "--mask-rate", "1.5"],
+            "mask_rate must be between 0 and 1, not 1.5",
         ),
         (
             ["--corpus", corpus, "--out", tmp_path / "f", "--min-token-count", "0"],

@@ -34,6 +34,9 @@ def pretrain(
         _default("k"),
         help=f"States per <mask>, <s> and </s> (ExLM; default {defaults.K}); the plain MLM is 1.",
     ),
+    mask_rate: float | None = typer.Option(
+        _default("mask_rate"), help="Share of the tokens masked (default 0.15); 0 < rate < 1."
+    ),
     max_steps: int | None = typer.Option(
         _default("max_steps"), help="Stop after this many optimizer steps."
     ),

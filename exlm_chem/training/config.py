@@ -23,6 +23,7 @@ class PretrainConfig:
     objective: str = "exlm"
     preset: str = "small"
     k: int | None = None  # states per <mask>, <s>, </s>; None: the objective's own (ExLMConfig)
+    mask_rate: float | None = None  # share of tokens masked; None: the model's default (0.15)
     max_steps: int | None = None
     max_tokens: int | None = None
     max_time: float | None = None  # seconds
@@ -100,6 +101,8 @@ class PretrainConfig:
         )
         if self.k is not None:
             overrides["k"] = self.k
+        if self.mask_rate is not None:
+            overrides["mask_rate"] = self.mask_rate
         return ExLMConfig.from_preset(self.preset, **overrides)
 
     def to_json(self) -> dict:
