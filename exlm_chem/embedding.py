@@ -152,8 +152,16 @@ def embed_molecules(
 ) -> Embedded:
     """Prepare, embed the valid molecules, and put them back in input order: the one path
     behind `embed`, `embed_file` and `ExLMFeaturizer`."""
-    width = pooled_size(model.config.hidden_size, pooling)  # checks the read-out before any work
+    pooled_size(model.config.hidden_size, pooling)  # checks the read-out before any work
     prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
+    return embed_prepared(prepared, model, pooling, batch_size, precision)
+
+
+def embed_prepared(
+    prepared: PreparedSmiles, model: ExLMModel, pooling: str, batch_size: int, precision: str
+) -> Embedded:
+    """Embed molecules prepared by `prepare_smiles` (here or in a worker process)."""
+    width = pooled_size(model.config.hidden_size, pooling)
     n = len(prepared.smiles)
     vectors = np.full((n, width), np.nan, dtype=np.float32)
     unknown, fallback = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import defaults
-from .embedding import embed_molecules
+from .embedding import embed_prepared, prepare_smiles
 from .errors import InputError
 from .io import estimate_records, read_molecule_chunks
 from .model import ExLMModel, check_pooling, load_model, vector_names
 from .outputs import atomic_path, check_output_file, molecule_file_stem
+from .parallel import default_workers, map_in_order
 from .progress import Progress
 
 OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
@@ -99,6 +101,33 @@ class _EmbeddingWriter:
             self._raw.close()
 
 
+def embed_workers(device) -> int:
+    """Preparation processes for a device: on a GPU the model outpaces RDKit on one core, so
+    one per core (at most 8); on a CPU they would take cores from the model, so none below 8
+    cores and a quarter of them above."""
+    cores = default_workers()
+    if device.type == "cuda":
+        return cores
+    return 0 if cores < 8 else cores // 4
+
+
+def prepare_chunk(job: tuple) -> tuple:
+    """In a worker (or here): a chunk of records and what the model reads of each."""
+    records, tokenizer, canonicalize = job
+    return records, prepare_smiles([r.smiles for r in records], tokenizer, canonicalize)
+
+
+def _chunks_in_slice(chunks, first: int, last: int | None):
+    """The chunks cut to records first..last-1 (all of them when ``last`` is None)."""
+    seen = 0
+    for chunk in chunks:
+        begin, seen = seen, seen + len(chunk)
+        if last is not None:
+            chunk = chunk[max(first - begin, 0) : max(last - begin, 0)]
+        if chunk:
+            yield chunk
+
+
 def embed_file(
     input_path: str | Path,
     output_path: str | Path | None = None,
@@ -116,6 +145,7 @@ def embed_file(
     progress: bool | None = None,
     overwrite: bool = False,
     strict_atoms: bool = False,
+    workers: int | None = None,
 ) -> dict:
     """Embed a molecule file into ``.parquet``, ``.npy`` or ``.csv`` (chosen by extension).
 
@@ -124,7 +154,9 @@ def embed_file(
     (InputError at the first, naming its row). strict_atoms: InputError at the first molecule
     with an atom outside the model's vocabulary or longer than its maximum length.
     canonicalize: as in `embed`; the output keeps the SMILES as read. shard (I, N): only the
-    I-th of N contiguous slices of the input.
+    I-th of N contiguous slices of the input. workers: processes that parse and tokenize the
+    next chunks while the model embeds the current one (0: all in this process; default: see
+    `embed_workers`); the output is the same whatever their number.
 
     The output (default: ``INPUT-STEM.embeddings.parquet`` beside the input) may not be the
     input; an existing file is replaced only with ``overwrite``, and only once the new one is
@@ -154,21 +186,21 @@ def embed_file(
     counts = Counter(
         molecules=0, written=0, invalid=0, unknown_atoms=0, fallback_atoms=0, truncated=0
     )
-    seen = 0
-    with atomic_path(output_path) as tmp, Progress(expected, "molecules", enabled=progress) as bar:
+    workers = embed_workers(next(model.parameters()).device) if workers is None else workers
+    chunks = _chunks_in_slice(read_molecule_chunks(input_path, **reader), first, last)
+    jobs = ((chunk, model.tokenizer, canonicalize) for chunk in chunks)
+    prepared_chunks = closing(map_in_order(prepare_chunk, jobs, workers))  # stops them on error
+    with (
+        atomic_path(output_path) as tmp,
+        Progress(expected, "molecules", enabled=progress) as bar,
+        prepared_chunks as prepared_chunks,
+    ):
         names = vector_names(model.config.hidden_size, pooling)
         writer = _EmbeddingWriter(tmp, suffix, names, {"exlm_chem.pooling": pooling})
         try:
-            for chunk in read_molecule_chunks(input_path, **reader):
-                begin, seen = seen, seen + len(chunk)
-                if last is not None:
-                    chunk = chunk[max(first - begin, 0) : max(last - begin, 0)]
-                if not chunk:
-                    continue
+            for chunk, prepared in prepared_chunks:
                 smiles = [r.smiles for r in chunk]
-                result = embed_molecules(
-                    smiles, model, pooling, batch_size, precision, canonicalize
-                )
+                result = embed_prepared(prepared, model, pooling, batch_size, precision)
                 # The reader's reasons (an over-long SMILES, say) come first.
                 result = result._replace(
                     errors=[r.error or e for r, e in zip(chunk, result.errors)]

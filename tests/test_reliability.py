@@ -81,7 +81,7 @@ def test_an_output_that_cannot_be_written_fails_before_any_embedding(
     def never(*args, **kwargs):
         raise AssertionError("embedding started")
 
-    monkeypatch.setattr(embedding_files, "embed_molecules", never)
+    monkeypatch.setattr(embedding_files, "embed_prepared", never)
     folder = tmp_path / "a_folder.parquet"
     folder.mkdir()
     cases = [(folder, "is a folder"), ("/proc/x.parquet", "/proc/x.parquet")]
@@ -413,3 +413,49 @@ def test_a_bounded_fuzz_of_the_readers_finds_no_traceback_and_no_partial_file(be
     assert result["cases"] == 200 and result["refused"] > 0
     assert result["read"] > 0 and result["embedded"] > 0
     assert result["failures"] == 0, result["failure_examples"]
+
+
+def test_preparation_in_worker_processes_writes_the_same_file(model, drug_smiles, tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "drugs.smi"
+    path.write_text("\n".join(drug_smiles * 40 + ["C1CC", "CCX"]) + "\n")
+    embed_file(
+        path, tmp_path / "here.parquet", model=model, workers=0, chunk_size=100, progress=False
+    )
+    embed_file(
+        path, tmp_path / "spread.parquet", model=model, workers=2, chunk_size=100, progress=False
+    )
+    here, spread = (
+        pd.read_parquet(tmp_path / "here.parquet"),
+        pd.read_parquet(tmp_path / "spread.parquet"),
+    )
+    pd.testing.assert_frame_equal(here.drop(columns="embedding"), spread.drop(columns="embedding"))
+    np.testing.assert_array_equal(np.stack(here["embedding"]), np.stack(spread["embedding"]))
+    assert here["valid"].sum() == len(drug_smiles) * 40
+    assert not multiprocessing.active_children()
+
+
+def test_ctrl_c_while_workers_prepare_leaves_no_file_and_no_worker(
+    model, drug_smiles, tmp_path, monkeypatch
+):
+    import multiprocessing
+
+    from exlm_chem import embedding_files
+
+    path = tmp_path / "drugs.smi"
+    path.write_text("\n".join(drug_smiles * 40) + "\n")
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(embedding_files._EmbeddingWriter, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        embed_file(
+            path, tmp_path / "out.parquet", model=model, workers=2, chunk_size=50, progress=False
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drugs.smi"]
+    assert not multiprocessing.active_children()

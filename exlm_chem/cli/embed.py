@@ -54,6 +54,11 @@ def embed(
         True,
         help="Embed RDKit's canonical SMILES (one vector per molecule, however it is written).",
     ),
+    workers: int | None = typer.Option(
+        None,
+        help="Processes preparing molecules (RDKit) while the model embeds (default: one per "
+        "core on a GPU; none on a CPU under 8 cores; 0: none).",
+    ),
     shard: str | None = typer.Option(
         None, help="I/N: embed only the I-th (0-based) of N contiguous slices."
     ),
@@ -78,6 +83,7 @@ def embed(
         shard=parse_shard(shard),
         overwrite=overwrite,
         strict_atoms=strict_atoms,
+        workers=workers,
     )
     action = "skipped" if skip_invalid else "written as NaN rows"
     typer.echo(
