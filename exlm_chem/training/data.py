@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,37 +53,24 @@ def prepare_corpora(
         val_dir = cache / f"validation-{key}-holdout-{sources.seed}-{sources.val_size}"
     if dist.is_main and not (train_dir / "stats.json").exists():  # written last: complete
         logger.info("preparing the corpus (RDKit check and tokenization, once)")
-        if sources.val_corpus is not None:
-            stats = pack_corpus(
-                sources.corpus,
-                sources.smiles_column,
-                sources.canonicalize,
-                train_dir,
-                workers=sources.workers,
-            )
-        else:
-            whole = cache / f"all-{key}"
-            stats = pack_corpus(
-                sources.corpus,
-                sources.smiles_column,
-                sources.canonicalize,
-                whole,
-                workers=sources.workers,
-            )
-            corpus = PackedCorpus.load(whole)
-            held = np.zeros(len(corpus), dtype=bool)
+        holdout = sources.val_corpus is None
+        packed = cache / f"all-{key}" if holdout else train_dir
+        stats = pack_corpus(
+            sources.corpus, sources.smiles_column, sources.canonicalize, packed,
+            workers=sources.workers,
+        )  # fmt: skip
+        if holdout:
+            corpus = PackedCorpus.load(packed)
             size = min(sources.val_size, len(corpus) // 10)
-            held[
-                np.random.default_rng(sources.seed).choice(len(corpus), size=size, replace=False)
-            ] = True
+            rng = np.random.default_rng(sources.seed)
+            held = np.zeros(len(corpus), dtype=bool)
+            held[rng.choice(len(corpus), size=size, replace=False)] = True
             corpus.write_subset(np.flatnonzero(held), val_dir)
             corpus.write_subset(np.flatnonzero(~held), train_dir)
             save_stats(CorpusStats(read=size, kept=size), val_dir)
+            stats.kept -= size  # the training molecules (the counts by source include the held)
             del corpus
-            for name in ("data", "offsets", "lengths", "sources"):
-                (whole / f"{name}.npy").unlink()
-            (whole / "sources.json").unlink()
-            whole.rmdir()
+            shutil.rmtree(packed)
         save_stats(stats, train_dir)
     if dist.is_main and sources.val_corpus is not None and not (val_dir / "stats.json").exists():
         stats = pack_corpus(
