@@ -55,7 +55,6 @@ def main() -> None:
     corpus = data / "pretrain" / "broad_corpus.tsv.gz"
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        rows = None
         if args.repeat > 1:
             rows = synthetic_corpus(
                 corpus, folder / "synthetic.tsv.gz", args.repeat, args.randomize
@@ -74,12 +73,12 @@ def main() -> None:
         "seconds": round(seconds, 1),
         "molecules_per_second": round(stats.read / seconds),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        # The largest child: a preparation worker (or, with --repeat, the synthetic file's writer).
         "peak_worker_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
         "prepared_mb": round(size / 1e6, 1),
         "vocabulary_tokens": len(stats.token_counts),
         "tokens_seen_10_times": sum(c >= 10 for c in stats.token_counts.values()),
     }
-    del rows
     print(json.dumps(result) if args.json else result)
 
 

@@ -16,7 +16,7 @@ from .embedding import embed_prepared, prepare_smiles
 from .errors import InputError
 from .io import estimate_records, read_molecule_chunks
 from .model import ExLMModel, check_pooling, load_model, vector_names
-from .outputs import atomic_path, check_output_file, molecule_file_stem
+from .outputs import NpyAppender, atomic_path, check_output_file, molecule_file_stem
 from .parallel import default_workers, map_in_order
 from .progress import Progress
 
@@ -41,16 +41,6 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return index, count
 
 
-_NPY_HEADER_BYTES = 128  # room for any (rows, dim) shape, so the header is rewritten in place
-
-
-def _npy_header(rows: int, dim: int) -> bytes:
-    """A .npy version 1.0 header of fixed size for a C-ordered float32 (rows, dim) array."""
-    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
-    body = text.ljust(_NPY_HEADER_BYTES - 10 - 1) + "\n"
-    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
-
-
 class _EmbeddingWriter:
     """Appends chunks of rows (id, smiles, flags, vector) to a temporary file in one format.
 
@@ -61,11 +51,10 @@ class _EmbeddingWriter:
         self.dim, self.rows = len(names), 0
         dim = self.dim
         self._parquet = None
-        self._raw = None
+        self._raw = self._npy = None
         if suffix == ".npy":
-            # The header's row count is written again when the file is complete.
             self._raw = open(path, "wb")
-            self._raw.write(_npy_header(0, dim))
+            self._npy = NpyAppender(self._raw, "<f4", (dim,))
 
     def write(self, columns: dict, vectors: np.ndarray) -> None:
         """``columns``: per-row values (id, smiles, valid, ...) in output order."""
@@ -78,7 +67,9 @@ class _EmbeddingWriter:
                 self._parquet = pq.ParquetWriter(self.path, table.schema)
             self._parquet.write_table(table)
         elif self.suffix == ".npy":
-            self._raw.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+            self._npy.append(
+                np.ascontiguousarray(vectors, dtype=np.float32).tobytes(), len(vectors)
+            )
         else:
             frame = pd.concat(
                 [
@@ -96,8 +87,7 @@ class _EmbeddingWriter:
         if self._parquet is not None:
             self._parquet.close()
         if self._raw is not None:
-            self._raw.seek(0)
-            self._raw.write(_npy_header(self.rows, self.dim))
+            self._npy.finish()
             self._raw.close()
 
 

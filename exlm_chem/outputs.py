@@ -108,3 +108,30 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class NpyAppender:
+    """Writes a C-ordered ``.npy`` array row block by row block to an open file, without
+    knowing the row count in advance: the header has room for any shape and is rewritten in
+    place by `finish` (nothing is held in memory or copied)."""
+
+    HEADER_BYTES = 128
+
+    def __init__(self, handle, descr: str, row_shape: tuple[int, ...] = ()):
+        self.handle, self.descr, self.row_shape, self.rows = handle, descr, row_shape, 0
+        handle.write(self._header())
+
+    def _header(self) -> bytes:
+        shape = (self.rows, *self.row_shape)
+        text = f"{{'descr': '{self.descr}', 'fortran_order': False, 'shape': {shape!r}, }}"
+        body = text.ljust(self.HEADER_BYTES - 10 - 1) + "\n"
+        return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
+
+    def append(self, data: bytes, rows: int) -> None:
+        self.handle.write(data)
+        self.rows += rows
+
+    def finish(self) -> None:
+        self.handle.seek(0)
+        self.handle.write(self._header())
+        self.handle.seek(0, os.SEEK_END)

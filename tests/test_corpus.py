@@ -60,7 +60,7 @@ def test_preparation_in_worker_processes_equals_preparation_here(tmp_path):
     part = PackedCorpus.load(tmp_path / "subset")
     assert part.smiles(range(3)) == corpus.smiles(subset)
     np.testing.assert_array_equal(part.lengths, corpus.lengths[subset])
-    assert not list((tmp_path / "spread").glob("*.raw"))
+    assert not list((tmp_path / "spread").glob("*.part"))
 
 
 def test_source_weights_set_how_often_each_source_is_drawn(tmp_path):

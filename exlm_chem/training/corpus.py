@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,14 +20,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import read_molecule_chunks, table_columns
-from ..outputs import atomic_path, atomic_write_text
+from ..outputs import NpyAppender, atomic_write_text
 from ..parallel import map_in_order
 from ..smiles import parse_smiles, quiet_rdkit, tokenize_smiles
 
 SOURCE_COLUMN = "source"  # a corpus table's column naming where each molecule comes from
 PREPARATION_VERSION = 2  # part of the cache key: a new layout is prepared anew
 ARRAYS = ("data", "offsets", "lengths", "sources")
-BLOCK = 1 << 22  # bytes copied at a time when writing arrays
 
 
 class PackedCorpus:
@@ -66,41 +66,32 @@ class PackedCorpus:
 
 
 class CorpusWriter:
-    """Appends molecules to a corpus folder; the arrays become .npy files on close()."""
+    """Appends molecules to a corpus folder, each array straight into its .npy file (renamed
+    into place on close): memory does not grow with the corpus."""
+
+    DTYPES = {"data": "|u1", "offsets": "<i8", "lengths": "<i4", "sources": "<i2"}
 
     def __init__(self, directory: Path):
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.raw = open(directory / "data.raw", "wb")
-        self.sizes, self.lengths, self.sources = [], [], []
+        self.files = {name: open(directory / f"{name}.npy.part", "wb") for name in ARRAYS}
+        self.arrays = {name: NpyAppender(self.files[name], self.DTYPES[name]) for name in ARRAYS}
+        self.end = 0  # bytes of SMILES written so far
+        self.arrays["offsets"].append(np.zeros(1, dtype="<i8").tobytes(), 1)
 
     def append(self, blob: bytes, sizes, lengths, sources) -> None:
-        self.raw.write(blob)
-        self.sizes.append(np.asarray(sizes, dtype=np.int64))
-        self.lengths.append(np.asarray(lengths, dtype=np.int32))
-        self.sources.append(np.asarray(sources, dtype=np.int16))
+        offsets = self.end + np.cumsum(np.asarray(sizes, dtype="<i8"))
+        self.end += len(blob)
+        for name, values in (("offsets", offsets), ("lengths", lengths), ("sources", sources)):
+            array = np.asarray(values, dtype=self.DTYPES[name])
+            self.arrays[name].append(array.tobytes(), len(array))
+        self.arrays["data"].append(blob, len(blob))
 
     def close(self, source_names: list[str]) -> None:
-        self.raw.close()
-        sizes = np.concatenate(self.sizes) if self.sizes else np.zeros(0, dtype=np.int64)
-        arrays = {
-            "offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-            "lengths": np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.int32),
-            "sources": np.concatenate(self.sources) if self.sources else np.zeros(0, np.int16),
-        }
-        for name, array in arrays.items():
-            with atomic_path(self.directory / f"{name}.npy") as tmp, open(tmp, "wb") as handle:
-                np.save(handle, array)
-        raw = self.directory / "data.raw"
-        total = int(arrays["offsets"][-1])
-        with atomic_path(self.directory / "data.npy") as tmp:
-            data = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(total,))
-            source = np.memmap(raw, dtype=np.uint8, mode="r", shape=(total,)) if total else []
-            for start in range(0, total, BLOCK):
-                data[start : start + BLOCK] = source[start : start + BLOCK]
-            data.flush()
-            del data, source
-        raw.unlink()
+        for name in ARRAYS:
+            self.arrays[name].finish()
+            self.files[name].close()
+            os.replace(self.directory / f"{name}.npy.part", self.directory / f"{name}.npy")
         atomic_write_text(self.directory / "sources.json", json.dumps(source_names))
 
 
