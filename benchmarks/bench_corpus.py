@@ -77,7 +77,6 @@ def main() -> None:
         "molecules_per_second": round(stats.read / seconds),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         # The largest child: a preparation worker (or, with --repeat, the synthetic file's writer).
-        # The largest child: a preparation worker (or, with --repeat, the synthetic file's writer).
         "peak_worker_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
         "prepared_mb": round(size / 1e6, 1),
         "vocabulary_tokens": len(stats.token_counts),
