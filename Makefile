@@ -16,7 +16,7 @@ $(BIN)/exlm-chem: pyproject.toml
 setup: $(BIN)/exlm-chem
 
 embed: setup
-	$(BIN)/exlm-chem embed data/drugs.csv -o data/drugs.embeddings.parquet
+	$(BIN)/exlm-chem embed data/drugs.csv -o data/drugs.embeddings.parquet --overwrite
 
 test: setup
 	$(BIN)/ruff check .
