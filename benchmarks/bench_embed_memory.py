@@ -86,13 +86,14 @@ def main() -> None:
                 command = [
                     sys.executable,
                     "-m",
-                    "exlm_chem.cli",
+                    "exlm_chem",
                     "embed",
                     str(molecules),
                     "-o",
                     str(output),
                     "--model",
                     str(model_dir),
+                    "--overwrite",
                 ]
                 peak, seconds = peak_rss_mb(command)
                 peaks.append(peak)
