@@ -47,9 +47,7 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_output_file(
-    path: Path, inputs=(), overwrite: bool = False, flag: str = "--overwrite"
-) -> None:
+def check_output_file(path: Path, inputs=(), overwrite: bool = False) -> None:
     """Refuse, before any work, an output file that would destroy something.
 
     The output may not be one of ``inputs`` (a symlink to an input included), nor a folder;
@@ -62,7 +60,7 @@ def check_output_file(
     if path.is_dir():
         raise InputError(f"{path}: is a folder; give an output file name")
     if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists; pass {flag} to replace it")
+        raise InputError(f"{path}: already exists; pass --overwrite to replace it")
     check_writable_dir(path.parent if str(path.parent) else Path("."))
 
 
