@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from exlm_chem import InputError, SmilesTokenizer, tokenize_smiles
@@ -196,6 +196,7 @@ def test_selfies_mode_round_trip(drug_smiles, tmp_path):
 
 
 @settings(max_examples=200, deadline=None)
+@example(["[B]", "C[NH4+]", "[c]"])  # atoms read through their fallbacks
 @given(
     st.lists(
         st.text(alphabet=st.sampled_from(list("CNOBrcln()[]=#@+-\\/%0123456789.H")), max_size=20),
@@ -215,7 +216,7 @@ def test_batch_encoding_matches_one_by_one(batch):
         return
     ids = tok.encode_batch(batch)
     for row, tokens in zip(ids, singles):
-        expected = (
-            [tok.bos_id] + [tok.token_to_id.get(t, tok.unk_id) for t in tokens][:126] + [tok.eos_id]
-        )
+        # Each token as the tokenizer reads it: itself, its fallback ([B] as B) or <unk>.
+        read = [tok.token_to_id[tok.reading(t)] for t in tokens]
+        expected = [tok.bos_id] + read[:126] + [tok.eos_id]
         assert row[row != tok.pad_id].tolist() == expected
