@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,6 +16,7 @@ import torch
 from . import defaults
 from .errors import InputError
 from .model import ExLMModel, load_model, pooled_size
+from .parallel import default_workers, map_in_order
 from .smiles import parse_smiles, quiet_rdkit, smiles_problem
 from .tokenizer import EncodingReport
 
@@ -142,19 +144,54 @@ class Embedded(NamedTuple):
         return f"of {valid} valid molecules, " + "; ".join(parts) if parts else None
 
 
+def embed_workers(device) -> int:
+    """Preparation processes for a device: on a GPU the model outpaces RDKit on one core, so
+    one per core (at most 8); on a CPU they would take cores from the model, so none below 8
+    cores and a quarter of them above."""
+    cores = default_workers()
+    if device.type == "cuda":
+        return cores
+    return 0 if cores < 8 else cores // 4
+
+
 def embed_molecules(
-    smiles: Sequence[str],
+    smiles: Sequence,
     model: ExLMModel,
     pooling: str,
     batch_size: int,
     precision: str,
     canonicalize: bool,
+    workers: int = 0,
 ) -> Embedded:
     """Prepare, embed the valid molecules, and put them back in input order: the one path
-    behind `embed`, `embed_file` and `ExLMFeaturizer`."""
+    behind `embed`, `embed_file` and `ExLMFeaturizer`. With ``workers``, chunks of
+    ``WORKER_CHUNK`` molecules are prepared in that many processes while the model embeds the
+    chunk before."""
     pooled_size(model.config.hidden_size, pooling)  # checks the read-out before any work
-    prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
-    return embed_prepared(prepared, model, pooling, batch_size, precision)
+    if workers <= 0 or len(smiles) <= WORKER_CHUNK:
+        prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
+        return embed_prepared(prepared, model, pooling, batch_size, precision)
+    jobs = (
+        (smiles[i : i + WORKER_CHUNK], model.tokenizer, canonicalize)
+        for i in range(0, len(smiles), WORKER_CHUNK)
+    )
+    with closing(map_in_order(prepare_job, jobs, workers)) as prepared_chunks:
+        parts = [embed_prepared(p, model, pooling, batch_size, precision) for p in prepared_chunks]
+    return Embedded(*(_joined([getattr(p, f) for p in parts]) for f in Embedded._fields))
+
+
+WORKER_CHUNK = 10_000  # molecules a worker prepares at a time
+
+
+def prepare_job(job: tuple) -> PreparedSmiles:
+    """In a worker: `prepare_smiles` of (molecules, tokenizer, canonicalize)."""
+    return prepare_smiles(*job)
+
+
+def _joined(parts: list):
+    return (
+        [x for part in parts for x in part] if isinstance(parts[0], list) else np.concatenate(parts)
+    )
 
 
 def embed_prepared(
@@ -186,6 +223,7 @@ def embed(
     errors: str = "warn",
     canonicalize: bool = True,
     strict_atoms: bool = False,
+    workers: int | None = None,
 ) -> np.ndarray:
     """Embed SMILES as an (n, d) float32 array, rows in input order.
 
@@ -203,12 +241,16 @@ def embed(
 
     canonicalize: embed RDKit's canonical SMILES of each molecule (see `prepare_smiles`), so
     that different SMILES of one molecule get the same vector; False embeds the text as given.
+
+    workers: processes preparing molecules (RDKit) while the model embeds (0: none; default:
+    see `embed_workers`); the vectors are the same whatever their number.
     """
     if errors not in ("warn", "ignore", "raise"):
         raise InputError(f"errors must be 'warn', 'ignore' or 'raise', not {errors!r}")
     smiles = [smiles] if isinstance(smiles, str) else list(smiles)
     model = load_model(model, device)
-    result = embed_molecules(smiles, model, pooling, batch_size, precision, canonicalize)
+    workers = embed_workers(next(model.parameters()).device) if workers is None else workers
+    result = embed_molecules(smiles, model, pooling, batch_size, precision, canonicalize, workers)
     invalid = np.flatnonzero(~result.valid)
     if len(invalid) and errors == "raise":
         i = int(invalid[0])

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import defaults
-from .embedding import embed_prepared, prepare_smiles
+from .embedding import embed_prepared, embed_workers, prepare_smiles
 from .errors import InputError
 from .io import estimate_records, read_molecule_chunks
 from .model import ExLMModel, check_pooling, load_model, vector_names
 from .outputs import NpyAppender, atomic_path, check_output_file, molecule_file_stem
-from .parallel import default_workers, map_in_order
+from .parallel import map_in_order
 from .progress import Progress
 
 OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
@@ -89,16 +89,6 @@ class _EmbeddingWriter:
         if self._raw is not None:
             self._npy.finish()
             self._raw.close()
-
-
-def embed_workers(device) -> int:
-    """Preparation processes for a device: on a GPU the model outpaces RDKit on one core, so
-    one per core (at most 8); on a CPU they would take cores from the model, so none below 8
-    cores and a quarter of them above."""
-    cores = default_workers()
-    if device.type == "cuda":
-        return cores
-    return 0 if cores < 8 else cores // 4
 
 
 def prepare_chunk(job: tuple) -> tuple:

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -458,4 +459,20 @@ def test_ctrl_c_while_workers_prepare_leaves_no_file_and_no_worker(
             path, tmp_path / "out.parquet", model=model, workers=2, chunk_size=50, progress=False
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drugs.smi"]
+    assert not multiprocessing.active_children()
+
+
+def test_embed_with_worker_processes_gives_the_same_vectors(model, drug_smiles, monkeypatch):
+    import multiprocessing
+
+    from exlm_chem import embedding
+
+    monkeypatch.setattr(embedding, "WORKER_CHUNK", 100)
+    smiles = drug_smiles * 30 + ["C1CC", "C C"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        here = embed(smiles, model, workers=0)
+        spread = embed(smiles, model, workers=2)
+    np.testing.assert_allclose(spread, here, atol=1e-5, equal_nan=True)
+    assert np.isnan(spread[-2:]).all() and not np.isnan(spread[:-2]).any()
     assert not multiprocessing.active_children()
