@@ -23,6 +23,10 @@ _PUBLIC = {
     "embed_file": "embedding_files",
     "ExLMFeaturizer": "featurizer",
     "ExLMTransformer": "sklearn",
+    "ExLMClassifier": "sklearn",
+    "ExLMRegressor": "sklearn",
+    "finetune": "finetune",
+    "load_predictor": "finetune",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

@@ -28,6 +28,8 @@ from .errors import InputError
 from .smiles import quiet_rdkit, tokenize_smiles
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .tokenizer import SmilesTokenizer
 
 DEFAULT_SMILES_COLUMNS = ("smiles", "mol", "canonical_smiles")
@@ -290,3 +292,48 @@ def tokenize_file(path, smiles_column: str | None = None, tokenizer: SmilesToken
             )
         except ValueError as exc:
             raise InputError(f"{path}: row {record.row}: {exc}") from None
+
+
+def read_labelled_table(
+    path: str | os.PathLike, targets: list[str], smiles_column: str | None = None
+) -> tuple[list[str], np.ndarray]:
+    """SMILES and numeric targets (n, len(targets)) of a ``.csv``/``.tsv`` file, NaN where a
+    target cell is empty. InputError naming the file, column and line for a missing or
+    non-numeric target, or a row without a SMILES."""
+    import numpy as np  # noqa: F811 (imported for type checkers above)
+    import pandas as pd
+
+    path = Path(path)
+    _check_readable(path)
+    if _base_suffix(path) not in (".csv", ".tsv"):
+        raise InputError(f"{path}: labelled data must be a .csv or .tsv file (optionally .gz)")
+    columns = table_columns(path)
+    smiles_column = _resolve_column(path, columns, smiles_column, "SMILES")
+    if not targets:
+        raise InputError(f"{path}: give at least one target column (--target)")
+    for target in targets:
+        _resolve_column(path, columns, target, "target")
+    sep = "\t" if _base_suffix(path) == ".tsv" else ","
+    frame = pd.read_csv(
+        path, sep=sep, usecols=[smiles_column, *targets], dtype=str, keep_default_na=False
+    )
+    y = np.full((len(frame), len(targets)), np.nan)
+    for t, target in enumerate(targets):
+        for i, text in enumerate(frame[target]):
+            if text.strip().lower() in MISSING_VALUES:
+                continue
+            try:
+                y[i, t] = float(text)
+            except ValueError:
+                raise InputError(
+                    f"{path}: line {i + 2}: target {target!r} is not a number: {text!r}"
+                ) from None
+            if not np.isfinite(y[i, t]):
+                raise InputError(f"{path}: line {i + 2}: target {target!r} is {text!r}")
+    smiles = [s.strip() for s in frame[smiles_column]]
+    for i, s in enumerate(smiles):
+        if s.lower() in MISSING_VALUES:
+            raise InputError(f"{path}: line {i + 2}: empty SMILES")
+    if not smiles:
+        raise InputError(f"{path}: no molecules found")
+    return smiles, y

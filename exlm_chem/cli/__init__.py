@@ -7,10 +7,11 @@ torch, RDKit or DeepChem to load."""
 from .app import app, info, main, tokenize
 from .benchmark import benchmark
 from .embed import embed
+from .finetune import finetune, predict
 from .pretrain import export, pretrain
 
 # In the order `exlm-chem --help` lists them.
-for command in (info, tokenize, embed, pretrain, export, benchmark):
+for command in (info, tokenize, embed, pretrain, export, finetune, predict, benchmark):
     app.command()(command)
 
 __all__ = ["app", "main"]

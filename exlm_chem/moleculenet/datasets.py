@@ -29,6 +29,7 @@ from ..io import estimate_records
 from ..outputs import atomic_path, atomic_write_text
 from ..progress import Progress
 from ..smiles import quiet_rdkit
+from ..splits import random_scaffold_split
 
 logger = logging.getLogger(__name__)
 
@@ -218,18 +219,4 @@ def split_dataset(dataset, split: str, seed: int):
                 dataset, frac_train=0.8, frac_valid=0.1, frac_test=0.1
             )
         groups = dc.splits.ScaffoldSplitter().generate_scaffolds(dataset)
-    order = np.random.default_rng(seed).permutation(len(groups))
-    n = len(dataset)
-    parts: list[list[int]] = [[], [], []]
-    limits = (0.8 * n, 0.9 * n)
-    for g in order:
-        filled = len(parts[0]) + len(parts[1])
-        target = (
-            0
-            if len(parts[0]) + len(groups[g]) <= limits[0]
-            else 1
-            if filled + len(groups[g]) <= limits[1]
-            else 2
-        )
-        parts[target].extend(groups[g])
-    return tuple(dataset.select(sorted(p)) for p in parts)
+    return tuple(dataset.select(rows) for rows in random_scaffold_split(groups, seed))

@@ -1,0 +1,130 @@
+"""``exlm-chem finetune`` and ``exlm-chem predict``: a model fine-tuned on a labelled table,
+and its predictions for a molecule file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import InputError
+from .app import show_progress_messages
+
+DEFAULT_RATES = "3e-5,1e-4,3e-4,1e-3"
+
+
+def parse_rates(text: str) -> list[float]:
+    try:
+        rates = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise InputError(f"--lr must be comma-separated numbers, not {text!r}") from None
+    if not rates or any(not rate > 0 for rate in rates):
+        raise InputError(f"--lr must be one or more positive numbers, not {text!r}")
+    return rates
+
+
+def finetune(
+    data: Path = typer.Argument(..., help="Labelled molecules: a .csv or .tsv (optionally .gz)."),
+    target: list[str] = typer.Option(
+        ..., "--target", "-t", help="Target column; repeat for several tasks (NaN: missing)."
+    ),
+    out: Path = typer.Option(..., help="Folder for the fine-tuned model and finetune.json."),
+    smiles_column: str | None = typer.Option(None, help="SMILES column (default: smiles/mol)."),
+    task: str = typer.Option(
+        "auto", help="classification, regression, or auto (classification when all are 0/1)."
+    ),
+    model: Path | None = typer.Option(
+        None, help="Model directory to start from (default: the model shipped with the package)."
+    ),
+    head: str = typer.Option(
+        "cls", help="cls (the <s> state, RoBERTa head) or mean (mean of token states, linear)."
+    ),
+    lr: str = typer.Option(
+        DEFAULT_RATES, help="Learning rate, or comma-separated rates chosen on validation."
+    ),
+    epochs: int = typer.Option(60, help="At most this many epochs."),
+    patience: int = typer.Option(10, help="Stop after this many epochs without improvement."),
+    batch_size: int = typer.Option(32, help="Molecules per step."),
+    dropout: float = typer.Option(0.1, help="Dropout in the head and the encoder."),
+    split: str = typer.Option("scaffold", help="scaffold (seeded scaffold groups) or random."),
+    valid_fraction: float = typer.Option(0.1, help="Share of molecules for validation."),
+    test_fraction: float = typer.Option(0.1, help="Share held out for the reported test score."),
+    seed: int = typer.Option(0, help="Seed of the split, the head and the batches."),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:N or auto (default: cpu)."),
+    precision: str = typer.Option("auto", help="auto (bf16 where native), fp32 or bf16."),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Leave out rows whose SMILES is invalid (else: an error)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace what is in OUT."),
+) -> None:
+    """Fine-tune a model end to end on a labelled table; keep the best validation run."""
+    from ..finetune import FinetuneSettings
+    from ..finetune_files import finetune_table
+
+    show_progress_messages()
+    settings = FinetuneSettings(
+        head=head,
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        dropout=dropout,
+        precision=precision,
+        seed=seed,
+    )
+    if task not in ("auto", "classification", "regression"):
+        raise InputError(f"--task must be auto, classification or regression, not {task!r}")
+    report = finetune_table(
+        data,
+        target,
+        out,
+        smiles_column=smiles_column,
+        task_type=task,
+        model=model,
+        settings=settings,
+        learning_rates=parse_rates(lr),
+        split=split,
+        valid_fraction=valid_fraction,
+        test_fraction=test_fraction,
+        device=device,
+        overwrite=overwrite,
+        skip_invalid=skip_invalid,
+    )
+    chosen = report["chosen"]
+    test = report["test_score"]
+    typer.echo(
+        f"{report['task_type']}: learning rate {chosen['learning_rate']:g}, best epoch "
+        f"{chosen['best_epoch']}, validation {report['metric']} "
+        + (f"{report['valid_score']:.4f}" if report["valid_score"] is not None else "undefined")
+        + (f", test {report['metric']} {test:.4f}" if test is not None else "")
+        + f"; model in {out}",
+        err=True,
+    )
+
+
+def predict(
+    input: Path = typer.Argument(..., help="Molecule file (csv, tsv, smi, txt, sdf; .gz)."),
+    model: Path = typer.Option(..., help="A fine-tuned model folder (from exlm-chem finetune)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Output CSV (default: INPUT-STEM.predictions.csv)."
+    ),
+    smiles_column: str | None = typer.Option(None, help="SMILES column of a CSV/TSV file."),
+    id_column: str | None = typer.Option(None, help="Id column (default: the row number)."),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:N or auto (default: cpu)."),
+    precision: str = typer.Option("auto", help="auto (bf16 where native), fp32 or bf16."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+) -> None:
+    """Predict the fine-tuned tasks for every molecule of INPUT."""
+    from ..finetune_files import predict_file
+
+    show_progress_messages()
+    written = predict_file(
+        input,
+        model,
+        output,
+        smiles_column=smiles_column,
+        id_column=id_column,
+        device=device,
+        precision=precision,
+        overwrite=overwrite,
+    )
+    typer.echo(f"predictions in {written}", err=True)

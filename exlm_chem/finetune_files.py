@@ -1,0 +1,186 @@
+"""Fine-tuning on a labelled table and predicting for a molecule file: the library functions
+behind ``exlm-chem finetune`` and ``exlm-chem predict``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from .embedding import prepare_smiles
+from .environment import describe_hardware
+from .errors import InputError
+from .finetune import (
+    LEARNING_RATES,
+    EncodedMolecules,
+    FinetuneSettings,
+    LabelledMolecules,
+    check_targets,
+    finetune_best_rate,
+    load_predictor,
+    predict_encoded,
+    predict_smiles,
+    save_predictor,
+)
+from .io import read_labelled_table, read_molecules
+from .metrics import score
+from .model import load_model
+from .outputs import atomic_path, atomic_write_text, check_output_file, molecule_file_stem
+from .splits import split_rows
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "finetune.json"
+
+
+def infer_task_type(y: np.ndarray) -> str:
+    """classification when every label is 0 or 1, regression otherwise."""
+    labels = y[~np.isnan(y)]
+    return "classification" if np.isin(labels, (0.0, 1.0)).all() else "regression"
+
+
+def finetune_table(
+    path: str | Path,
+    targets: list[str],
+    out: str | Path,
+    smiles_column: str | None = None,
+    task_type: str = "auto",
+    model=None,
+    settings: FinetuneSettings | None = None,
+    learning_rates=LEARNING_RATES,
+    split: str = "scaffold",
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    device=None,
+    overwrite: bool = False,
+    skip_invalid: bool = False,
+) -> dict:
+    """Fine-tune on the SMILES and target columns of a CSV/TSV file; save the model with the
+    best validation metric (over ``learning_rates``) in ``out``, with a report (finetune.json)
+    holding the validation metric of every rate and the test metric of the one kept.
+
+    The rows are split once (``split``, ``settings.seed``) into train, validation (early
+    stopping and the learning rate) and test (reported only; ``test_fraction=0`` keeps none).
+    An invalid SMILES raises InputError naming its line, or is left out with ``skip_invalid``.
+    """
+    settings = settings or FinetuneSettings()
+    path, out = Path(path), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise InputError(f"{out}: already exists; pass --overwrite to replace what is in it")
+    smiles, y = read_labelled_table(path, targets, smiles_column)
+    if task_type == "auto":
+        task_type = infer_task_type(y)
+    check_targets(y, task_type, targets, str(path))
+    base = load_model(model, device)
+    start = time.perf_counter()
+    prepared = prepare_smiles(smiles, base.tokenizer)
+    invalid = [i for i, tokens in enumerate(prepared.tokens) if tokens is None]
+    if invalid and not skip_invalid:
+        i = invalid[0]
+        raise InputError(
+            f"{path}: line {i + 2}: invalid SMILES ({prepared.errors[i]}): {smiles[i]!r}; "
+            "pass --skip-invalid to leave such rows out"
+        )
+    if invalid:
+        shown = ", ".join(str(i + 2) for i in invalid[:15]) + (" ..." if len(invalid) > 15 else "")
+        logger.warning("%s: %d invalid SMILES left out (lines %s)", path, len(invalid), shown)
+    kept = [i for i, tokens in enumerate(prepared.tokens) if tokens is not None]
+    smiles, y = [smiles[i] for i in kept], y[kept]
+    encoded = EncodedMolecules([prepared.tokens[i] for i in kept], base.tokenizer)
+    parts = split_rows(smiles, split, settings.seed, valid_fraction, test_fraction)
+    train, valid, test = (LabelledMolecules(encoded.subset(rows), y[rows]) for rows in parts)
+    if len(train.molecules) == 0 or len(valid.molecules) == 0:
+        raise InputError(f"{path}: too few molecules ({len(smiles)}) to split off validation data")
+    check_targets(train.y, task_type, targets, f"{path} (training part of the split)")
+    logger.info(
+        "%s: %d molecules, %s on %s; %d train / %d validation / %d test (%s split, seed %d)",
+        path,
+        len(smiles),
+        task_type,
+        ", ".join(targets),
+        len(train.molecules),
+        len(valid.molecules),
+        len(test.molecules),
+        split,
+        settings.seed,
+    )
+    best, runs = finetune_best_rate(
+        base, train, valid, task_type, settings, learning_rates, targets, device
+    )
+    test_score = None
+    if len(test.molecules):
+        prediction = predict_encoded(best.predictor, test.molecules, settings.precision)
+        test_score = score(task_type, np.nan_to_num(test.y), test.w, prediction)
+    metric = "roc_auc" if task_type == "classification" else "rmse"
+    report = dict(
+        data=str(path),
+        targets=targets,
+        task_type=task_type,
+        molecules=len(smiles),
+        split=dict(
+            kind=split,
+            seed=settings.seed,
+            train=len(train.molecules),
+            valid=len(valid.molecules),
+            test=len(test.molecules),
+        ),
+        settings=asdict(replace(settings, learning_rate=best.settings.learning_rate)),
+        runs_by_learning_rate={str(rate): run for rate, run in runs.items()},
+        chosen=best.summary(),
+        metric=metric,
+        valid_score=best.valid_score if best.selection == metric else None,
+        test_score=test_score,
+        hardware=describe_hardware(next(best.predictor.parameters()).device),
+        seconds=round(time.perf_counter() - start, 1),
+    )
+    save_predictor(best.predictor, out, about=dict(trained_on=str(path), metric=metric))
+    atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2))
+    return report
+
+
+def default_predictions_path(input_path: Path) -> Path:
+    return input_path.with_name(f"{molecule_file_stem(input_path)}.predictions.csv")
+
+
+def predict_file(
+    path: str | Path,
+    model: str | Path,
+    out: str | Path | None = None,
+    smiles_column: str | None = None,
+    id_column: str | None = None,
+    device=None,
+    precision: str = "auto",
+    overwrite: bool = False,
+) -> Path:
+    """Write a CSV of predictions for every molecule of a file: id, smiles, one column per
+    task (a probability for classification), and ``error`` (why a row has no prediction)."""
+    import pandas as pd
+
+    path = Path(path)
+    out = Path(out) if out is not None else default_predictions_path(path)
+    check_output_file(out, inputs=[path], overwrite=overwrite)
+    predictor = load_predictor(model, device)
+    records = list(
+        read_molecules(path, smiles_column=smiles_column, id_column=id_column, errors="keep")
+    )
+    predictions, errors = predict_smiles([r.smiles for r in records], predictor, precision)
+    errors = [record.error or error for record, error in zip(records, errors)]
+    frame = pd.DataFrame({"id": [r.id for r in records], "smiles": [r.smiles for r in records]})
+    for t, task in enumerate(predictor.tasks):
+        frame[task] = np.where([e is None for e in errors], predictions[:, t], np.nan)
+    frame["error"] = [e or "" for e in errors]
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False)
+    failed = sum(e is not None for e in errors)
+    if failed:
+        logger.warning(
+            "%s: %d of %d molecules have no prediction (see the error column)",
+            out,
+            failed,
+            len(records),
+        )
+    return out
