@@ -125,7 +125,10 @@ class LabelledMolecules:
     y: np.ndarray
 
     def __post_init__(self):
-        self.y = np.asarray(self.y, dtype=np.float64).reshape(len(self.molecules), -1)
+        y = np.asarray(self.y, dtype=np.float64)
+        self.y = y[:, None] if y.ndim == 1 else y
+        if len(self.y) != len(self.molecules):
+            raise InputError(f"{len(self.molecules)} molecules but {len(self.y)} rows of targets")
 
     @property
     def w(self) -> np.ndarray:

@@ -188,21 +188,51 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
     assert code == 2 and "results.json: cannot resume" in err
 
 
-def test_finetune_runs_on_a_small_set(tiny_model_dir, shared_data, tmp_path):
-    import deepchem as dc
+def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shared_data, tmp_path):
+    from exlm_chem.finetune import FinetuneSettings
+    from exlm_chem.moleculenet.suite import run_benchmark
 
-    from exlm_chem.finetune import finetune_predictions
-    from exlm_chem.moleculenet.datasets import load_dataset
-
-    _, dataset = load_dataset(
-        "freesolv", dc.feat.DummyFeaturizer(), shared_data / "moleculenet", tmp_path
+    out = tmp_path / "out"
+    settings = FinetuneSettings(epochs=2, patience=1, batch_size=64)
+    records = run_benchmark(
+        ["freesolv"],
+        parse_features(f"exlm:{tiny_model_dir}"),
+        [],
+        out,
+        data_dir=shared_data / "moleculenet",
+        split="random_scaffold",
+        seeds=[0, 1],
+        finetune=True,
+        finetune_settings=settings,
+        finetune_rates=[1e-4, 1e-3],
     )
-    train, valid, test = split_dataset(dataset, "scaffold", 0)
-    prediction = finetune_predictions(
-        str(tiny_model_dir), "regression", train, valid, test, seed=0, max_epochs=2
+    runs = json.loads((out / "finetune_runs.json").read_text())
+    assert len(runs) == 4 and {r["learning_rate"] for r in runs} == {1e-4, 1e-3}
+    chosen = [r for r in records if r["probe"] == "finetune"]
+    assert [r["seed"] for r in chosen] == [0, 1]
+    rate = chosen[0]["learning_rate"]
+    assert chosen[1]["learning_rate"] == rate  # one rate for every seed
+    pooled = {
+        lr: np.mean([r["valid_value"] for r in runs if r["learning_rate"] == lr])
+        for lr in (1e-4, 1e-3)
+    }
+    assert pooled[rate] == min(pooled.values())  # RMSE: lower is better
+    assert all(np.isfinite(r["value"]) and r["value"] < 10 for r in chosen)
+    # Resumed: nothing is trained again, the same results come back.
+    again = run_benchmark(
+        ["freesolv"],
+        parse_features(f"exlm:{tiny_model_dir}"),
+        [],
+        out,
+        data_dir=shared_data / "moleculenet",
+        split="random_scaffold",
+        seeds=[0, 1],
+        finetune=True,
+        finetune_settings=settings,
+        finetune_rates=[1e-4, 1e-3],
+        resume=True,
     )
-    assert prediction.shape == (len(test), 1) and np.isfinite(prediction).all()
-    assert score("regression", test.y, test.w, prediction) < 5.0
+    assert again == records
 
 
 def test_missing_dataset_file_that_cannot_be_downloaded_names_it(run_cli, tmp_path, monkeypatch):

@@ -28,7 +28,19 @@ def benchmark(
         "logreg", help="Probes on frozen features: logreg, rf, mlp, deepchem (comma-separated)."
     ),
     finetune: bool = typer.Option(
-        False, "--finetune", help="Also fine-tune each model end to end."
+        False,
+        "--finetune",
+        help="Also fine-tune each model end to end (the learning rate chosen on validation "
+        "averaged over the seeds).",
+    ),
+    finetune_lr: str = typer.Option(
+        "3e-5,1e-4,3e-4,1e-3", help="Fine-tuning learning rates (comma-separated grid)."
+    ),
+    finetune_head: str = typer.Option("cls", help="Fine-tuning head: cls or mean."),
+    finetune_epochs: int = typer.Option(60, help="Fine-tuning: at most this many epochs."),
+    finetune_patience: int = typer.Option(10, help="Fine-tuning: early-stopping patience."),
+    device: str | None = typer.Option(
+        None, help="Fine-tuning device: cpu, cuda, cuda:N or auto (default: cpu)."
     ),
     split: str = typer.Option(
         "scaffold", help="scaffold (DeepChem's, deterministic) or random_scaffold (seeded)."
@@ -47,10 +59,12 @@ def benchmark(
     import logging
 
     # The MoleculeNet package imports DeepChem, slow to import: only for this command.
+    from ..finetune import FinetuneSettings
     from ..moleculenet.datasets import DATASETS
     from ..moleculenet.features import parse_features
     from ..moleculenet.probes import PROBES
     from ..moleculenet.suite import parse_list, run_benchmark
+    from .finetune import parse_rates
 
     show_progress_messages()
     # DeepChem warns about optional back-ends it lacks (TensorFlow, JAX) and per-molecule
@@ -72,5 +86,10 @@ def benchmark(
         cache_dir=cache_dir,
         resume=resume,
         overwrite=overwrite,
+        finetune_settings=FinetuneSettings(
+            head=finetune_head, epochs=finetune_epochs, patience=finetune_patience
+        ),
+        finetune_rates=parse_rates(finetune_lr),
+        device=device,
     )
     typer.echo(f"results in {out / 'results.md'}", err=True)

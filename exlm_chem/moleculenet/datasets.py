@@ -212,7 +212,7 @@ def _read_cached_dataset(folder: Path):
 
 def split_dataset(dataset, split: str, seed: int):
     """Train/valid/test 80/10/10: DeepChem's deterministic scaffold split, or a seeded
-    random-scaffold split (scaffold groups shuffled, then filled in order)."""
+    random-scaffold split (see `random_scaffold_split`)."""
     with quiet_rdkit():
         if split == "scaffold":
             return dc.splits.ScaffoldSplitter().train_valid_test_split(

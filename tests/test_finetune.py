@@ -1,0 +1,259 @@
+"""Fine-tuning: the protocol learns, keeps its best validation weights, masks missing labels,
+saves and loads; the finetune/predict commands and the scikit-learn estimators on top."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from exlm_chem import InputError, load_model
+from exlm_chem.finetune import (
+    FinetuneSettings,
+    LabelledMolecules,
+    balancing_weights,
+    choose_learning_rate,
+    finetune,
+    load_predictor,
+    predict_encoded,
+    predict_smiles,
+    save_predictor,
+)
+from exlm_chem.metrics import score
+from exlm_chem.splits import random_scaffold_split, scaffold_groups, split_rows
+
+
+def chains(lengths, end: str) -> list[str]:
+    """Alkyl chains ending in one atom, in both directions: CCCO and OCCC."""
+    return [s for k in lengths for s in ("C" * k + end, end + "C" * k)]
+
+
+def amine_task(lengths):
+    """Label 1 for an amine, 0 for an alcohol: learnable from one token."""
+    smiles = chains(lengths, "N") + chains(lengths, "O")
+    y = np.array([1.0] * (2 * len(lengths)) + [0.0] * (2 * len(lengths)))
+    return smiles, y
+
+
+FAST = dict(epochs=12, patience=12, batch_size=16, learning_rate=1e-3, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def amines(model):
+    train = LabelledMolecules.from_smiles(*amine_task(range(1, 40, 2)), model.tokenizer)
+    valid = LabelledMolecules.from_smiles(*amine_task(range(2, 40, 6)), model.tokenizer)
+    return train, valid
+
+
+@pytest.mark.parametrize("head", ["cls", "mean"])
+def test_finetuning_learns_an_easy_task_and_keeps_the_best_epoch(model, amines, head):
+    train, valid = amines
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = finetune(model, train, valid, "classification", FinetuneSettings(head=head, **FAST))
+    assert result.selection == "roc_auc" and result.valid_score > 0.9
+    # The weights kept are those of the best epoch: their validation score is the one reported.
+    prediction = predict_encoded(result.predictor, valid.molecules, "fp32")
+    assert score("classification", valid.y, valid.w, prediction) == pytest.approx(
+        result.valid_score
+    )
+    assert result.valid_score == max(h["valid"] for h in result.history)
+    assert result.history[result.best_epoch - 1]["valid"] == result.valid_score
+    # The model handed in is left as it was.
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_early_stopping_stops_after_patience(model, amines):
+    train, valid = amines
+    settings = FinetuneSettings(**{**FAST, "epochs": 40, "patience": 2, "learning_rate": 1e-6})
+    result = finetune(model, train, valid, "classification", settings)
+    assert result.epochs_run - result.best_epoch == 2 or result.epochs_run == 40
+    assert result.epochs_run < 40
+
+
+def test_missing_labels_get_no_loss(model):
+    smiles, y = amine_task(range(1, 30, 2))
+    second = np.where(np.arange(len(y)) % 2 == 0, 1 - y, np.nan)  # half the labels missing
+    targets = np.column_stack([y, second])
+    train = LabelledMolecules.from_smiles(smiles, targets, model.tokenizer)
+    valid = LabelledMolecules.from_smiles(smiles[:20], targets[:20], model.tokenizer)
+    result = finetune(model, train, valid, "classification", FinetuneSettings(**FAST))
+    assert predict_encoded(result.predictor, valid.molecules).shape == (20, 2)
+    # The missing labels (NaN) neither reach the loss nor the validation metric.
+    assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["valid"]) for h in result.history)
+    assert train.w[1, 1] == 0 and train.w[0, 1] == 1
+
+
+def test_balancing_weights_give_both_classes_equal_weight():
+    y = np.array([[1.0, 0], [0, 0], [0, 1], [0, 0], [0, 0], [1.0, 0]])
+    w = np.ones_like(y)
+    w[0, 1] = 0
+    balanced = balancing_weights(y, w)
+    for t in range(2):
+        labelled = w[:, t] > 0
+        positive = balanced[labelled & (y[:, t] == 1), t].sum()
+        negative = balanced[labelled & (y[:, t] == 0), t].sum()
+        assert positive == pytest.approx(negative) and balanced[~labelled, t].sum() == 0
+
+
+def test_learning_rate_is_chosen_on_pooled_validation():
+    scores = {1e-4: [0.9, 0.5], 1e-3: [0.7, 0.8]}
+    assert choose_learning_rate(scores, "roc_auc") == 1e-3  # mean 0.75 beats 0.70
+    assert choose_learning_rate({1e-4: [1.0, 2.0], 1e-3: [1.2, 1.4]}, "rmse") == 1e-3
+
+
+def test_single_class_and_non_binary_labels_are_refused(model, amines):
+    _, valid = amines
+    smiles, _ = amine_task(range(1, 10))
+    one_class = LabelledMolecules.from_smiles(smiles, np.ones(len(smiles)), model.tokenizer)
+    with pytest.raises(InputError, match="single class"):
+        finetune(model, one_class, valid, "classification", FinetuneSettings(**FAST))
+    counts = LabelledMolecules.from_smiles(smiles, np.arange(len(smiles)), model.tokenizer)
+    with pytest.raises(InputError, match="not 0/1 labels"):
+        finetune(model, counts, valid, "classification", FinetuneSettings(**FAST))
+
+
+def test_saved_predictor_predicts_the_same_and_is_a_model_folder(model, amines, tmp_path):
+    train, valid = amines
+    result = finetune(model, train, valid, "classification", FinetuneSettings(**FAST))
+    save_predictor(result.predictor, tmp_path / "tuned")
+    loaded = load_predictor(tmp_path / "tuned")
+    smiles = ["CCCCN", "OCCC", "not a smiles"]
+    expected, _ = predict_smiles(smiles, result.predictor, "fp32")
+    got, errors = predict_smiles(smiles, loaded, "fp32")
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert np.isnan(got[2]).all() and errors[2] and errors[0] is None
+    assert load_model(tmp_path / "tuned").config.hidden_size == model.config.hidden_size
+
+
+def test_regression_predicts_in_the_targets_units(model):
+    lengths = range(1, 40)
+    smiles = chains(lengths, "O")
+    y = np.array([100.0 + k for k in lengths for _ in (0, 1)])
+    data = LabelledMolecules.from_smiles(smiles, y, model.tokenizer)
+    result = finetune(model, data, data, "regression", FinetuneSettings(**FAST))
+    prediction = predict_encoded(result.predictor, data.molecules)
+    assert result.selection == "rmse"
+    assert 90 < prediction.mean() < 150  # de-standardized: not around 0
+
+
+def test_scaffold_splits_are_seeded_disjoint_and_keep_big_groups_in_training():
+    smiles = ["c1ccccc1" + "C" * k for k in range(1, 40)] + ["C" * k + "O" for k in range(1, 80)]
+    smiles += [f"C1CC{'C' * (k % 5)}1" + "N" * (k % 3) for k in range(30)]
+    groups = scaffold_groups(smiles)
+    train, valid, test = random_scaffold_split(groups, seed=3)
+    assert len(train) + len(valid) + len(test) == len(smiles) and len(valid) and len(test)
+    owner = {i: g for g, group in enumerate(groups) for i in group}
+    assert not {owner[i] for i in train} & {owner[i] for i in np.concatenate([valid, test])}
+    acyclic = groups[0]  # the 79 chains share the empty scaffold: the largest group
+    assert set(acyclic) <= set(train.tolist())
+    again = split_rows(smiles, "scaffold", 3, 0.1, 0.1)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (train, valid, test)))
+    random_parts = split_rows(smiles, "random", 0, 0.2, 0.0)
+    assert len(random_parts[1]) == round(0.2 * len(smiles)) and len(random_parts[2]) == 0
+
+
+@pytest.fixture
+def amine_csv(tmp_path):
+    smiles, y = amine_task(range(1, 40))
+    path = tmp_path / "amines.csv"
+    pd.DataFrame({"smiles": smiles, "is_amine": y.astype(int)}).to_csv(path, index=False)
+    return path
+
+
+def test_finetune_and_predict_commands(run_cli, model_dir, amine_csv, tmp_path):
+    import json
+
+    out = tmp_path / "tuned"
+    code, _, err = run_cli(
+        "finetune", amine_csv, "--target", "is_amine", "--out", out, "--model", model_dir,
+        "--split", "random", "--lr", "1e-3", "--epochs", "6", "--batch-size", "16",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads((out / "finetune.json").read_text())
+    assert report["task_type"] == "classification" and report["chosen"]["learning_rate"] == 1e-3
+    assert report["split"]["train"] + report["split"]["valid"] + report["split"]["test"] == 156
+    assert "learning rate 0.001" in err and "test roc_auc" in err
+    molecules = tmp_path / "new.smi"
+    molecules.write_text("CCCCCN\nOCCCCC\nC1CC\n")
+    code, _, err = run_cli("predict", molecules, "--model", out)
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "new.predictions.csv")
+    assert list(table.columns) == ["id", "smiles", "is_amine", "error"]
+    assert table["is_amine"][0] > table["is_amine"][1] and np.isnan(table["is_amine"][2])
+    assert table["error"].fillna("")[2] != ""
+    # Asked again, an existing output and an existing model folder are refused.
+    code, _, err = run_cli("predict", molecules, "--model", out)
+    assert code == 2 and "already exists" in err
+    code, _, err = run_cli("finetune", amine_csv, "--target", "is_amine", "--out", out)
+    assert code == 2 and "--overwrite" in err
+
+
+@pytest.mark.parametrize(
+    "table, args, message",
+    [
+        ({"smiles": ["CCO", "CCN"], "y": [0, 1]}, ["--target", "activity"], "no target column"),
+        ({"smiles": ["CCO", "CCN"], "y": ["0", "high"]}, ["--target", "y"], "line 3: target"),
+        ({"smiles": ["CCO", "CCN"], "y": [1, 1]}, ["--target", "y"], "single class"),
+        ({"smiles": ["CCO", "C1CC"], "y": [0, 1]}, ["--target", "y"], "line 3: invalid SMILES"),
+    ],
+)
+def test_finetune_bad_input_is_one_line(run_cli, model_dir, tmp_path, table, args, message):
+    path = tmp_path / "data.csv"
+    pd.DataFrame(table).to_csv(path, index=False)
+    code, _, err = run_cli(
+        "finetune", path, *args, "--out", tmp_path / "out", "--model", model_dir,
+        "--task", "classification",
+    )  # fmt: skip
+    assert code == 2 and message in err and str(path) in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_predict_needs_a_model_with_a_head(run_cli, model_dir, tmp_path):
+    molecules = tmp_path / "m.smi"
+    molecules.write_text("CCO\n")
+    code, _, err = run_cli("predict", molecules, "--model", model_dir)
+    assert code == 2 and "without a prediction head" in err and str(model_dir) in err
+
+
+def test_sklearn_estimators_fit_predict_clone_and_pickle(model_dir):
+    from sklearn.base import clone
+
+    from exlm_chem import ExLMClassifier, ExLMRegressor
+
+    smiles, y = amine_task(range(1, 40))
+    labels = np.where(y == 1, "amine", "alcohol")
+    classifier = ExLMClassifier(
+        model=model_dir, learning_rate=[3e-4, 1e-3], epochs=6, batch_size=16, split="random",
+        precision="fp32",
+    )  # fmt: skip
+    classifier.fit(smiles, labels)
+    assert set(classifier.runs_) == {3e-4, 1e-3} and classifier.learning_rate_ in classifier.runs_
+    assert list(classifier.classes_) == ["alcohol", "amine"]
+    probabilities = classifier.predict_proba(["CCCCCN", "OCCCCC"])
+    assert probabilities.shape == (2, 2) and np.allclose(probabilities.sum(1), 1)
+    assert classifier.score(smiles, labels) > 0.8
+    restored = pickle.loads(pickle.dumps(classifier))
+    np.testing.assert_allclose(
+        restored.predict_proba(smiles[:4]), classifier.predict_proba(smiles[:4])
+    )
+    assert clone(classifier).get_params() == classifier.get_params()
+    with pytest.raises(InputError, match="two classes"):
+        clone(classifier).fit(smiles, ["a"] * len(smiles))
+    with pytest.raises(InputError, match="index 1"):
+        classifier.predict(["CCO", "C1CC"])
+
+    regressor = ExLMRegressor(model=model_dir, epochs=3, split="random", precision="fp32")
+    targets = np.column_stack([y, np.where(y == 1, np.nan, 2.0)])
+    regressor.fit(smiles, targets)
+    assert regressor.predict(smiles[:3]).shape == (3, 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_finetuning_on_the_gpu_matches_the_cpu_protocol(model, amines):
+    train, valid = amines
+    result = finetune(
+        model, train, valid, "classification", FinetuneSettings(**FAST), device="cuda"
+    )
+    assert next(result.predictor.parameters()).device.type == "cuda"
+    assert result.valid_score > 0.9
