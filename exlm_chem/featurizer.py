@@ -14,7 +14,8 @@ from deepchem.feat import MolecularFeaturizer
 
 from . import defaults
 from .embedding import embed_molecules, model_fingerprint
-from .model import load_model
+from .fingerprints import ECFP_BITS, check_fingerprint, ecfp4_bits, hybrid
+from .model import load_model, pooled_size
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class ExLMFeaturizer(MolecularFeaturizer):
     model: a model directory, a loaded model, or None for the default model.
     pooling: the read-out: ``mean`` over the token states, ``cls`` (the first ``<s>`` state)
     or ``mean+cls`` (both, side by side).
+    fingerprint: None, or ``"ecfp4"`` for the hybrid: the ExLM vector and the ECFP4 bits of
+    the ECFP baseline side by side, each block of unit norm (see `exlm_chem.fingerprints`).
     batch_size, device, precision, canonicalize: as in `exlm_chem.embed`.
     """
 
@@ -42,9 +45,11 @@ class ExLMFeaturizer(MolecularFeaturizer):
         device=None,
         precision: str = defaults.PRECISION,
         canonicalize: bool = True,
+        fingerprint: str | None = None,
     ):
         self.model = model
         self.pooling = pooling
+        self.fingerprint = check_fingerprint(fingerprint)
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
@@ -70,6 +75,9 @@ class ExLMFeaturizer(MolecularFeaturizer):
             smiles, model, self.pooling, self.batch_size, self.precision, self.canonicalize
         )
         valid = result.valid
+        vectors = result.vectors
+        if self.fingerprint:
+            vectors = hybrid(vectors, ecfp4_bits(smiles))
         self.counts.update(result.counts())
         if self.progress is not None:
             self.progress.update(len(smiles))
@@ -77,7 +85,7 @@ class ExLMFeaturizer(MolecularFeaturizer):
         if summary:
             logger.warning("ExLMFeaturizer: %s", summary)
         if valid.all():
-            return result.vectors
+            return vectors
         failed = np.flatnonzero(~valid)
         shown = ", ".join(f"{i} ({result.errors[i]})" for i in failed[:10]) + (
             " ..." if len(failed) > 10 else ""
@@ -89,7 +97,7 @@ class ExLMFeaturizer(MolecularFeaturizer):
             shown,
         )
         return np.asarray(
-            [v if ok else np.array([]) for v, ok in zip(result.vectors, valid)], dtype=object
+            [v if ok else np.array([]) for v, ok in zip(vectors, valid)], dtype=object
         )
 
     def _featurize(self, datapoint, **kwargs) -> np.ndarray:
@@ -97,6 +105,14 @@ class ExLMFeaturizer(MolecularFeaturizer):
 
     def __str__(self) -> str:
         # DeepChem names its on-disk caches after str(featurizer): tie it to the weights.
-        return f"ExLMFeaturizer_{model_fingerprint(self._model())}_{self.pooling}" + (
-            "" if self.canonicalize else "_as_given"
+        return (
+            f"ExLMFeaturizer_{model_fingerprint(self._model())}_{self.pooling}"
+            + (f"_{self.fingerprint}" if self.fingerprint else "")
+            + ("" if self.canonicalize else "_as_given")
         )
+
+    @property
+    def blocks(self) -> list[int]:
+        """The widths of the blocks of a vector: [ExLM] or [ExLM, fingerprint]."""
+        width = pooled_size(self._model().config.hidden_size, self.pooling)
+        return [width, ECFP_BITS] if self.fingerprint else [width]

@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import defaults
 from .embedding import embed
 from .errors import InputError
+from .fingerprints import check_fingerprint, ecfp4_bits, fingerprint_names, hybrid
 from .model import load_model, vector_names
 
 
@@ -26,6 +27,8 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
     model: a model directory, or None for the default model.
     pooling: the read-out: ``mean`` (over the atom-level token states), ``cls`` (the first
     ``<s>`` state) or ``mean+cls`` (both, side by side: twice as many features).
+    fingerprint: None, or ``"ecfp4"`` for the hybrid: the ExLM vector and the ECFP4 bits side
+    by side, each block of unit norm per molecule (see `exlm_chem.fingerprints`).
     batch_size, device, precision, canonicalize: as in `exlm_chem.embed`.
     """
 
@@ -33,6 +36,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         self,
         model=None,
         pooling: str = defaults.POOLING,
+        fingerprint: str | None = None,
         batch_size: int = defaults.BATCH_SIZE,
         device=None,
         precision: str = defaults.PRECISION,
@@ -41,6 +45,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
     ):
         self.model = model
         self.pooling = pooling
+        self.fingerprint = fingerprint
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
@@ -48,16 +53,20 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         self.canonicalize = canonicalize
 
     def fit(self, X=None, y=None):
+        check_fingerprint(self.fingerprint)
         model = load_model(self.model, self.device)
         self.model_ = model
-        self.feature_names_out_ = vector_names(model.config.hidden_size, self.pooling)
+        self.feature_names_out_ = vector_names(model.config.hidden_size, self.pooling) + (
+            fingerprint_names(self.fingerprint) if self.fingerprint else []
+        )
         self.n_features_out_ = len(self.feature_names_out_)
         return self
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
-        return embed(
-            _as_smiles(X),
+        smiles = _as_smiles(X)
+        vectors = embed(
+            smiles,
             self.model_,
             self.pooling,
             self.batch_size,
@@ -65,6 +74,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
             errors=self.errors,
             canonicalize=self.canonicalize,
         )
+        return hybrid(vectors, ecfp4_bits(smiles)) if self.fingerprint else vectors
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")

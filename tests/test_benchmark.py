@@ -104,7 +104,7 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
         "--data-dir",
         shared_data / "moleculenet",
         "--features",
-        f"exlm:{tiny_model_dir},ecfp,random:{tiny_model_dir}",
+        f"exlm:{tiny_model_dir},ecfp,random:{tiny_model_dir},exlm:{tiny_model_dir}[cls]&ecfp",
         "--probe",
         "logreg",
         "--seeds",
@@ -117,7 +117,12 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
     assert {(r["dataset"], r["features"]) for r in records} == {
         (d, f)
         for d in ("bbbp", "esol")
-        for f in (f"exlm:{tiny_model_dir}", "ecfp", f"random:{tiny_model_dir}")
+        for f in (
+            f"exlm:{tiny_model_dir}",
+            "ecfp",
+            f"random:{tiny_model_dir}",
+            f"exlm:{tiny_model_dir}[cls]&ecfp",
+        )
     }
     for r in records:
         assert r["metric"] == ("roc_auc" if r["dataset"] == "bbbp" else "rmse")
@@ -282,3 +287,15 @@ def test_probes_are_not_thrown_by_a_bit_never_set_in_training(probe):
         seed=0,
     )
     assert np.abs(prediction - y[120:]).max() < 3
+
+
+def test_probes_give_each_block_of_a_hybrid_the_same_total_variance():
+    from exlm_chem.moleculenet.probes import _BlockScaler
+
+    rng = np.random.default_rng(0)
+    X = np.hstack([rng.normal(0, 5, (200, 16)), rng.integers(0, 2, (200, 128))])
+    scaled = _BlockScaler([16, 128]).fit(X).transform(X)
+    assert scaled[:, :16].var(0).sum() == pytest.approx(1, rel=1e-6)
+    assert scaled[:, 16:].var(0).sum() == pytest.approx(1, rel=1e-6)
+    plain = _BlockScaler([16]).fit(X).transform(X)  # one block: standardized only
+    assert plain.var(0).sum() == pytest.approx(144, rel=1e-6)

@@ -362,3 +362,45 @@ def test_read_outs_mean_cls_and_both_everywhere_a_vector_comes_out(
     for bad, message in [("exlm[max]", "pooling must be one of"), ("ecfp[cls]", "ecfp takes no")]:
         with pytest.raises(InputError, match=re.escape(message)):
             parse_features(bad)
+
+
+def test_hybrid_features_are_the_baselines_ecfp4_bits_beside_the_exlm_vector(
+    model_dir, drug_smiles
+):
+    import deepchem as dc
+
+    from exlm_chem import ExLMFeaturizer, ExLMTransformer, embed
+    from exlm_chem.fingerprints import ECFP_BITS
+
+    transformer = ExLMTransformer(model=model_dir, pooling="cls", fingerprint="ecfp4").fit()
+    hybrid = transformer.transform(drug_smiles)
+    width = hybrid.shape[1] - ECFP_BITS
+    names = transformer.get_feature_names_out()
+    assert names[0] == "exlm_cls_0" and names[width] == "ecfp4_0" and len(names) == hybrid.shape[1]
+    # Each block has unit norm per molecule ...
+    np.testing.assert_allclose(np.linalg.norm(hybrid[:, :width], axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(hybrid[:, width:], axis=1), 1, rtol=1e-5)
+    # ... and holds the same information: the ExLM direction, and the baseline's very bits.
+    vectors = embed(drug_smiles, model_dir, pooling="cls")
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.testing.assert_allclose(hybrid[:, :width], unit, atol=1e-6)
+    baseline = dc.feat.CircularFingerprint(radius=2, size=2048).featurize(drug_smiles)
+    np.testing.assert_array_equal(hybrid[:, width:] > 0, baseline > 0)
+    featurized = ExLMFeaturizer(model=model_dir, pooling="cls", fingerprint="ecfp4").featurize(
+        drug_smiles
+    )
+    np.testing.assert_allclose(featurized, hybrid, atol=1e-6)
+    with pytest.raises(InputError, match="fingerprint must be one of ecfp4"):
+        ExLMTransformer(model=model_dir, fingerprint="maccs").fit()
+
+
+def test_hybrid_feature_specs_have_one_spelling():
+    from exlm_chem.moleculenet.features import parse_features
+
+    spec = parse_features("exlm[cls]&ecfp")[0]
+    assert (spec.name, spec.pooling, spec.fingerprint) == ("exlm[cls]&ecfp", "cls", "ecfp4")
+    assert parse_features("mlm:/m[mean+cls]&ecfp")[0].name == "mlm[mean+cls]&ecfp"
+    with pytest.raises(InputError, match="joined with ecfp only"):
+        parse_features("exlm&maccs")
+    with pytest.raises(InputError, match="ECFP4 twice"):
+        parse_features("ecfp&ecfp")

@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
+from ..fingerprints import block_weights
 from ..metrics import score
 
 PROBES = ("logreg", "rf", "mlp", "deepchem")
@@ -24,11 +25,17 @@ def _task_rows(dataset, t):
     return dataset.X[mask], dataset.y[mask, t]
 
 
-def probe_predictions(probe: str, task_type: str, train, valid, test, seed: int) -> np.ndarray:
-    """Fit one probe per task on the labelled training rows; predictions (n_test, n_tasks)."""
+def probe_predictions(
+    probe: str, task_type: str, train, valid, test, seed: int, blocks=None
+) -> np.ndarray:
+    """Fit one probe per task on the labelled training rows; predictions (n_test, n_tasks).
+
+    blocks: the widths of the blocks of a hybrid's columns; after standardization each block
+    is weighted by 1 / sqrt(its width), so that 2,048 fingerprint bits do not outweigh 256
+    ExLM numbers under the L2 penalty (see `exlm_chem.fingerprints`)."""
+    scaler = _BlockScaler(blocks).fit(train.X)
     if probe == "deepchem":
-        return _deepchem_predictions(task_type, train, valid, test, seed)
-    scaler = StandardScaler().fit(train.X)
+        return _deepchem_predictions(task_type, train, valid, test, seed, scaler)
     n_tasks = train.y.shape[1]
     out = np.zeros((len(test), n_tasks))
     X_test = scaler.transform(test.X)
@@ -46,6 +53,21 @@ def probe_predictions(probe: str, task_type: str, train, valid, test, seed: int)
             else model.predict(X_test)
         )
     return out
+
+
+class _BlockScaler:
+    """StandardScaler, then each block of a hybrid weighted by 1 / sqrt(its width)."""
+
+    def __init__(self, blocks=None):
+        self.scaler = StandardScaler()
+        self.weights = block_weights(blocks) if blocks is not None and len(blocks) > 1 else 1.0
+
+    def fit(self, X) -> _BlockScaler:
+        self.scaler.fit(X)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        return self.scaler.transform(X) * self.weights
 
 
 REGULARIZATION = (
@@ -111,12 +133,11 @@ def _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed):
     )
 
 
-def _deepchem_predictions(task_type, train, valid, test, seed):
+def _deepchem_predictions(task_type, train, valid, test, seed, scaler):
     torch.manual_seed(seed)
     n_tasks, n_features = train.y.shape[1], train.X.shape[1]
     # As for the other probes. A fingerprint bit that is constant in the training set keeps
     # its scale (dividing by a tiny standard deviation would blow it up wherever it is set).
-    scaler = StandardScaler().fit(train.X)
     scale = lambda d: dc.data.NumpyDataset(scaler.transform(d.X), d.y, d.w, d.ids)  # noqa: E731
     train, valid, test = scale(train), scale(valid), scale(test)
     if task_type == "classification":

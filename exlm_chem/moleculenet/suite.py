@@ -117,7 +117,7 @@ def run_benchmark(
             todo = [
                 (seed, probe)
                 for seed in seeds
-                for probe in [*probes, *(["finetune"] if finetune and spec.kind != "ecfp" else [])]
+                for probe in [*probes, *(["finetune"] if finetune and _tunable(spec) else [])]
                 if _result_key(
                     dict(
                         dataset=name,
@@ -163,7 +163,15 @@ def run_benchmark(
                 if deterministic and probe in seed_free:
                     prediction = seed_free[probe]
                 else:
-                    prediction = probe_predictions(probe, task_type, train, valid, test, seed)
+                    prediction = probe_predictions(
+                        probe,
+                        task_type,
+                        train,
+                        valid,
+                        test,
+                        seed,
+                        blocks=getattr(featurizer, "blocks", None),
+                    )
                 if deterministic:
                     seed_free[probe] = prediction
                 value = score(task_type, test.y, test.w, prediction)
@@ -209,6 +217,11 @@ def run_benchmark(
                 atomic_write_text(out / "results.json", json.dumps(records, indent=1))
     write_reports(records, out)
     return records
+
+
+def _tunable(spec: FeatureSpec) -> bool:
+    """A model's own features: ECFP4 has no network, and a hybrid's is its model's."""
+    return spec.kind != "ecfp" and spec.fingerprint is None
 
 
 def _finetune_results(

@@ -1,0 +1,75 @@
+"""ECFP4 bits beside ExLM vectors: the hybrid features.
+
+The bits are those of the ECFP4 baseline (DeepChem's ``CircularFingerprint(radius=2,
+size=2048)``: RDKit Morgan bits, radius 2, 2,048 bits, bond types, no chirality), computed
+with RDKit directly so that the scikit-learn transformer does not need DeepChem.
+
+Each block is scaled to unit Euclidean norm per molecule: the ExLM vector divided by its
+norm, the bits by the square root of the number set. Without it, the block with the larger
+numbers or the more columns decides every distance and dot product (hidden states have norms
+of tens, bits are 0 or 1; 256 numbers against 2,048 bits); with it, both blocks weigh the same
+in kernels, nearest neighbours and unscaled linear models, and the scaling needs no statistics
+of a data set (a DeepChem featurizer is never fitted). The benchmark's probes standardize each
+column and then weight each block by 1 / sqrt(its width) (see `block_weights`), so that under
+an L2 penalty each block also gets the same share of the prior.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .smiles import parse_smiles, quiet_rdkit
+
+FINGERPRINTS = ("ecfp4",)
+ECFP_BITS = 2048
+
+
+def check_fingerprint(fingerprint: str | None) -> str | None:
+    if fingerprint is not None and fingerprint not in FINGERPRINTS:
+        raise InputError(
+            f"fingerprint must be one of {', '.join(FINGERPRINTS)} or None, not {fingerprint!r}"
+        )
+    return fingerprint
+
+
+def ecfp4_bits(molecules: Sequence) -> np.ndarray:
+    """(n, 2048) float32 Morgan bits, radius 2, of SMILES or RDKit molecules; NaN rows where
+    RDKit cannot parse a SMILES."""
+    from rdkit import Chem, DataStructs
+    from rdkit.Chem import rdFingerprintGenerator
+
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=ECFP_BITS)
+    out = np.full((len(molecules), ECFP_BITS), np.nan, dtype=np.float32)
+    row = np.zeros(ECFP_BITS, dtype=np.float32)
+    with quiet_rdkit():
+        for i, molecule in enumerate(molecules):
+            mol = molecule if isinstance(molecule, Chem.Mol) else parse_smiles(molecule)
+            if mol is None:
+                continue
+            DataStructs.ConvertToNumpyArray(generator.GetFingerprint(mol), row)
+            out[i] = row
+    return out
+
+
+def unit_rows(block: np.ndarray) -> np.ndarray:
+    """Each row divided by its Euclidean norm (an all-zero row stays zero, NaN stays NaN)."""
+    norms = np.linalg.norm(block, axis=1, keepdims=True)
+    return block / np.where(norms > 0, norms, 1.0)
+
+
+def hybrid(vectors: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """ExLM vectors and ECFP4 bits side by side, each block of unit norm per molecule."""
+    return np.concatenate([unit_rows(vectors), unit_rows(bits)], axis=1).astype(np.float32)
+
+
+def fingerprint_names(fingerprint: str) -> list[str]:
+    return [f"{fingerprint}_{i}" for i in range(ECFP_BITS)]
+
+
+def block_weights(widths: Sequence[int]) -> np.ndarray:
+    """1 / sqrt(width) for each column of each block: standardized columns then give every
+    block a total variance of 1, whatever its width."""
+    return np.concatenate([np.full(w, 1 / np.sqrt(w)) for w in widths])
