@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
-# The MoleculeNet suite of the README: every set in $EXLM_DATA_DIR/moleculenet, the default
-# model next to ECFP4, the random-init control (same architecture and tokenizer) and the
-# plain-MLM ablation when its model exists. Re-running continues where it stopped (--resume).
+# The MoleculeNet suite: every set in $EXLM_DATA_DIR/moleculenet, a model ($MODEL, the default
+# model when empty) read out three ways, its hybrid with ECFP4, ECFP4, the same network
+# untrained, and the plain-MLM twin ($MLM) when its folder exists; frozen probes (logistic
+# regression, random forest) and fine-tuning (learning rate chosen on validation averaged over
+# the seeds) on 5 seeded scaffold splits. ToxCast (617 tasks) gets DeepChem's multitask network
+# and multitask fine-tuning only. Re-running continues where it stopped (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${EXLM_DATA_DIR:-../shared/data}
-OUT=${OUT:-benchmarks/results/moleculenet}
-MLM=${MLM:-runs/default/compare-mlm/model}
-DATASETS=${DATASETS:-bbbp,bace,clintox,tox21,toxcast,sider,esol,freesolv,lipo}
-PROBES=${PROBES:-logreg,rf,deepchem}
-SEEDS=${SEEDS:-0,1,2}
-features=exlm,ecfp,random
-if [ -f "$MLM/config.json" ]; then
-    features+=",mlm:$MLM"
+OUT=${OUT:-benchmarks/results/moleculenet_v2protocol}
+MODEL=${MODEL:-}
+MLM=${MLM:-}
+SEEDS=${SEEDS:-0,1,2,3,4}
+DATASETS=${DATASETS:-bbbp,bace,clintox,tox21,sider,esol,freesolv,lipo}
+DEVICE=${DEVICE:-auto}
+exlm=exlm${MODEL:+:$MODEL}
+random=random${MODEL:+:$MODEL}
+models="$exlm,$random"
+frozen="$exlm[mean],$exlm[cls],$exlm[mean+cls],$exlm[cls]&ecfp,ecfp,$random[mean],$random[cls]"
+if [ -n "$MLM" ] && [ -f "$MLM/config.json" ]; then
+    models+=",mlm:$MLM"
+    frozen+=",mlm:$MLM[mean],mlm:$MLM[cls],mlm:$MLM[mean+cls]"
 fi
-exlm-chem benchmark --datasets "$DATASETS" \
-    --data-dir "$DATA/moleculenet" --features "$features" --probe "$PROBES" --seeds "$SEEDS" \
-    --out "$OUT" --cache-dir runs/moleculenet-cache --resume
-
-# Fine-tuning (end to end, early stopping on validation) on the small sets, for the
-# transformers only; FINETUNE_SEEDS="" skips it.
-FINETUNE_SEEDS=${FINETUNE_SEEDS-0,1,2}
-if [ -n "$FINETUNE_SEEDS" ]; then
-    exlm-chem benchmark --datasets "${FINETUNE_DATASETS:-bbbp,bace,clintox,sider,esol,freesolv}" \
-        --data-dir "$DATA/moleculenet" --features "${features/ecfp,/}" --probe logreg --finetune \
-        --seeds "$FINETUNE_SEEDS" --out "$OUT" --cache-dir runs/moleculenet-cache --resume
+common=(--data-dir "$DATA/moleculenet" --split random_scaffold --seeds "$SEEDS" --out "$OUT"
+    --cache-dir runs/moleculenet-cache --resume)
+exlm-chem benchmark --datasets "$DATASETS" --features "$frozen" --probe logreg,rf "${common[@]}"
+exlm-chem benchmark --datasets toxcast --features "$frozen" --probe deepchem "${common[@]}"
+if [ -z "${SKIP_FINETUNE:-}" ]; then
+    exlm-chem benchmark --datasets "$DATASETS,toxcast" --features "$models" --probe none \
+        --finetune --device "$DEVICE" "${common[@]}"
 fi

@@ -25,7 +25,9 @@ def benchmark(
         "(comma-separated); READ-OUT: mean (default), cls or mean+cls, e.g. exlm[cls].",
     ),
     probe: str = typer.Option(
-        "logreg", help="Probes on frozen features: logreg, rf, mlp, deepchem (comma-separated)."
+        "logreg",
+        help="Probes on frozen features: logreg, rf, mlp, deepchem (comma-separated); none "
+        "with --finetune to fine-tune only.",
     ),
     finetune: bool = typer.Option(
         False,
@@ -77,7 +79,7 @@ def benchmark(
     run_benchmark(
         parse_list(datasets, DATASETS, "datasets"),
         parse_features(features),
-        parse_list(probe, PROBES, "probes"),
+        [] if finetune and probe == "none" else parse_list(probe, PROBES, "probes"),
         out,
         data_dir=data_dir,
         split=split,
