@@ -25,8 +25,8 @@ _PUBLIC = {
     "ExLMTransformer": "sklearn",
     "ExLMClassifier": "sklearn",
     "ExLMRegressor": "sklearn",
-    "finetune": "finetune",
-    "load_predictor": "finetune",
+    "finetune": "finetuning",
+    "load_predictor": "finetuning",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

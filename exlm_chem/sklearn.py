@@ -152,7 +152,7 @@ class _FinetunedEstimator(BaseEstimator):
         self.random_state = random_state
 
     def _fit(self, X, targets: np.ndarray):
-        from .finetune import (
+        from .finetuning import (
             EncodedMolecules,
             FinetuneSettings,
             LabelledMolecules,
@@ -192,7 +192,7 @@ class _FinetunedEstimator(BaseEstimator):
         return self
 
     def _outputs(self, X) -> np.ndarray:
-        from .finetune import predict_smiles
+        from .finetuning import predict_smiles
 
         check_is_fitted(self, "predictor_")
         smiles = _as_smiles(X)

@@ -194,7 +194,7 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
 
 
 def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shared_data, tmp_path):
-    from exlm_chem.finetune import FinetuneSettings
+    from exlm_chem.finetuning import FinetuneSettings
     from exlm_chem.moleculenet.suite import run_benchmark
 
     out = tmp_path / "out"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from exlm_chem import InputError, load_model
-from exlm_chem.finetune import (
+from exlm_chem.finetuning import (
     FinetuneSettings,
     LabelledMolecules,
     balancing_weights,

@@ -61,7 +61,7 @@ def benchmark(
     import logging
 
     # The MoleculeNet package imports DeepChem, slow to import: only for this command.
-    from ..finetune import FinetuneSettings
+    from ..finetuning import FinetuneSettings
     from ..moleculenet.datasets import DATASETS
     from ..moleculenet.features import parse_features
     from ..moleculenet.probes import PROBES

@@ -58,8 +58,8 @@ def finetune(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace what is in OUT."),
 ) -> None:
     """Fine-tune a model end to end on a labelled table; keep the best validation run."""
-    from ..finetune import FinetuneSettings
-    from ..finetune_files import finetune_table
+    from ..finetuning import FinetuneSettings
+    from ..finetuning.files import finetune_table
 
     show_progress_messages()
     settings = FinetuneSettings(
@@ -114,7 +114,7 @@ def predict(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
 ) -> None:
     """Predict the fine-tuned tasks for every molecule of INPUT."""
-    from ..finetune_files import predict_file
+    from ..finetuning.files import predict_file
 
     show_progress_messages()
     written = predict_file(

@@ -3,5 +3,5 @@
 By concern: the data sets, their featurization and its cache (`datasets`), the feature
 kinds compared (`features`), the probes on frozen features (`probes`), the suite that runs
 them all and resumes (`suite`) and its tables and plots (`report`). Fine-tuning lives in
-`exlm_chem.finetune`, for users' own data as much as for these sets.
+`exlm_chem.finetuning`, for users' own data as much as for these sets.
 """

@@ -11,10 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import prepare_smiles
-from .environment import describe_hardware
-from .errors import InputError
-from .finetune import (
+from ..embedding import prepare_smiles
+from ..environment import describe_hardware
+from ..errors import InputError
+from ..io import read_labelled_table, read_molecules
+from ..metrics import score
+from ..model import load_model
+from ..outputs import atomic_path, atomic_write_text, check_output_file, molecule_file_stem
+from ..splits import split_rows
+from . import (
     LEARNING_RATES,
     EncodedMolecules,
     FinetuneSettings,
@@ -26,11 +31,6 @@ from .finetune import (
     predict_smiles,
     save_predictor,
 )
-from .io import read_labelled_table, read_molecules
-from .metrics import score
-from .model import load_model
-from .outputs import atomic_path, atomic_write_text, check_output_file, molecule_file_stem
-from .splits import split_rows
 
 logger = logging.getLogger(__name__)
 

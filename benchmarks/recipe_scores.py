@@ -1,0 +1,199 @@
+"""Score pretrained models on MoleculeNet *validation* data only, for choosing a recipe.
+
+For each model (NAME=DIR), and for the same network untrained (``--untrained NAME``: the
+weights of that model's shape and tokenizer drawn afresh), every set is embedded once with the
+``mean+cls`` read-out (both read-outs from one pass), split by the benchmark's seeded random
+scaffold split, and probed per task on the training part with a logistic regression (ridge for
+regression) whose regularization is chosen by 3-fold cross-validation *within the training
+part*; the score is taken on the validation part. The test part is never read. Standardized
+features, as the benchmark's probes.
+
+Prints one JSON object per model; with ``--out`` writes results.json, results.md (mean
+validation ROC-AUC over classification sets and seeds per model and read-out; RMSE per
+regression set) and, from each model folder's run (``DIR/../metrics.jsonl``), the validation
+curves of pretraining (curves.png).
+
+    python benchmarks/recipe_scores.py exlm-0.15=runs/recipe/exlm-mask0.15/model ... \
+        --untrained exlm-0.15 --out benchmarks/results/recipe_study
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, shared_data_dir  # noqa: E402
+
+DEFAULT_SETS = "bbbp,bace,clintox,tox21,sider,esol,freesolv,lipo"
+C_GRID = (1e-3, 1e-2, 0.1, 1.0, 10.0)
+
+
+def probe_validation_scores(task_type, train, valid, columns) -> list[float]:
+    """Per-task validation ROC-AUC (classification) or RMSE of a probe fitted on train."""
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train.X[:, columns])
+    X_train, X_valid = scaler.transform(train.X[:, columns]), scaler.transform(valid.X[:, columns])
+    scores = []
+    for t in range(train.y.shape[1]):
+        tr, va = train.w[:, t] > 0, valid.w[:, t] > 0
+        y_train, y_valid = train.y[tr, t], valid.y[va, t]
+        if task_type == "regression":
+            model = RidgeCV(alphas=[1 / c for c in C_GRID]).fit(X_train[tr], y_train)
+            scores.append(float(np.sqrt(np.mean((model.predict(X_valid[va]) - y_valid) ** 2))))
+            continue
+        # A task needs both classes in training (3 of each for 3 folds) and in validation.
+        if min(np.bincount(y_train.astype(int), minlength=2)) < 3 or len(set(y_valid)) < 2:
+            continue
+        model = LogisticRegressionCV(Cs=list(C_GRID), cv=3, scoring="roc_auc", max_iter=2000)
+        model.fit(X_train[tr], y_train)
+        scores.append(float(roc_auc_score(y_valid, model.predict_proba(X_valid[va])[:, 1])))
+    return scores
+
+
+def score_model(name, model, datasets, seeds, data_dir, cache_dir) -> list[dict]:
+    from exlm_chem.featurizer import ExLMFeaturizer
+    from exlm_chem.moleculenet.datasets import DATASETS, load_dataset, split_dataset
+
+    featurizer = ExLMFeaturizer(model=model, pooling="mean+cls")
+    width = model.config.hidden_size
+    readouts = {"mean": slice(0, width), "cls": slice(width, 2 * width)}
+    records = []
+    for dataset_name in datasets:
+        task_type = DATASETS[dataset_name].task_type
+        start = time.perf_counter()
+        _, dataset = load_dataset(dataset_name, featurizer, data_dir, cache_dir)
+        featurize_seconds = time.perf_counter() - start
+        for seed in seeds:
+            train, valid, _ = split_dataset(dataset, "random_scaffold", seed)
+            for readout, columns in readouts.items():
+                start = time.perf_counter()
+                scores = probe_validation_scores(task_type, train, valid, columns)
+                records.append(
+                    dict(
+                        model=name,
+                        dataset=dataset_name,
+                        seed=seed,
+                        readout=readout,
+                        metric="roc_auc" if task_type == "classification" else "rmse",
+                        value=float(np.mean(scores)) if scores else float("nan"),
+                        tasks_scored=len(scores),
+                        fit_seconds=round(time.perf_counter() - start, 1),
+                        featurize_seconds=round(featurize_seconds, 1),
+                        featurizer=str(featurizer),
+                    )
+                )
+        print(f"{name} {dataset_name}: done", file=sys.stderr, flush=True)
+    return records
+
+
+def summary_table(records: list[dict]) -> str:
+    import pandas as pd
+
+    frame = pd.DataFrame(records)
+    lines = ["| model | read-out | mean validation ROC-AUC (classification) | "]
+    regression = sorted(set(frame[frame.metric == "rmse"].dataset))
+    lines[0] += " | ".join(f"{d} RMSE" for d in regression) + " |"
+    lines.append("|---|---|---|" + "---|" * len(regression))
+    for (model, readout), rows in frame.groupby(["model", "readout"], sort=False):
+        auc = rows[rows.metric == "roc_auc"].groupby("dataset")["value"].mean()
+        cells = [f"{auc.mean():.4f}"] + [
+            f"{rows[rows.dataset == d]['value'].mean():.3f}" for d in regression
+        ]
+        lines.append(f"| {model} | {readout} | " + " | ".join(cells) + " |")
+    per_set = (
+        frame[frame.metric == "roc_auc"]
+        .pivot_table(index=["model", "readout"], columns="dataset", values="value")
+        .round(3)
+    )
+    return (
+        "\n".join(lines)
+        + "\n\nPer classification set (mean over seeds):\n\n"
+        + per_set.to_markdown()
+        + "\n"
+    )
+
+
+def plot_curves(models: dict[str, Path], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, directory in models.items():
+        metrics = directory.parent / "metrics.jsonl"
+        if not metrics.is_file():
+            continue
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if r.get("val_accuracy") is not None]
+        ax.plot([r["tokens"] / 1e6 for r in rows], [r["val_accuracy"] for r in rows], label=name)
+    ax.set_xlabel("tokens seen (millions)")
+    ax.set_ylabel("validation masked-token accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="NAME=DIR model folders")
+    parser.add_argument("--untrained", action="append", default=[], help="NAME of a model above")
+    parser.add_argument("--datasets", default=DEFAULT_SETS)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--cache-dir", default=str(REPO / "runs" / "moleculenet-cache"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    import logging
+
+    from exlm_chem import load_model
+
+    logging.getLogger("deepchem").setLevel(logging.ERROR)
+    data = shared_data_dir()
+    if data is None:
+        sys.exit("error: the shared data folder is needed (set EXLM_DATA_DIR)")
+    models = dict(item.split("=", 1) for item in args.models)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    datasets = args.datasets.split(",")
+    previous = []
+    if args.out and (args.out / "results.json").is_file():
+        previous = json.loads((args.out / "results.json").read_text())
+    records = list(previous)
+    jobs = [(name, Path(path), False) for name, path in models.items()]
+    jobs += [(f"untrained ({name})", Path(models[name]), True) for name in args.untrained]
+    for name, path, untrained in jobs:
+        model = load_model(path)
+        model = model.reinitialized() if untrained else model
+        from exlm_chem.embedding import model_fingerprint
+
+        if any(
+            r["featurizer"].startswith(f"ExLMFeaturizer_{model_fingerprint(model)}")
+            for r in previous
+        ):
+            continue  # scored already (the same weights): resumable
+        found = score_model(
+            name, model, datasets, seeds, data / "moleculenet", Path(args.cache_dir)
+        )
+        records += found
+        print(json.dumps(dict(model=name, records=len(found))))
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "results.json").write_text(json.dumps(records, indent=1))
+    if args.out:
+        (args.out / "results.md").write_text(summary_table(records))
+        plot_curves({n: Path(p) for n, p in models.items()}, args.out / "curves.png")
+    print(summary_table(records))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""The fine-tuning protocol: one run at one learning rate (`finetune`), a grid of rates
+(`finetune_best_rate`), and the choice of a rate over several splits (`choose_learning_rate`)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..environment import resolve_device, resolve_precision
+from ..errors import InputError
+from ..metrics import score
+from ..model import ExLMModel
+from ..training.config import learning_rate as scheduled_rate
+from .data import LabelledMolecules, balancing_weights, check_targets
+from .predictor import HEADS, PropertyPredictor, autocast, predict_encoded
+
+logger = logging.getLogger(__name__)
+
+LEARNING_RATES = (3e-5, 1e-4, 3e-4, 1e-3)  # the default grid
+
+
+@dataclass
+class FinetuneSettings:
+    """How one fine-tuning run trains (the learning rate is one value; grids live outside)."""
+
+    head: str = "cls"
+    learning_rate: float = 1e-4
+    epochs: int = 60
+    patience: int = 10  # epochs without a better validation metric before stopping
+    batch_size: int = 32
+    warmup: float = 0.06  # fraction of the planned run
+    dropout: float = 0.1  # in the head and the encoder
+    weight_decay: float = 0.01
+    clip: float = 1.0  # gradient norm
+    balance_classes: bool = True
+    precision: str = "auto"  # auto: bf16 where the CPU or GPU has native bf16 matrix maths
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise InputError(f"head must be one of {', '.join(HEADS)}, not {self.head!r}")
+        if not self.learning_rate > 0:
+            raise InputError(f"learning rate must be positive, not {self.learning_rate}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.patience < 1:
+            raise InputError(f"patience must be at least 1, not {self.patience}")
+        if not (0 <= self.warmup < 1 and 0 <= self.dropout < 1):
+            raise InputError("warmup and dropout must be in [0, 1)")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise InputError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
+
+
+@dataclass
+class FinetuneResult:
+    predictor: PropertyPredictor  # with the best validation weights
+    valid_score: float  # its validation ROC-AUC / RMSE (or loss where the metric is undefined)
+    selection: str  # what picked the epoch: roc_auc, rmse or loss
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    settings: FinetuneSettings
+    history: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return dict(
+            learning_rate=self.settings.learning_rate,
+            valid_score=self.valid_score,
+            selection=self.selection,
+            best_epoch=self.best_epoch,
+            epochs_run=self.epochs_run,
+            seconds=round(self.seconds, 1),
+        )
+
+
+def finetune(
+    model: ExLMModel,
+    train: LabelledMolecules,
+    valid: LabelledMolecules,
+    task_type: str,
+    settings: FinetuneSettings | None = None,
+    tasks: list[str] | None = None,
+    device=None,
+) -> FinetuneResult:
+    """Fine-tune a copy of ``model`` (left unchanged) with a new head on ``train``; the epoch
+    with the best validation metric (ROC-AUC averaged over tasks, or RMSE) is kept.
+
+    device: cpu, cuda, cuda:N or auto; None: where ``model`` is.
+    """
+    settings = settings or FinetuneSettings()
+    tasks = tasks or [f"task_{t}" for t in range(train.y.shape[1])]
+    if len(tasks) != train.y.shape[1] or valid.y.shape[1] != train.y.shape[1]:
+        raise InputError(
+            f"{len(tasks)} task names, {train.y.shape[1]} training and {valid.y.shape[1]} "
+            "validation target columns: they must agree"
+        )
+    check_targets(train.y, task_type, tasks, "training data")
+    if len(valid.molecules) == 0:
+        raise InputError("fine-tuning needs validation molecules (early stopping reads them)")
+    device = resolve_device(device) or next(model.parameters()).device
+    precision = resolve_precision(settings.precision, device)
+    start = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    predictor = PropertyPredictor(model, settings.head, tasks, task_type, settings.dropout)
+    predictor.to(device).train()
+
+    w = train.w
+    y = np.nan_to_num(train.y)
+    if task_type == "regression":
+        mean = np.array([train.y[w[:, t] > 0, t].mean() for t in range(len(tasks))])
+        std = np.array([train.y[w[:, t] > 0, t].std() for t in range(len(tasks))])
+        std = np.where(std > 0, std, 1.0)
+        predictor.target_mean.copy_(torch.as_tensor(mean))
+        predictor.target_std.copy_(torch.as_tensor(std))
+        y = np.where(w > 0, (y - mean) / std, 0.0)
+        loss_weights = w
+    else:
+        loss_weights = balancing_weights(train.y, w) if settings.balance_classes else w
+    y_all = torch.as_tensor(y, dtype=torch.float32)
+    weight_all = torch.as_tensor(loss_weights, dtype=torch.float32)
+    labelled_all = torch.as_tensor(w, dtype=torch.float32)
+
+    parameters = [*predictor.base.encoder.parameters(), *predictor.head.parameters()]
+    optimizer = torch.optim.AdamW(
+        parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    steps_per_epoch = math.ceil(len(train.molecules) / settings.batch_size)
+    total_steps = settings.epochs * steps_per_epoch
+    selection = _selection(task_type, valid)
+    rng = np.random.default_rng(settings.seed)
+    best_value, best_state, best_epoch, step, history = None, None, 0, 0, []
+    for epoch in range(1, settings.epochs + 1):
+        epoch_loss = 0.0
+        order = rng.permutation(len(train.molecules))
+        for first in range(0, len(order), settings.batch_size):
+            rows = order[first : first + settings.batch_size]
+            ids = train.molecules.batch(rows).to(device, non_blocking=True)
+            targets, weights = (t[rows].to(device) for t in (y_all, weight_all))
+            labelled = labelled_all[rows].to(device)
+            with autocast(device, precision):
+                raw = predictor(ids).float()
+            if task_type == "classification":
+                losses = F.binary_cross_entropy_with_logits(raw, targets, reduction="none")
+            else:
+                losses = (raw - targets) ** 2
+            loss = (losses * weights).sum() / labelled.sum().clamp(min=1)
+            for group in optimizer.param_groups:
+                group["lr"] = scheduled_rate(
+                    settings.learning_rate, settings.warmup, "linear", step / total_steps
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, settings.clip)
+            optimizer.step()
+            step += 1
+            epoch_loss += float(loss.detach()) * len(rows)
+        value = _validation_value(predictor, valid, task_type, selection, precision)
+        history.append(dict(epoch=epoch, train_loss=epoch_loss / len(train.molecules), valid=value))
+        if is_better(value, best_value, selection):
+            best_value, best_epoch = value, epoch
+            best_state = {k: v.detach().clone() for k, v in predictor.state_dict().items()}
+        elif epoch - best_epoch >= settings.patience:
+            break
+    predictor.load_state_dict(best_state)
+    predictor.eval()
+    return FinetuneResult(
+        predictor,
+        float(best_value),
+        selection,
+        best_epoch,
+        len(history),
+        time.perf_counter() - start,
+        settings,
+        history,
+    )
+
+
+def _selection(task_type: str, valid: LabelledMolecules) -> str:
+    """What the epochs are chosen by: ROC-AUC where some validation task has both classes,
+    RMSE for regression, otherwise the validation loss."""
+    if task_type == "regression":
+        return "rmse"
+    labelled = valid.w > 0
+    for t in range(valid.y.shape[1]):
+        if len(np.unique(valid.y[labelled[:, t], t])) == 2:
+            return "roc_auc"
+    return "loss"
+
+
+def _validation_value(predictor, valid, task_type, selection, precision) -> float:
+    prediction = predict_encoded(predictor, valid.molecules, precision)
+    if selection != "loss":
+        return score(task_type, np.nan_to_num(valid.y), valid.w, prediction)
+    p = np.clip(prediction, 1e-7, 1 - 1e-7)
+    y, labelled = np.nan_to_num(valid.y), valid.w > 0
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p))[labelled].mean())
+
+
+def is_better(a: float, b: float | None, selection: str) -> bool:
+    """True when validation value ``a`` beats ``b`` (None: nothing to beat)."""
+    if b is None or math.isnan(b):
+        return not math.isnan(a)
+    return a > b if selection == "roc_auc" else a < b
+
+
+def choose_learning_rate(valid_scores: dict[float, list[float]], selection: str) -> float:
+    """The rate whose validation metric, averaged over splits, is best (the smaller rate on a
+    tie). Pooling over splits matters: one split's validation set can hold a handful of
+    positives."""
+    means = {rate: float(np.nanmean(values)) for rate, values in sorted(valid_scores.items())}
+    best = None
+    for rate, value in means.items():
+        if best is None or is_better(value, means[best], selection):
+            best = rate
+    return best
+
+
+def finetune_best_rate(
+    model: ExLMModel,
+    train: LabelledMolecules,
+    valid: LabelledMolecules,
+    task_type: str,
+    settings: FinetuneSettings | None = None,
+    learning_rates=LEARNING_RATES,
+    tasks: list[str] | None = None,
+    device=None,
+) -> tuple[FinetuneResult, dict[float, dict]]:
+    """Fine-tune at each learning rate; the run with the best validation metric, and every
+    run's summary by rate."""
+    settings = settings or FinetuneSettings()
+    best, runs = None, {}
+    for rate in learning_rates:
+        result = finetune(
+            model, train, valid, task_type, replace(settings, learning_rate=rate), tasks, device
+        )
+        runs[rate] = result.summary()
+        logger.info(
+            "learning rate %g: validation %s %.4f at epoch %d of %d (%.0f s)",
+            rate,
+            result.selection,
+            result.valid_score,
+            result.best_epoch,
+            result.epochs_run,
+            result.seconds,
+        )
+        if best is None or is_better(result.valid_score, best.valid_score, result.selection):
+            best = result
+    return best, runs

@@ -1,0 +1,157 @@
+"""Fine-tuning in the suite: every (learning rate, seed) run, kept for resuming, and the rate
+chosen on validation averaged over the seeds."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..finetuning import (
+    EncodedMolecules,
+    FinetuneSettings,
+    LabelledMolecules,
+    choose_learning_rate,
+    finetune,
+    predict_encoded,
+)
+from ..metrics import score
+from ..model import load_model
+from ..outputs import atomic_write_text
+from .datasets import DATASETS, split_dataset
+from .features import FeatureSpec
+
+logger = logging.getLogger(__name__)
+
+
+def tunable(spec: FeatureSpec) -> bool:
+    """A model's own features: ECFP4 has no network, and a hybrid's is its model's."""
+    return spec.kind != "ecfp" and spec.fingerprint is None
+
+
+def finetune_results(
+    name: str,
+    spec: FeatureSpec,
+    featurizer_name: str,
+    dataset,
+    split: str,
+    seeds: list[int],
+    splits: dict,
+    runs_path: Path,
+    settings: FinetuneSettings,
+    rates,
+    device,
+) -> list[dict]:
+    """Fine-tune at every (rate, seed), resuming from ``runs_path``; the records of the rate
+    whose validation metric, averaged over the seeds, is best."""
+    task_type = DATASETS[name].task_type
+    metric = "roc_auc" if task_type == "classification" else "rmse"
+    runs = _previous_runs(runs_path)
+    model = load_model(spec.model_dir)
+    if spec.kind == "random":
+        model = model.reinitialized()
+    key = dict(dataset=name, features=spec.name, featurizer=featurizer_name, split=split)
+    chosen_runs = {}
+    for seed in seeds:
+        split_key = seed if split == "random_scaffold" else None
+        if split_key not in splits:
+            splits[split_key] = split_dataset(dataset, split, seed)
+        parts = [_labelled(part, model.tokenizer) for part in splits[split_key]]
+        for rate in rates:
+            run_key = dict(key, seed=seed, learning_rate=rate, head=settings.head)
+            if any(all(r.get(k) == v for k, v in run_key.items()) for r in runs):
+                continue
+            result = finetune(
+                model,
+                parts[0],
+                parts[1],
+                task_type,
+                replace(settings, learning_rate=rate, seed=seed),
+                device=device,
+            )
+            test = splits[split_key][2]
+            prediction = predict_encoded(result.predictor, parts[2].molecules, settings.precision)
+            run = dict(
+                run_key,
+                valid_value=result.valid_score,
+                selection=result.selection,
+                value=score(task_type, test.y, test.w, prediction),
+                best_epoch=result.best_epoch,
+                epochs_run=result.epochs_run,
+                fit_seconds=round(result.seconds, 1),
+            )
+            logger.info(
+                "%s  %s  finetune  seed %d  lr %g: validation %s %.4f, test %s %.4f (%d epochs, "
+                "%.0f s)",
+                name,
+                spec.name,
+                seed,
+                rate,
+                result.selection,
+                result.valid_score,
+                metric,
+                run["value"],
+                result.epochs_run,
+                result.seconds,
+            )
+            runs.append(run)
+            atomic_write_text(runs_path, json.dumps(runs, indent=1))
+    mine = [
+        r
+        for r in runs
+        if all(r.get(k) == v for k, v in key.items())
+        and r["seed"] in seeds
+        and r["learning_rate"] in rates
+        and r["head"] == settings.head
+    ]
+    # Pooled over the seeds: the metric where every seed's validation set defines it, else the
+    # validation loss.
+    selection = metric if all(r["selection"] == metric for r in mine) else "loss"
+    by_rate: dict[float, list[float]] = {}
+    for r in mine:
+        by_rate.setdefault(r["learning_rate"], []).append(
+            r["valid_value"] if r["selection"] == selection else float("nan")
+        )
+    rate = choose_learning_rate(by_rate, selection)
+    for r in mine:
+        if r["learning_rate"] == rate:
+            chosen_runs[r["seed"]] = r
+    return [
+        dict(
+            dataset=name,
+            features=spec.name,
+            probe="finetune",
+            seed=seed,
+            split=split,
+            metric=metric,
+            value=chosen_runs[seed]["value"],
+            learning_rate=rate,
+            head=settings.head,
+            valid_value=chosen_runs[seed]["valid_value"],
+            fit_seconds=sum(r["fit_seconds"] for r in mine if r["seed"] == seed),
+            featurizer=featurizer_name,
+        )
+        for seed in seeds
+    ]
+
+
+def _labelled(dataset, tokenizer) -> LabelledMolecules:
+    """A DeepChem dataset as molecules tokenized once, labels NaN where its weight is 0."""
+    y = np.where(dataset.w > 0, dataset.y, np.nan)
+    return LabelledMolecules(EncodedMolecules.from_smiles(dataset.ids, tokenizer), y)
+
+
+def _previous_runs(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    try:
+        runs = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot resume from it, not a runs file ({exc})") from None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise InputError(f"{path}: cannot resume from it, not a list of runs")
+    return runs
