@@ -26,6 +26,7 @@ _PUBLIC = {
     "ExLMClassifier": "sklearn",
     "ExLMRegressor": "sklearn",
     "finetune": "finetuning",
+    "infill": "infill",
     "load_predictor": "finetuning",
 }
 

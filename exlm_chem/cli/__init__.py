@@ -8,10 +8,11 @@ from .app import app, info, main, tokenize
 from .benchmark import benchmark
 from .embed import embed
 from .finetune import finetune, predict
+from .infill import infill
 from .pretrain import export, pretrain
 
 # In the order `exlm-chem --help` lists them.
-for command in (info, tokenize, embed, pretrain, export, finetune, predict, benchmark):
+for command in (info, tokenize, embed, infill, pretrain, export, finetune, predict, benchmark):
     app.command()(command)
 
 __all__ = ["app", "main"]
