@@ -1,14 +1,14 @@
 """Infilling: several coherent, valid alternatives for masked fragments of a SMILES.
 
 A template is a SMILES with masked spans: ``<mask:N>`` (or ``{N}``) for up to N tokens,
-``<mask>`` (or ``{}``) for up to `DEFAULT_SPAN`. Each span becomes N ``<mask>`` tokens, so
-that an ExLM model expands it into k N states; a path through the DAG of expanded states
-emits the filling, possibly fewer tokens than it has states. `decode_dag` searches the paths
-(a beam over (state, tokens so far), paths reaching the same state with the same tokens
-summed), so the fillings come from the transition matrix and the emissions together: the
-tokens of one filling are chosen with each other. A plain MLM has one state per mask and
-predicts each independently: `decode_mlm` tries every length from 1 to each span's maximum
-and a beam over the positions, the baseline the same API gives.
+``<mask>`` (or ``{}``) for up to `DEFAULT_SPAN`. For each number of masks m from 1 to N, the
+span becomes m ``<mask>`` tokens, which an ExLM model expands into k m states; a path through
+the DAG of expanded states emits a filling (it may emit fewer tokens than it has states).
+`decode_dag` searches the paths (a beam over (state, tokens so far), the paths that reach the
+same state with the same tokens summed), so a filling comes from the transition matrix and
+the emissions together: its tokens are chosen with each other. A plain MLM has one state per
+mask and predicts each independently: `decode_mlm` gives the baseline through the same API,
+every length from 1 to each span's maximum with a beam over the positions.
 
 Candidates are assembled into SMILES, read by RDKit (canonical SMILES when valid),
 deduplicated by molecule (their probabilities summed) and ranked: valid ones first, then by
@@ -128,15 +128,30 @@ def _content_log_probs(model: ExLMModel, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def _logaddexp(a: float, b: float) -> float:
-    return float(np.logaddexp(a, b))
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    return max(a, b) + math.log1p(math.exp(-abs(a - b)))
+
+
+def _length_combinations(template: Template) -> list[tuple[int, ...]]:
+    """Every number of masks per span from 1 to its maximum (capped)."""
+    combinations = itertools.product(*(range(1, s + 1) for s in template.spans))
+    return list(itertools.islice(combinations, MAX_LENGTH_COMBINATIONS))
 
 
 def decode_dag(
     model: ExLMModel, template: Template, beam_size: int = BEAM_SIZE
 ) -> dict[tuple, float]:
-    """Fillings of an ExLM model's DAG: {tuple of token tuples per span: log-probability}."""
+    """Fillings of an ExLM model's DAG: {tuple of token tuples per span: log-probability}.
+
+    Every number of masks from 1 to each span's maximum is tried (pretrained with one mask per
+    masked token, the model fills m masks with about m tokens), as `decode_mlm` tries every
+    length; a filling's probabilities under the different numbers of masks are summed."""
     tokenizer = model.tokenizer
-    ids, _ = tokenizer.encode_tokens_with_report([template.tokens(template.spans)])
+    combinations = _length_combinations(template)
+    ids, _ = tokenizer.encode_tokens_with_report([template.tokens(c) for c in combinations])
     device = next(model.parameters()).device
     ids = ids.to(device)
     with torch.inference_mode():
@@ -144,45 +159,67 @@ def decode_dag(
         hidden = model.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
         states, state_valid = pack_selected(batch.expanded)
         state_hidden = hidden.gather(1, states[..., None].expand(-1, -1, hidden.shape[-1]))
-        raw_log_probs = F.log_softmax(model._logits(state_hidden).float(), dim=-1)[0]
-        content = _content_log_probs(model, state_hidden)[0]
-        transition = model.transition_head(state_hidden, states, state_valid)[0]
+        raw_log_probs = F.log_softmax(model._logits(state_hidden).float(), dim=-1)
+        top_lp, top_id = _content_log_probs(model, state_hidden).topk(TOKENS_PER_STATE, dim=-1)
+        transition = model.transition_head(state_hidden, states, state_valid)
         log_transition = transition.clamp(min=1e-30).log().masked_fill(transition == 0, -math.inf)
-        source = batch.p1[0, states[0]]  # each state's token in the input
-    # Each state's span: <s> copies belong to the first, </s> copies to the last.
-    span_of_token = np.zeros(ids.shape[1], dtype=np.int64)
-    is_mask = (ids[0] == MASK_ID).cpu().numpy()
-    span_of_token[is_mask] = np.repeat(np.arange(len(template.spans)), template.spans)
-    span_of_token[ids[0].cpu().numpy() == EOS_ID] = len(template.spans) - 1
-    span_of = span_of_token[source.cpu().numpy()]
-    last = len(span_of) - 1
-    top_lp, top_id = content.topk(TOKENS_PER_STATE, dim=-1)
-    top = [list(zip(top_id[v].tolist(), top_lp[v].tolist())) for v in range(last + 1)]
-    log_e = log_transition.cpu().numpy()
-    end_lp = float(raw_log_probs[last, EOS_ID])
-    beam = {(0, ()): float(raw_log_probs[0, BOS_ID])}
+        source = batch.p1.gather(1, states)  # each state's token in the input
     finished: dict[tuple, float] = {}
-    spans = template.spans
-    for _ in range(sum(spans)):
+    for row, lengths in enumerate(combinations):
+        size = int(state_valid[row].sum())
+        # Each state's span: <s> copies belong to the first, </s> copies to the last.
+        row_ids = ids[row].cpu().numpy()
+        span_of_token = np.zeros(len(row_ids), dtype=np.int64)
+        span_of_token[row_ids == MASK_ID] = np.repeat(np.arange(len(lengths)), lengths)
+        span_of_token[row_ids == EOS_ID] = len(lengths) - 1
+        found = _search_paths(
+            log_transition[row, :size, :size].cpu().numpy(),
+            top_lp[row, :size].cpu().numpy(),
+            top_id[row, :size].cpu().numpy(),
+            span_of_token[source[row, :size].cpu().numpy()],
+            float(raw_log_probs[row, 0, BOS_ID]),
+            float(raw_log_probs[row, size - 1, EOS_ID]),
+            np.array(lengths),
+            beam_size,
+        )
+        for emitted, lp in found.items():
+            filling = _by_span(emitted, len(lengths), tokenizer)
+            finished[filling] = _logaddexp(finished.get(filling, -math.inf), lp)
+    return finished
+
+
+def _search_paths(log_e, top_lp, top_id, span_of, start_lp, end_lp, spans, beam_size):
+    """Beam search over paths from state 0 to the last state of one DAG: {((span, token id),
+    ...): log-probability}. A hypothesis is (state, tokens so far); the paths that reach the
+    same hypothesis are summed (the forward algorithm within the beam)."""
+    last = len(span_of) - 1
+    beam = {(0, ()): start_lp}
+    finished: dict[tuple, float] = {}
+    for _ in range(int(spans.sum())):
         grown: dict[tuple, float] = {}
         for (u, emitted), lp in beam.items():
             counts = np.bincount([j for j, _ in emitted], minlength=len(spans))
-            for v in range(u + 1, last):
-                j = span_of[v]
-                if counts[j] >= spans[j] or (j > 0 and counts[:j].min() == 0):
-                    continue  # span j is full, or an earlier span would stay empty
-                base = lp + log_e[u, v]
-                if base == -math.inf:
+            empty = np.flatnonzero(counts == 0)
+            first_empty = empty[0] if len(empty) else len(spans)
+            v = np.arange(u + 1, last)
+            j = span_of[v]
+            # Not into a full span, nor past a span that would stay empty.
+            allowed = (counts[j] < spans[j]) & (j <= first_empty)
+            scores = lp + log_e[u, v][:, None] + top_lp[v]
+            scores[~allowed] = -math.inf
+            flat = scores.ravel()
+            keep = np.argpartition(-flat, beam_size)[:beam_size] if flat.size > beam_size else None
+            for index in np.flatnonzero(np.isfinite(flat)) if keep is None else keep:
+                if not np.isfinite(flat[index]):
                     continue
-                for token, token_lp in top[v]:
-                    key = (v, (*emitted, (j, token)))
-                    grown[key] = _logaddexp(grown.get(key, -math.inf), base + token_lp)
+                row, column = divmod(int(index), top_lp.shape[1])
+                key = (int(v[row]), (*emitted, (int(j[row]), int(top_id[v[row], column]))))
+                grown[key] = _logaddexp(grown.get(key, -math.inf), float(flat[index]))
         beam = dict(sorted(grown.items(), key=lambda item: -item[1])[:beam_size])
         for (u, emitted), lp in beam.items():
             if len({j for j, _ in emitted}) == len(spans):
-                filling = _by_span(emitted, len(spans), tokenizer)
                 total = lp + log_e[u, last] + end_lp
-                finished[filling] = _logaddexp(finished.get(filling, -math.inf), total)
+                finished[emitted] = _logaddexp(finished.get(emitted, -math.inf), total)
         if not beam:
             break
     return finished
@@ -200,8 +237,7 @@ def decode_mlm(
     """Fillings of a plain MLM (or any model read one state per mask): every combination of
     span lengths up to each span's maximum, a beam over the masked positions of each."""
     tokenizer = model.tokenizer
-    combinations = list(itertools.product(*(range(1, s + 1) for s in template.spans)))
-    combinations = combinations[:MAX_LENGTH_COMBINATIONS]
+    combinations = _length_combinations(template)
     ids, _ = tokenizer.encode_tokens_with_report([template.tokens(c) for c in combinations])
     device = next(model.parameters()).device
     ids = ids.to(device)
