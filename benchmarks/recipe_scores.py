@@ -109,17 +109,15 @@ def summary_table(records: list[dict]) -> str:
             f"{rows[rows.dataset == d]['value'].mean():.3f}" for d in regression
         ]
         lines.append(f"| {model} | {readout} | " + " | ".join(cells) + " |")
-    per_set = (
-        frame[frame.metric == "roc_auc"]
-        .pivot_table(index=["model", "readout"], columns="dataset", values="value")
-        .round(3)
+    per_set = frame[frame.metric == "roc_auc"].pivot_table(
+        index=["model", "readout"], columns="dataset", values="value", sort=False
     )
-    return (
-        "\n".join(lines)
-        + "\n\nPer classification set (mean over seeds):\n\n"
-        + per_set.to_markdown()
-        + "\n"
-    )
+    lines += ["", "Validation ROC-AUC per classification set (mean over seeds):", ""]
+    lines.append("| model | read-out | " + " | ".join(per_set.columns) + " |")
+    lines.append("|---|---|" + "---|" * len(per_set.columns))
+    for (model, readout), row in per_set.iterrows():
+        lines.append(f"| {model} | {readout} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_curves(models: dict[str, Path], path: Path) -> None:
