@@ -115,7 +115,7 @@ def embed_file(
     id_column: str | None = None,
     model: ExLMModel | str | Path | None = None,
     pooling: str = defaults.POOLING,
-    batch_size: int = defaults.BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | None = None,
     precision: str = defaults.PRECISION,
     invalid: str = "keep",

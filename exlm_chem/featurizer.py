@@ -41,7 +41,7 @@ class ExLMFeaturizer(MolecularFeaturizer):
         self,
         model=None,
         pooling: str = defaults.POOLING,
-        batch_size: int = defaults.BATCH_SIZE,
+        batch_size: int | None = None,
         device=None,
         precision: str = defaults.PRECISION,
         canonicalize: bool = True,

@@ -37,7 +37,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         model=None,
         pooling: str = defaults.POOLING,
         fingerprint: str | None = None,
-        batch_size: int = defaults.BATCH_SIZE,
+        batch_size: int | None = None,
         device=None,
         precision: str = defaults.PRECISION,
         errors: str = "raise",

@@ -35,7 +35,11 @@ def embed(
         defaults.POOLING,
         help="Read-out: mean (over the atom-level tokens), cls (the first <s> state) or mean+cls.",
     ),
-    batch_size: int = typer.Option(defaults.BATCH_SIZE, help="Molecules per forward pass."),
+    batch_size: int | None = typer.Option(
+        None,
+        help=f"Molecules per forward pass (default: {defaults.BATCH_SIZE} on a CPU, "
+        f"{defaults.GPU_BATCH_SIZE} on a GPU).",
+    ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N or auto (default: cpu)."),
     precision: str = typer.Option(
         defaults.PRECISION, help="fp32 (reproducible) or bf16 (fast on native-bf16 hardware)."
