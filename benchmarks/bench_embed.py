@@ -2,6 +2,11 @@
 against the matmul FLOP limit of this machine, and against ECFP4 fingerprints, in one run.
 
     python benchmarks/bench_embed.py --json
+    python benchmarks/bench_embed.py --device cuda --n 100000 --json
+
+On a GPU it also reports the end-to-end rate (RDKit preparation in worker processes overlapped
+with the model) against the model alone on the same prepared molecules, and RoBERTa is fed
+the same length-sorted batches as our model, in fp32 and bf16.
 
 Both transformers have random weights (speed does not depend on them): ours is the `small`
 preset; RoBERTa gets the same depth, width, heads, feed-forward size and vocabulary, and is fed
@@ -19,15 +24,25 @@ import torch
 from common import benchmark_smiles, print_result
 
 from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, embed
+from exlm_chem.embedding import default_batch_size, embed_prepared, embed_workers, prepare_smiles
+from exlm_chem.environment import describe_hardware, resolve_device
 
 
-def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def synchronize(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_flops_per_second(device, size: int = 2048, repeats: int = 5) -> float:
+    size = size * 4 if device.type == "cuda" else size
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
     best = float("inf")
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
 
@@ -41,9 +56,15 @@ def random_small_model(smiles) -> ExLMModel:
     ).eval()
 
 
-def hf_roberta_time(smiles, tokenizer, config, batch_size) -> float:
+def hf_roberta_time(
+    smiles, tokenizer, config, batch_size, device, dtype=torch.float32, length_sorted=False
+) -> float:
+    """Seconds for RoBERTa to embed ``smiles`` (mean over real positions), batches in input
+    order (a typical user loop) or sorted by length (as `embed` sorts them)."""
     from transformers import RobertaConfig, RobertaModel
 
+    if length_sorted:
+        smiles = sorted(smiles, key=lambda s: len(tokenizer.tokenize(s)))
     hf = RobertaModel(
         RobertaConfig(
             vocab_size=tokenizer.vocab_size,
@@ -55,48 +76,106 @@ def hf_roberta_time(smiles, tokenizer, config, batch_size) -> float:
             pad_token_id=0,
         ),
         add_pooling_layer=False,
-    ).eval()
+    )
+    hf = hf.eval().to(device, dtype)
+    batches = [
+        tokenizer.encode_batch(smiles[i : i + batch_size])
+        for i in range(0, len(smiles), batch_size)
+    ]
+    synchronize(device)
     start = time.perf_counter()
     with torch.inference_mode():
-        for i in range(0, len(smiles), batch_size):
-            ids = tokenizer.encode_batch(smiles[i : i + batch_size])
+        outputs = []
+        for ids in batches:
+            ids = ids.to(device, non_blocking=True)
             mask = (ids != 0).long()
             hidden = hf(input_ids=ids, attention_mask=mask).last_hidden_state
-            (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+            outputs.append(((hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).float())
+        torch.cat(outputs).cpu()
+    return time.perf_counter() - start
+
+
+def timed(function, device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    function()
+    synchronize(device)
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=20_000)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: per device")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
     warnings.filterwarnings("ignore")
+    device = resolve_device(args.device)
+    batch_size = args.batch_size or default_batch_size(device)
 
     smiles, source = benchmark_smiles(args.n, split="test")
-    model = random_small_model(smiles)
+    model = random_small_model(smiles).to(device)
     tokenizer, config = model.tokenizer, model.config
 
-    embed(smiles[:500], model)  # warm-up
-    start = time.perf_counter()
-    fp32 = embed(smiles, model, batch_size=args.batch_size)
-    ours = time.perf_counter() - start
-    start = time.perf_counter()
-    bf16 = embed(smiles, model, batch_size=args.batch_size, precision="bf16")
-    ours_bf16 = time.perf_counter() - start
-    hf_roberta_time(smiles[:500], tokenizer, config, args.batch_size)  # warm-up
-    theirs = hf_roberta_time(smiles, tokenizer, config, args.batch_size)
+    embed(smiles[:2000], model, batch_size=batch_size, workers=0)  # warm-up
+    ours = timed(lambda: embed(smiles, model, batch_size=batch_size, workers=0), device)
+    fp32 = embed(smiles, model, batch_size=batch_size, workers=0)
+    bf16 = embed(smiles, model, batch_size=batch_size, precision="bf16", workers=0)
+    ours_bf16 = timed(
+        lambda: embed(smiles, model, batch_size=batch_size, precision="bf16", workers=0), device
+    )
+    hf_roberta_time(smiles[:2000], tokenizer, config, batch_size, device)  # warm-up
+    on_gpu = device.type == "cuda"
+    theirs = hf_roberta_time(smiles, tokenizer, config, batch_size, device, length_sorted=on_gpu)
 
-    from rdkit import Chem
-    from rdkit.Chem import rdFingerprintGenerator
+    result = {
+        "n_molecules": len(smiles),
+        "source": source,
+        "device": str(device),
+        "device_name": describe_hardware(device),
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "molecules_per_second": round(len(smiles) / ours),
+        "ratio_vs_hf_roberta": round(theirs / ours, 3),
+        "hf_roberta_molecules_per_second": round(len(smiles) / theirs),
+    }
+    if on_gpu:
+        # The model alone on molecules prepared once, against everything (RDKit in workers).
+        prepared = prepare_smiles(smiles, tokenizer)
+        for precision in ("fp32", "bf16"):
+            model_only = timed(
+                lambda p=precision: embed_prepared(prepared, model, "mean", batch_size, p), device
+            )
+            end_to_end = timed(
+                lambda p=precision: embed(smiles, model, batch_size=batch_size, precision=p),
+                device,
+            )
+            suffix = "" if precision == "fp32" else "_bf16"
+            result[f"model_only_mol_per_s{suffix}"] = round(len(smiles) / model_only)
+            result[f"end_to_end_mol_per_s{suffix}"] = round(len(smiles) / end_to_end)
+            result[f"end_to_end_over_model_only{suffix}"] = round(model_only / end_to_end, 3)
+        hf_bf16 = hf_roberta_time(
+            smiles, tokenizer, config, batch_size, device, torch.bfloat16, length_sorted=True
+        )
+        result["model_only_over_hf_roberta"] = round(
+            theirs / (len(smiles) / result["model_only_mol_per_s"]), 3
+        )
+        result["model_only_bf16_over_hf_roberta_bf16"] = round(
+            hf_bf16 / (len(smiles) / result["model_only_mol_per_s_bf16"]), 3
+        )
+        result["end_to_end_workers"] = embed_workers(device)
 
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
-    start = time.perf_counter()
-    for s in smiles:
-        generator.GetFingerprintAsNumPy(Chem.MolFromSmiles(s))
-    ecfp = time.perf_counter() - start
+    if not on_gpu:
+        from rdkit import Chem
+        from rdkit.Chem import rdFingerprintGenerator
+
+        generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+        start = time.perf_counter()
+        for s in smiles:
+            generator.GetFingerprintAsNumPy(Chem.MolFromSmiles(s))
+        result["ecfp4_molecules_per_second"] = round(len(smiles) / (time.perf_counter() - start))
 
     # The FLOP limit: every real state through every linear layer, at the peak matmul rate.
     ids = tokenizer.encode_batch(smiles)
@@ -104,30 +183,24 @@ def main() -> None:
     # What each model computes per molecule: our real states (<s> and </s> expanded k-fold),
     # RoBERTa's padded positions (batches in input order).
     hf_positions = sum(
-        tokenizer.encode_batch(smiles[i : i + args.batch_size]).numel()
-        for i in range(0, len(smiles), args.batch_size)
+        tokenizer.encode_batch(smiles[i : i + batch_size]).numel()
+        for i in range(0, len(smiles), batch_size)
     )
     block_parameters = sum(p.numel() for p in model.encoder.blocks.parameters())
     flops = 2 * block_parameters * real_states
-    peak = matmul_flops_per_second()
-
+    peak = matmul_flops_per_second(device)
     cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
-    result = {
-        "n_molecules": len(smiles),
-        "source": source,
-        "threads": torch.get_num_threads(),
-        "molecules_per_second": round(len(smiles) / ours),
-        "ratio_vs_hf_roberta": round(theirs / ours, 3),
-        "hf_roberta_molecules_per_second": round(len(smiles) / theirs),
-        "fraction_of_flop_limit": round(flops / peak / ours, 3),
-        "matmul_gflops": round(peak / 1e9, 1),
-        "states_per_molecule": round(real_states / len(smiles), 1),
-        "hf_roberta_positions_per_molecule": round(hf_positions / len(smiles), 1),
-        "bf16_molecules_per_second": round(len(smiles) / ours_bf16),
-        "bf16_ratio_vs_hf_roberta": round(theirs / ours_bf16, 3),
-        "bf16_mean_cosine_to_fp32": round(float(cosine.mean()), 6),
-        "ecfp4_molecules_per_second": round(len(smiles) / ecfp),
-    }
+    result.update(
+        {
+            "fraction_of_flop_limit": round(flops / peak / ours, 3),
+            "matmul_gflops": round(peak / 1e9, 1),
+            "states_per_molecule": round(real_states / len(smiles), 1),
+            "hf_roberta_positions_per_molecule": round(hf_positions / len(smiles), 1),
+            "bf16_molecules_per_second": round(len(smiles) / ours_bf16),
+            "bf16_ratio_vs_hf_roberta": round(theirs / ours_bf16, 3),
+            "bf16_mean_cosine_to_fp32": round(float(cosine.mean()), 6),
+        }
+    )
     print_result(result, args.json)
 
 

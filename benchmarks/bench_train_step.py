@@ -5,6 +5,7 @@ the two objectives interleaved step by step; medians over the timed steps. The m
 allocator is set up as `exlm-chem pretrain` sets it up (`keep_freed_memory`).
 
     python benchmarks/bench_train_step.py --json
+    python benchmarks/bench_train_step.py --device cuda --batch-tokens 32768 --json
 """
 
 from __future__ import annotations
@@ -19,20 +20,30 @@ import torch
 from common import benchmark_smiles, print_result
 
 from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, tokenize_smiles
-from exlm_chem.environment import keep_freed_memory
+from exlm_chem.environment import describe_hardware, keep_freed_memory, resolve_device
 from exlm_chem.model.exlm import MASK_ID, PAD_ID
 from exlm_chem.model.expansion import expand_states
 from exlm_chem.training.batches import epoch_batches
 
 
+def synchronize(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def timed_step(model, optimizer, ids, masks, bf16=False) -> float:
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    device = ids.device
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    )
+    synchronize(device)
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     with autocast:
         loss = model(ids, masks).loss
     loss.backward()
     optimizer.step()
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -43,9 +54,11 @@ def dag_part_time(model, ids, masks) -> float:
     batch = expand_states(masked, model.config.k, model.expand_ids, PAD_ID)
     with torch.no_grad():
         hidden = model.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
+    synchronize(ids.device)
     start = time.perf_counter()
     hidden.requires_grad_(True)
     model._exlm_loss(hidden, batch.expanded, ids, masks, with_predictions=False).loss.backward()
+    synchronize(ids.device)
     return time.perf_counter() - start
 
 
@@ -57,9 +70,11 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=12, help="timed steps per objective")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
+    device = resolve_device(args.device)
     keep_freed_memory()  # the allocator settings of pretraining
 
     n_batches = args.steps + args.warmup
@@ -77,7 +92,7 @@ def main() -> None:
         config = ExLMConfig.from_preset(
             args.preset, vocab_size=tokenizer.vocab_size, objective=objective
         )
-        models[objective] = ExLMModel(config).train()
+        models[objective] = ExLMModel(config).train().to(device)
         optimizers[objective] = torch.optim.AdamW(models[objective].parameters(), lr=1e-4)
     exlm = models["exlm"]
 
@@ -85,6 +100,7 @@ def main() -> None:
     token_ratios, real_tokens = [], []
     for step, ids in enumerate(batches):
         masks = exlm.choose_masks(ids, torch.Generator().manual_seed(step))
+        ids, masks = ids.to(device), masks.to(device)
         expanded = expand_states(
             ids.masked_fill(masks, MASK_ID), exlm.config.k, exlm.expand_ids, PAD_ID
         )
@@ -105,6 +121,8 @@ def main() -> None:
     token_ratio = statistics.mean(token_ratios[args.warmup :])
     result = {
         "preset": args.preset,
+        "device": str(device),
+        "device_name": describe_hardware(device),
         "source": source,
         "batch_tokens": args.batch_tokens,
         "mean_molecules_per_batch": round(statistics.mean(len(b) for b in batches), 1),
