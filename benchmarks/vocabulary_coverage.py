@@ -1,6 +1,6 @@
 """How well a vocabulary reads each MoleculeNet set, as `embed` feeds it to the model.
 
-    python benchmarks/vocabulary_coverage.py --json --model exlm_chem/weights
+    python benchmarks/vocabulary_coverage.py --json --model exlm-chem-v1
     python benchmarks/vocabulary_coverage.py --json --corpus DATA/pretrain/broad_corpus.tsv.gz
 
 The vocabulary is a model folder's, or one built from a corpus as `exlm-chem pretrain` builds

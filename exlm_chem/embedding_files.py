@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import defaults
-from .embedding import embed_prepared, embed_workers, prepare_smiles
+from .embedding import embed_prepared, embed_workers, model_fingerprint, prepare_smiles
 from .errors import InputError
 from .io import estimate_records, read_molecule_chunks
 from .model import ExLMModel, check_pooling, load_model, vector_names
@@ -176,7 +176,12 @@ def embed_file(
         prepared_chunks as prepared_chunks,
     ):
         names = vector_names(model.config.hidden_size, pooling)
-        writer = _EmbeddingWriter(tmp, suffix, names, {"exlm_chem.pooling": pooling})
+        made_by = {
+            "exlm_chem.pooling": pooling,
+            "exlm_chem.model": model.name or "a model loaded in Python",
+            "exlm_chem.weights": model_fingerprint(model),
+        }
+        writer = _EmbeddingWriter(tmp, suffix, names, made_by)
         try:
             for chunk, prepared in prepared_chunks:
                 smiles = [r.smiles for r in chunk]

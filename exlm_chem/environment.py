@@ -10,7 +10,14 @@ from pathlib import Path
 
 from .errors import InputError
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "weights"
+PACKAGED_MODELS_DIR = Path(__file__).parent / "weights"  # one folder per shipped model
+DEFAULT_MODEL = "exlm-chem-v1"
+DEFAULT_MODEL_DIR = PACKAGED_MODELS_DIR / DEFAULT_MODEL
+
+
+def packaged_models() -> list[str]:
+    """The names of the models shipped inside the package (``--model NAME`` selects one)."""
+    return sorted(p.parent.name for p in PACKAGED_MODELS_DIR.glob("*/config.json"))
 
 
 def default_model_dir() -> Path:

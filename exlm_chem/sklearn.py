@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, Transfo
 from sklearn.utils.validation import check_is_fitted
 
 from . import defaults
-from .embedding import embed
+from .embedding import embed, model_fingerprint
 from .errors import InputError
 from .fingerprints import check_fingerprint, ecfp4_bits, fingerprint_names, hybrid
 from .model import load_model, vector_names
@@ -56,6 +56,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         check_fingerprint(self.fingerprint)
         model = load_model(self.model, self.device)
         self.model_ = model
+        self.model_name_, self.weights_hash_ = model.name, model_fingerprint(model)
         self.feature_names_out_ = vector_names(model.config.hidden_size, self.pooling) + (
             fingerprint_names(self.fingerprint) if self.fingerprint else []
         )

@@ -16,6 +16,7 @@ from exlm_chem import (
     embed_file,
     load_model,
 )
+from exlm_chem.embedding import model_fingerprint
 
 
 def test_embed_shape_order_and_batch_independence(model, drug_smiles):
@@ -106,6 +107,21 @@ def test_changing_a_loaded_default_model_leaves_the_next_one_as_shipped(drug_smi
         for parameter in tuned.parameters():
             parameter.add_(1.0)  # what fine-tuning in place would do, only more
     assert np.allclose(embed(drug_smiles[:4], errors="ignore"), before, atol=1e-6, equal_nan=True)
+
+
+def test_shipped_models_are_selectable_by_name(run_cli, tmp_path):
+    from exlm_chem.environment import DEFAULT_MODEL, packaged_models
+
+    assert DEFAULT_MODEL in packaged_models()
+    named = load_model("exlm-chem-v1")
+    assert named.name == "exlm-chem-v1" and load_model().name == DEFAULT_MODEL
+    np.testing.assert_array_equal(embed("CCO", named), embed("CCO"))
+    with pytest.raises(InputError, match="nor a shipped model"):
+        load_model("exlm-chem-v0")
+    path = tmp_path / "m.smi"
+    path.write_text("CCO\n")
+    code, _, err = run_cli("embed", path, "--model", "exlm-chem-v1")
+    assert code == 0, err
 
 
 def test_a_missing_default_model_gets_a_clear_message(monkeypatch, tmp_path):
@@ -340,6 +356,13 @@ def test_read_outs_mean_cls_and_both_everywhere_a_vector_comes_out(
     assert code == 0, err
     table = pq.read_table(tmp_path / "e.parquet")
     assert table.schema.metadata[b"exlm_chem.pooling"] == b"cls"
+    # Which model made the file: its folder and the hash of its weights.
+    assert table.schema.metadata[b"exlm_chem.model"] == str(model_dir).encode()
+    assert (
+        table.schema.metadata[b"exlm_chem.weights"]
+        == model_fingerprint(load_model(model_dir)).encode()
+    )
+    assert transformer.model_name_ == str(model_dir)
     np.testing.assert_allclose(np.stack(table.column("embedding").to_pylist()), cls, atol=1e-5)
     code, _, err = run_cli(
         "embed", path, "-o", tmp_path / "e.csv", "--model", model_dir, "--pooling", "mean+cls"

@@ -62,6 +62,7 @@ class ExLMModel(nn.Module):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
+        self.name: str | None = None  # a shipped model's name or the folder it was loaded from
         self.encoder = Encoder(config)
         self.lm_head = LMHead(config)
         self.transition_head = (

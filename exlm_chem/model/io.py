@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..environment import default_model_dir, resolve_device
+from ..environment import PACKAGED_MODELS_DIR, default_model_dir, packaged_models, resolve_device
 from ..errors import InputError
 from ..outputs import atomic_path, atomic_write_text
 from ..smiles import standardization
@@ -30,8 +30,9 @@ FORMAT_NAME = "exlm-chem"
 def load_model(
     model: ExLMModel | str | Path | None = None, device: str | torch.device | None = None
 ) -> ExLMModel:
-    """The default model shipped inside the package (None), a model folder, or a loaded model,
-    on ``device`` (cpu, cuda, cuda:N or auto; None keeps it where it is, the CPU for files).
+    """The default model shipped inside the package (None), a shipped model by name
+    (``exlm-chem-v1``), a model folder, or a loaded model, on ``device`` (cpu, cuda, cuda:N or
+    auto; None keeps it where it is, the CPU for files).
 
     The tokenizer comes with it as ``model.tokenizer``; a folder's model is in eval mode. Each
     call for the default model returns a copy of its own: fine-tuning one leaves the next one
@@ -47,6 +48,8 @@ def load_model(
     if model is None:
         # The default model is read once per process; callers get copies.
         return copy.deepcopy(_load_default_model(str(device) if device is not None else None))
+    if not Path(model).exists() and str(model) in packaged_models():
+        return load_model_directory(PACKAGED_MODELS_DIR / str(model), device=device)
     return load_model_directory(model, device=device)
 
 
@@ -96,7 +99,10 @@ def load_model_directory(
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise InputError(f"{directory}: not a model directory (no such folder)")
+        shipped = ", ".join(packaged_models())
+        raise InputError(
+            f"{directory}: not a model directory (no such folder) nor a shipped model ({shipped})"
+        )
     for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE):
         if not (directory / name).is_file():
             raise InputError(f"{directory}: not a model directory ({name} is missing)")
@@ -136,6 +142,8 @@ def load_model_directory(
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{weights_path}: unreadable or truncated weights ({exc})") from None
     model = ExLMModel(config, tokenizer)
+    # What outputs record as the model: a shipped model's name, else the folder.
+    model.name = directory.name if directory.parent == PACKAGED_MODELS_DIR else str(directory)
     try:
         model.load_state_dict({name: tensor.float() for name, tensor in state.items()})
     except RuntimeError as exc:
