@@ -403,3 +403,34 @@ def test_gradient_accumulation_and_token_budget(corpus, tmp_path):
         )
     )
     assert by_tokens.tokens >= single.tokens and by_tokens.step <= single.step + 1
+
+
+def test_prefetched_batches_are_those_the_step_would_make():
+    from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer
+    from exlm_chem.training.batches import BatchStream
+    from exlm_chem.training.prefetch import BatchPrefetcher, mask_seed
+
+    class Corpus:  # the part of PackedCorpus a stream reads
+        lengths = np.array([len(s) // 2 + 2 for s in SMILES * 4], dtype=np.int32)
+
+        def smiles(self, indices):
+            return [(SMILES * 4)[i] for i in indices]
+
+    tokenizer = SmilesTokenizer.from_corpus(SMILES)
+    model = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer)
+    stream = lambda: BatchStream(Corpus(), 64, seed=5, rank=0, world_size=1, augment=False)  # noqa: E731
+    prefetcher = BatchPrefetcher(stream(), tokenizer, model, 5, 7, 2, torch.device("cpu"))
+    expected = stream()
+    try:
+        for step in range(7, 12):
+            for micro in range(2):
+                got = prefetcher.next_batch()
+                ids = tokenizer.encode_batch(next(expected))
+                masks = model.choose_masks(
+                    ids, torch.Generator().manual_seed(mask_seed(5, step, micro))
+                )
+                assert torch.equal(got.ids, ids) and torch.equal(got.masks, masks)
+                assert got.tokens == int((ids != 0).sum())
+                assert got.position == expected.position()  # where a checkpoint resumes
+    finally:
+        prefetcher.close()

@@ -41,7 +41,7 @@ class LMHead(nn.Module):
 class PretrainOutput:
     loss: torch.Tensor  # scalar: mean of the finite per-molecule losses
     molecule_loss: torch.Tensor  # (B,) per-molecule loss, possibly inf for ExLM
-    num_dropped: int  # molecules whose loss was not finite
+    num_dropped: int | torch.Tensor  # molecules whose loss was not finite (a 0-d tensor: no sync)
     predictions: torch.Tensor | None = None  # (B, M_max) predicted tokens at the masked positions
     targets: torch.Tensor | None = None  # (B, M_max) original tokens at the masked positions
     target_valid: torch.Tensor | None = None  # (B, M_max)
@@ -161,8 +161,10 @@ class ExLMModel(nn.Module):
         )
         molecule_loss = -log_likelihood / target_len
         finite = torch.isfinite(molecule_loss)
-        loss = molecule_loss[finite].mean() if finite.any() else (state_hidden.sum() * 0.0)
-        output = PretrainOutput(loss, molecule_loss, int((~finite).sum()))
+        # The mean of the finite losses (0 when none is), without asking the device which.
+        kept = torch.where(finite, molecule_loss, torch.zeros_like(molecule_loss))
+        loss = kept.sum() / finite.sum().clamp(min=1)
+        output = PretrainOutput(loss, molecule_loss, (~finite).sum())
         if with_predictions:
             # Decode without looking at the targets: the best path of M + 2 states, scoring
             # each state by its most probable token; its inner states predict the masked tokens.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from .data import (
     write_run_tokenizer,
 )
 from .distributed import Distributed, gather_positions, rank0_view, setup_distributed
+from .prefetch import BatchPrefetcher
 from .runlog import RunLog, Window
 from .stopping import StopSignal
 from .validation import validate
@@ -91,39 +92,30 @@ def build_optimizer(model: ExLMModel, lr: float, weight_decay: float) -> torch.o
 
 @dataclass
 class StepStats:
-    loss: float
+    loss: float | torch.Tensor  # a device tensor until logged
     tokens: int
     molecules: int
-    dropped: int
+    dropped: int | torch.Tensor
+    position: dict | None = None  # the data position after the step's batches
 
 
 def train_step(
-    model,
-    training_model,
-    optimizer,
-    stream,
-    tokenizer,
-    grad_accum: int,
-    mask_seed: int,
-    clip: float,
-    autocast,
-    device,
+    model, training_model, optimizer, batches: BatchPrefetcher, grad_accum: int, clip, autocast
 ) -> StepStats:
-    """One optimizer step over ``grad_accum`` batches; the masks are seeded by ``mask_seed``."""
+    """One optimizer step over ``grad_accum`` prepared batches. Nothing here waits for the
+    device: the loss stays a device tensor until it is logged."""
     stats = StepStats(0.0, 0, 0, 0)
     for micro in range(grad_accum):
-        smiles = next(stream)
-        ids = tokenizer.encode_batch(smiles)
-        masks = model.choose_masks(ids, torch.Generator().manual_seed(mask_seed + micro))
-        ids, masks = ids.to(device), masks.to(device)
+        batch = batches.next_batch()
         sync = training_model is model or micro == grad_accum - 1
         with nullcontext() if sync else training_model.no_sync(), autocast:
-            output = training_model(ids, masks)
+            output = training_model(batch.ids, batch.masks)
         (output.loss / grad_accum).backward()
-        stats.loss += float(output.loss.detach()) / grad_accum
-        stats.tokens += int((ids != 0).sum())
-        stats.molecules += len(smiles)
-        stats.dropped += output.num_dropped
+        stats.loss = stats.loss + output.loss.detach() / grad_accum
+        stats.tokens += batch.tokens
+        stats.molecules += batch.molecules
+        stats.dropped = stats.dropped + output.num_dropped
+        stats.position = batch.position
     if clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
@@ -201,29 +193,24 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
         _describe_run(config, model, precision, dist, corpus_stats, len(train_corpus), log)
 
     model.train()
+    batches = BatchPrefetcher(
+        stream, tokenizer, model, config.seed, counters.step, config.grad_accum, dist.device
+    )
+    data_position = stream.position()  # of the batches trained on, for checkpoints
     window = Window()
     progress, stopped = rank0_view(
         run_progress(config, counters.step, counters.tokens, counters.elapsed), False, dist
     )
-    with StopSignal() as stop_signal:
+    with StopSignal() as stop_signal, closing(batches):
         while progress < 1.0 and not stopped:
             step_start = time.perf_counter()
             lr = learning_rate(config.lr, config.warmup, config.schedule, progress)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            mask_seed = config.seed * 1_000_003 + counters.step * 64 + 1
             stats = train_step(
-                model,
-                training_model,
-                optimizer,
-                stream,
-                tokenizer,
-                config.grad_accum,
-                mask_seed,
-                config.clip,
-                autocast,
-                dist.device,
+                model, training_model, optimizer, batches, config.grad_accum, config.clip, autocast
             )
+            data_position = stats.position
             counters.step += 1
             if counters.step % TRIM_EVERY == 0:
                 release_free_memory()
@@ -242,7 +229,7 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
             if counters.step % config.log_every == 0 or validate_now:
                 metrics = {
                     **vars(counters),
-                    "epoch": stream.epoch,
+                    "epoch": data_position["epoch"],
                     **window.metrics(),
                     "lr": lr,
                     "progress": progress,
@@ -265,7 +252,7 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
                 log.record(metrics)
                 window = Window()
             if counters.step % config.checkpoint_every == 0 or done or stopped:
-                positions = gather_positions(stream.position(), dist)
+                positions = gather_positions(data_position, dist)
                 if dist.is_main:
                     state = {
                         **vars(counters),

@@ -19,7 +19,8 @@ class Window:
         self.tokens, self.loss, self.steps, self.dropped = 0, 0.0, 0, 0
         self.start = time.perf_counter()
 
-    def add(self, loss: float, tokens: int, dropped: int) -> None:
+    def add(self, loss, tokens: int, dropped) -> None:
+        """loss and dropped may be device tensors: read only when a line is logged."""
         self.loss += loss
         self.tokens += tokens
         self.steps += 1
@@ -27,9 +28,9 @@ class Window:
 
     def metrics(self) -> dict:
         return {
-            "loss": self.loss / self.steps,
+            "loss": float(self.loss) / self.steps,
             "tokens_per_second": self.tokens / (time.perf_counter() - self.start),
-            "dropped": self.dropped,
+            "dropped": int(self.dropped),
         }
 
 
