@@ -198,19 +198,23 @@ def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shar
     from exlm_chem.moleculenet.suite import run_benchmark
 
     out = tmp_path / "out"
-    settings = FinetuneSettings(epochs=2, patience=1, batch_size=64)
-    records = run_benchmark(
-        ["freesolv"],
-        parse_features(f"exlm:{tiny_model_dir}"),
-        [],
-        out,
-        data_dir=shared_data / "moleculenet",
-        split="random_scaffold",
-        seeds=[0, 1],
-        finetune=True,
-        finetune_settings=settings,
-        finetune_rates=[1e-4, 1e-3],
-    )
+
+    def run(resume: bool) -> list[dict]:
+        return run_benchmark(
+            ["freesolv"],
+            parse_features(f"exlm:{tiny_model_dir}"),
+            [],
+            out,
+            data_dir=shared_data / "moleculenet",
+            split="random_scaffold",
+            seeds=[0, 1],
+            finetune=True,
+            finetune_settings=FinetuneSettings(epochs=2, patience=1, batch_size=64),
+            finetune_rates=[1e-4, 1e-3],
+            resume=resume,
+        )
+
+    records = run(resume=False)
     runs = json.loads((out / "finetune_runs.json").read_text())
     assert len(runs) == 4 and {r["learning_rate"] for r in runs} == {1e-4, 1e-3}
     chosen = [r for r in records if r["probe"] == "finetune"]
@@ -224,19 +228,7 @@ def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shar
     assert pooled[rate] == min(pooled.values())  # RMSE: lower is better
     assert all(np.isfinite(r["value"]) and r["value"] < 10 for r in chosen)
     # Resumed: nothing is trained again, the same results come back.
-    again = run_benchmark(
-        ["freesolv"],
-        parse_features(f"exlm:{tiny_model_dir}"),
-        [],
-        out,
-        data_dir=shared_data / "moleculenet",
-        split="random_scaffold",
-        seeds=[0, 1],
-        finetune=True,
-        finetune_settings=settings,
-        finetune_rates=[1e-4, 1e-3],
-        resume=True,
-    )
+    again = run(resume=True)
     assert again == records
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
 from ..finetuning import (
     EncodedMolecules,
     FinetuneSettings,
@@ -24,6 +23,7 @@ from ..model import load_model
 from ..outputs import atomic_write_text
 from .datasets import DATASETS, split_dataset
 from .features import FeatureSpec
+from .report import read_records
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def finetune_results(
     whose validation metric, averaged over the seeds, is best."""
     task_type = DATASETS[name].task_type
     metric = "roc_auc" if task_type == "classification" else "rmse"
-    runs = _previous_runs(runs_path)
+    runs = read_records(runs_path, "runs")
     model = load_model(spec.model_dir)
     if spec.kind == "random":
         model = model.reinitialized()
@@ -143,15 +143,3 @@ def _labelled(dataset, tokenizer) -> LabelledMolecules:
     """A DeepChem dataset as molecules tokenized once, labels NaN where its weight is 0."""
     y = np.where(dataset.w > 0, dataset.y, np.nan)
     return LabelledMolecules(EncodedMolecules.from_smiles(dataset.ids, tokenizer), y)
-
-
-def _previous_runs(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    try:
-        runs = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot resume from it, not a runs file ({exc})") from None
-    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
-        raise InputError(f"{path}: cannot resume from it, not a list of runs")
-    return runs

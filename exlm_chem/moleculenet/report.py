@@ -1,13 +1,29 @@
-"""The suite's reports: results.csv, a markdown table of features side by side, bar charts."""
+"""The suite's records and reports: results to resume from; results.csv, a markdown table of
+features side by side, bar charts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..outputs import atomic_path, atomic_write_text
+
+
+def read_records(path: Path, what: str = "results") -> list[dict]:
+    """The records of a results file to resume from ([] when there is none yet)."""
+    if not path.exists():
+        return []
+    try:
+        records = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot resume from it, not a {what} file ({exc})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InputError(f"{path}: cannot resume from it, not a list of {what}")
+    return records
 
 
 def write_reports(records: list[dict], out: Path) -> None:

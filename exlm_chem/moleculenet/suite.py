@@ -15,7 +15,7 @@ from .datasets import DATASETS, SPLITS, dropped_rows, load_dataset, split_datase
 from .features import FeatureSpec, make_featurizer
 from .finetune_runs import finetune_results, tunable
 from .probes import probe_predictions
-from .report import write_reports
+from .report import read_records, write_reports
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def run_benchmark(
             f"{out}: already holds results; pass --resume to add to them or --overwrite to "
             "start again"
         )
-    records = _previous_results(out / "results.json") if resume else []
+    records = read_records(out / "results.json") if resume else []
     featurizers = {
         spec.name: make_featurizer(spec) for spec in features
     }  # a bad model folder fails here
@@ -240,15 +240,3 @@ def _result_key(record: dict) -> tuple:
         record.get(field)
         for field in ("dataset", "features", "featurizer", "probe", "seed", "split")
     )
-
-
-def _previous_results(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    try:
-        records = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot resume from it, not a results file ({exc})") from None
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise InputError(f"{path}: cannot resume from it, not a list of results")
-    return records
