@@ -153,8 +153,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import logging
+    import warnings
 
     from exlm_chem import load_model
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # scikit-learn's API changes
 
     logging.getLogger("deepchem").setLevel(logging.ERROR)
     data = shared_data_dir()
