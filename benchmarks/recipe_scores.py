@@ -59,7 +59,9 @@ def probe_validation_scores(task_type, train, valid, columns) -> list[float]:
     return scores
 
 
-def score_model(name, model, datasets, seeds, data_dir, cache_dir) -> list[dict]:
+def score_model(name, model, datasets, seeds, data_dir, cache_dir, done=(), save=None) -> list:
+    """Records of one model on every dataset; datasets in ``done`` are skipped and ``save`` is
+    called with each dataset's records as soon as they are complete (resumable per dataset)."""
     from exlm_chem.featurizer import ExLMFeaturizer
     from exlm_chem.moleculenet.datasets import DATASETS, load_dataset, split_dataset
 
@@ -68,6 +70,9 @@ def score_model(name, model, datasets, seeds, data_dir, cache_dir) -> list[dict]
     readouts = {"mean": slice(0, width), "cls": slice(width, 2 * width)}
     records = []
     for dataset_name in datasets:
+        if dataset_name in done:
+            continue
+        found = []
         task_type = DATASETS[dataset_name].task_type
         start = time.perf_counter()
         _, dataset = load_dataset(dataset_name, featurizer, data_dir, cache_dir)
@@ -77,7 +82,7 @@ def score_model(name, model, datasets, seeds, data_dir, cache_dir) -> list[dict]
             for readout, columns in readouts.items():
                 start = time.perf_counter()
                 scores = probe_validation_scores(task_type, train, valid, columns)
-                records.append(
+                found.append(
                     dict(
                         model=name,
                         dataset=dataset_name,
@@ -91,6 +96,9 @@ def score_model(name, model, datasets, seeds, data_dir, cache_dir) -> list[dict]
                         featurizer=str(featurizer),
                     )
                 )
+        records += found
+        if save is not None:
+            save(found)
         print(f"{name} {dataset_name}: done", file=sys.stderr, flush=True)
     return records
 
@@ -166,30 +174,29 @@ def main() -> None:
     models = dict(item.split("=", 1) for item in args.models)
     seeds = [int(s) for s in args.seeds.split(",")]
     datasets = args.datasets.split(",")
-    previous = []
+    records = []
     if args.out and (args.out / "results.json").is_file():
-        previous = json.loads((args.out / "results.json").read_text())
-    records = list(previous)
+        records = json.loads((args.out / "results.json").read_text())
+
+    def save(found: list[dict]) -> None:
+        records.extend(found)
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "results.json").write_text(json.dumps(records, indent=1))
+
+    from exlm_chem.embedding import model_fingerprint
+
     jobs = [(name, Path(path), False) for name, path in models.items()]
     jobs += [(f"untrained ({name})", Path(models[name]), True) for name in args.untrained]
     for name, path, untrained in jobs:
         model = load_model(path)
         model = model.reinitialized() if untrained else model
-        from exlm_chem.embedding import model_fingerprint
-
-        if any(
-            r["featurizer"].startswith(f"ExLMFeaturizer_{model_fingerprint(model)}")
-            for r in previous
-        ):
-            continue  # scored already (the same weights): resumable
-        found = score_model(
-            name, model, datasets, seeds, data / "moleculenet", Path(args.cache_dir)
+        key = f"ExLMFeaturizer_{model_fingerprint(model)}"
+        done = {r["dataset"] for r in records if r["featurizer"].startswith(key)}
+        score_model(
+            name, model, datasets, seeds, data / "moleculenet", Path(args.cache_dir), done, save
         )
-        records += found
-        print(json.dumps(dict(model=name, records=len(found))))
-        if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "results.json").write_text(json.dumps(records, indent=1))
+        print(json.dumps(dict(model=name, datasets_done=len(done))))
     if args.out:
         (args.out / "results.md").write_text(summary_table(records))
         plot_curves({n: Path(p) for n, p in models.items()}, args.out / "curves.png")
