@@ -120,11 +120,11 @@ def parse_template(text: str, max_length: int | None = None) -> Template:
     return Template(text, tuple(tokens), tuple(spans))
 
 
-def _content_log_probs(model: ExLMModel, hidden: torch.Tensor) -> torch.Tensor:
-    """log P(token) of states (S, V), special tokens excluded from fillings."""
-    log_probs = F.log_softmax(model._logits(hidden).float(), dim=-1)
-    log_probs[..., : model.tokenizer.unk_id + 1] = -math.inf  # pad, <s>, </s>, <mask>, <unk>
-    return log_probs
+def _content_only(log_probs: torch.Tensor, tokenizer) -> torch.Tensor:
+    """A copy of log P(token) (..., V) with the special tokens excluded from fillings."""
+    content = log_probs.clone()
+    content[..., : tokenizer.unk_id + 1] = -math.inf  # pad, <s>, </s>, <mask>, <unk>
+    return content
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -160,7 +160,8 @@ def decode_dag(
         states, state_valid = pack_selected(batch.expanded)
         state_hidden = hidden.gather(1, states[..., None].expand(-1, -1, hidden.shape[-1]))
         raw_log_probs = F.log_softmax(model._logits(state_hidden).float(), dim=-1)
-        top_lp, top_id = _content_log_probs(model, state_hidden).topk(TOKENS_PER_STATE, dim=-1)
+        content = _content_only(raw_log_probs, tokenizer)
+        top_lp, top_id = content.topk(TOKENS_PER_STATE, dim=-1)
         transition = model.transition_head(state_hidden, states, state_valid)
         log_transition = transition.clamp(min=1e-30).log().masked_fill(transition == 0, -math.inf)
         source = batch.p1.gather(1, states)  # each state's token in the input
@@ -236,19 +237,18 @@ def decode_mlm(
 ) -> dict[tuple, float]:
     """Fillings of a plain MLM (or any model read one state per mask): every combination of
     span lengths up to each span's maximum, a beam over the masked positions of each."""
+    if model.config.k != 1:
+        raise InputError("decode_mlm reads one state per mask: use it with a plain MLM")
     tokenizer = model.tokenizer
     combinations = _length_combinations(template)
     ids, _ = tokenizer.encode_tokens_with_report([template.tokens(c) for c in combinations])
     device = next(model.parameters()).device
     ids = ids.to(device)
-    k = model.config.k
     with torch.inference_mode():
-        # One state per token: masks are not expanded (the MLM's k is 1).
-        batch = expand_states(ids, 1, model.expand_ids, PAD_ID) if k == 1 else None
-        if batch is None:
-            raise InputError("decode_mlm reads one state per mask: use it with a plain MLM")
+        batch = expand_states(ids, 1, model.expand_ids, PAD_ID)  # k = 1: nothing expands
         hidden = model.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
-        content = _content_log_probs(model, hidden)
+        log_probs = F.log_softmax(model._logits(hidden).float(), dim=-1)
+        content = _content_only(log_probs, tokenizer)
     finished: dict[tuple, float] = {}
     for row, lengths in enumerate(combinations):
         positions = (ids[row] == MASK_ID).nonzero()[:, 0].tolist()
@@ -276,6 +276,8 @@ def rank_candidates(
 ) -> list[Candidate]:
     """The n best molecules: assembled, read by RDKit, deduplicated (probabilities summed),
     valid ones first, then by log-probability."""
+    from rdkit import Chem
+
     molecules: dict[str, list] = {}  # smiles -> [log-probability, best fillings, best lp, valid]
     with quiet_rdkit():
         for filling, lp in fillings.items():
@@ -283,8 +285,6 @@ def rank_candidates(
             mol = parse_smiles(text)
             valid = mol is not None
             if valid:
-                from rdkit import Chem
-
                 text = Chem.MolToSmiles(mol)
             entry = molecules.setdefault(text, [-math.inf, None, -math.inf, valid])
             entry[0] = _logaddexp(entry[0], lp)

@@ -10,6 +10,7 @@ import torch
 
 from ..embedding import prepare_smiles
 from ..errors import InputError
+from ..model.exlm import PAD_ID
 
 TASK_TYPES = ("classification", "regression")
 
@@ -17,9 +18,13 @@ TASK_TYPES = ("classification", "regression")
 class EncodedMolecules:
     """Molecules tokenized once, as padded ids; batches are row slices."""
 
-    def __init__(self, tokens: list[list[str]], tokenizer):
-        self.ids, _ = tokenizer.encode_tokens_with_report(tokens)
-        self.lengths = (self.ids != tokenizer.pad_id).sum(1)
+    def __init__(self, ids: torch.Tensor):
+        self.ids = ids
+        self.lengths = (ids != PAD_ID).sum(1)
+
+    @classmethod
+    def from_tokens(cls, tokens: list[list[str]], tokenizer) -> EncodedMolecules:
+        return cls(tokenizer.encode_tokens_with_report(tokens)[0])
 
     @classmethod
     def from_smiles(cls, smiles, tokenizer, canonicalize: bool = True, label=None):
@@ -31,16 +36,13 @@ class EncodedMolecules:
             if tokens is None:
                 where = label(i) if label else f"index {i}"
                 raise InputError(f"{where}: invalid SMILES ({prepared.errors[i]}): {smiles[i]!r}")
-        return cls(prepared.tokens, tokenizer)
+        return cls.from_tokens(prepared.tokens, tokenizer)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def subset(self, rows) -> EncodedMolecules:
-        part = object.__new__(EncodedMolecules)
-        rows = torch.as_tensor(np.asarray(rows, dtype=np.int64))
-        part.ids, part.lengths = self.ids[rows], self.lengths[rows]
-        return part
+        return EncodedMolecules(self.ids[torch.as_tensor(np.asarray(rows, dtype=np.int64))])
 
     def batch(self, rows) -> torch.Tensor:
         rows = torch.as_tensor(np.asarray(rows))

@@ -90,7 +90,7 @@ def finetune_table(
         logger.warning("%s: %d invalid SMILES left out (lines %s)", path, len(invalid), shown)
     kept = [i for i, tokens in enumerate(prepared.tokens) if tokens is not None]
     smiles, y = [smiles[i] for i in kept], y[kept]
-    encoded = EncodedMolecules([prepared.tokens[i] for i in kept], base.tokenizer)
+    encoded = EncodedMolecules.from_tokens([prepared.tokens[i] for i in kept], base.tokenizer)
     parts = split_rows(smiles, split, settings.seed, valid_fraction, test_fraction)
     train, valid, test = (LabelledMolecules(encoded.subset(rows), y[rows]) for rows in parts)
     if len(train.molecules) == 0 or len(valid.molecules) == 0:

@@ -178,6 +178,8 @@ def predict_smiles(
     good = [i for i, tokens in enumerate(prepared.tokens) if tokens is not None]
     out = np.full((len(smiles), len(predictor.tasks)), np.nan)
     if good:
-        encoded = EncodedMolecules([prepared.tokens[i] for i in good], predictor.tokenizer)
+        encoded = EncodedMolecules.from_tokens(
+            [prepared.tokens[i] for i in good], predictor.tokenizer
+        )
         out[good] = predict_encoded(predictor, encoded, precision)
     return out, prepared.errors

@@ -137,7 +137,7 @@ def finetune(
     rng = np.random.default_rng(settings.seed)
     best_value, best_state, best_epoch, step, history = None, None, 0, 0, []
     for epoch in range(1, settings.epochs + 1):
-        epoch_loss = 0.0
+        epoch_loss = torch.zeros((), device=device)  # read once per epoch: no sync per step
         order = rng.permutation(len(train.molecules))
         for first in range(0, len(order), settings.batch_size):
             rows = order[first : first + settings.batch_size]
@@ -160,9 +160,11 @@ def finetune(
             torch.nn.utils.clip_grad_norm_(parameters, settings.clip)
             optimizer.step()
             step += 1
-            epoch_loss += float(loss.detach()) * len(rows)
+            epoch_loss += loss.detach() * len(rows)
         value = _validation_value(predictor, valid, task_type, selection, precision)
-        history.append(dict(epoch=epoch, train_loss=epoch_loss / len(train.molecules), valid=value))
+        history.append(
+            dict(epoch=epoch, train_loss=float(epoch_loss) / len(train.molecules), valid=value)
+        )
         if is_better(value, best_value, selection):
             best_value, best_epoch = value, epoch
             best_state = {k: v.detach().clone() for k, v in predictor.state_dict().items()}

@@ -210,6 +210,15 @@ def _read_cached_dataset(folder: Path):
 # -- splits ------------------------------------------------------------------------------------
 
 
+def cached_split(splits: dict, dataset, split: str, seed: int):
+    """`split_dataset`, computed once per seed in ``splits`` (once in all for DeepChem's
+    deterministic split)."""
+    key = seed if split == "random_scaffold" else None
+    if key not in splits:
+        splits[key] = split_dataset(dataset, split, seed)
+    return splits[key]
+
+
 def split_dataset(dataset, split: str, seed: int):
     """Train/valid/test 80/10/10: DeepChem's deterministic scaffold split, or a seeded
     random-scaffold split (see `random_scaffold_split`)."""

@@ -19,9 +19,9 @@ from ..finetuning import (
     predict_encoded,
 )
 from ..metrics import score
-from ..model import load_model
+from ..model import ExLMModel
 from ..outputs import atomic_write_text
-from .datasets import DATASETS, split_dataset
+from .datasets import DATASETS, cached_split
 from .features import FeatureSpec
 from .report import read_records
 
@@ -36,6 +36,7 @@ def tunable(spec: FeatureSpec) -> bool:
 def finetune_results(
     name: str,
     spec: FeatureSpec,
+    model: ExLMModel,
     featurizer_name: str,
     dataset,
     split: str,
@@ -51,20 +52,19 @@ def finetune_results(
     task_type = DATASETS[name].task_type
     metric = "roc_auc" if task_type == "classification" else "rmse"
     runs = read_records(runs_path, "runs")
-    model = load_model(spec.model_dir)
-    if spec.kind == "random":
-        model = model.reinitialized()
     key = dict(dataset=name, features=spec.name, featurizer=featurizer_name, split=split)
     chosen_runs = {}
     for seed in seeds:
-        split_key = seed if split == "random_scaffold" else None
-        if split_key not in splits:
-            splits[split_key] = split_dataset(dataset, split, seed)
-        parts = [_labelled(part, model.tokenizer) for part in splits[split_key]]
-        for rate in rates:
-            run_key = dict(key, seed=seed, learning_rate=rate, head=settings.head)
-            if any(all(r.get(k) == v for k, v in run_key.items()) for r in runs):
-                continue
+        keys = [dict(key, seed=seed, learning_rate=rate, head=settings.head) for rate in rates]
+        missing = [
+            k for k in keys if not any(all(r.get(f) == v for f, v in k.items()) for r in runs)
+        ]
+        if not missing:
+            continue
+        whole_parts = cached_split(splits, dataset, split, seed)
+        parts = [_labelled(part, model.tokenizer) for part in whole_parts]
+        for run_key in missing:
+            rate = run_key["learning_rate"]
             result = finetune(
                 model,
                 parts[0],
@@ -73,7 +73,7 @@ def finetune_results(
                 replace(settings, learning_rate=rate, seed=seed),
                 device=device,
             )
-            test = splits[split_key][2]
+            test = whole_parts[2]
             prediction = predict_encoded(result.predictor, parts[2].molecules, settings.precision)
             run = dict(
                 run_key,

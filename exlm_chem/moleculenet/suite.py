@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..finetuning import LEARNING_RATES, FinetuneSettings
 from ..metrics import score
 from ..outputs import atomic_write_text
-from .datasets import DATASETS, SPLITS, dropped_rows, load_dataset, split_dataset
+from .datasets import DATASETS, SPLITS, cached_split, dropped_rows, load_dataset
 from .features import FeatureSpec, make_featurizer
 from .finetune_runs import finetune_results, tunable
 from .probes import probe_predictions
@@ -144,10 +144,7 @@ def run_benchmark(
                     continue  # after the probes: the learning rate is chosen over every seed
                 # DeepChem's scaffold split is deterministic, and so is the linear probe on it.
                 deterministic = split == "scaffold" and probe == "logreg"
-                split_key = seed if split == "random_scaffold" else None
-                if split_key not in splits:
-                    splits[split_key] = split_dataset(dataset, split, seed)
-                train, valid, test = splits[split_key]
+                train, valid, test = cached_split(splits, dataset, split, seed)
                 start = time.perf_counter()
                 if deterministic and probe in seed_free:
                     prediction = seed_free[probe]
@@ -193,6 +190,7 @@ def run_benchmark(
                 records += finetune_results(
                     name,
                     spec,
+                    featurizer.model,  # loaded (and for `random`, reinitialized) once
                     str(featurizer),
                     dataset,
                     split,
