@@ -16,7 +16,7 @@ import torch
 from . import defaults
 from .errors import InputError
 from .model import ExLMModel, load_model, pooled_size
-from .parallel import default_workers, map_in_order
+from .parallel import WorkerPool, default_workers
 from .smiles import parse_smiles, quiet_rdkit, smiles_problem
 from .tokenizer import EncodingReport
 
@@ -158,29 +158,46 @@ def embed_molecules(
     smiles: Sequence,
     model: ExLMModel,
     pooling: str,
-    batch_size: int,
+    batch_size: int | None,
     precision: str,
     canonicalize: bool,
-    workers: int = 0,
+    workers: int | WorkerPool = 0,
 ) -> Embedded:
     """Prepare, embed the valid molecules, and put them back in input order: the one path
-    behind `embed`, `embed_file` and `ExLMFeaturizer`. With ``workers``, chunks of
-    ``WORKER_CHUNK`` molecules are prepared in that many processes while the model embeds the
-    chunk before."""
+    behind `embed`, `embed_file` and `ExLMFeaturizer`. With ``workers`` (a number, or a
+    `WorkerPool` kept between calls), the molecules are prepared in chunks in that many
+    processes while the model embeds the chunk before."""
     pooled_size(model.config.hidden_size, pooling)  # checks the read-out before any work
-    if workers <= 0 or len(smiles) <= WORKER_CHUNK:
+    pool = workers if isinstance(workers, WorkerPool) else WorkerPool(workers)
+    chunk = worker_chunk(len(smiles), pool.workers)
+    if pool.workers == 0 or chunk >= len(smiles):
         prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
         return embed_prepared(prepared, model, pooling, batch_size, precision)
     jobs = (
-        (smiles[i : i + WORKER_CHUNK], model.tokenizer, canonicalize)
-        for i in range(0, len(smiles), WORKER_CHUNK)
+        (smiles[i : i + chunk], model.tokenizer, canonicalize) for i in range(0, len(smiles), chunk)
     )
-    with closing(map_in_order(prepare_job, jobs, workers)) as prepared_chunks:
-        parts = [embed_prepared(p, model, pooling, batch_size, precision) for p in prepared_chunks]
+    try:
+        with closing(pool.imap(prepare_job, jobs)) as prepared_chunks:
+            parts = [
+                embed_prepared(p, model, pooling, batch_size, precision) for p in prepared_chunks
+            ]
+    finally:
+        if pool is not workers:  # started for this call
+            pool.close()
     return Embedded(*(_joined([getattr(p, f) for p in parts]) for f in Embedded._fields))
 
 
-WORKER_CHUNK = 10_000  # molecules a worker prepares at a time
+def worker_chunk(molecules: int, workers: int) -> int:
+    """Molecules per job sent to a worker: about two jobs per worker, so that every worker is
+    busy and the model starts after the first chunk, between `MIN_WORKER_CHUNK` (fewer would
+    not pay for the transfer) and `WORKER_CHUNK` (memory)."""
+    if workers <= 0:
+        return max(molecules, 1)
+    return max(MIN_WORKER_CHUNK, min(WORKER_CHUNK, -(-molecules // (2 * workers))))
+
+
+WORKER_CHUNK = 10_000  # the most molecules a worker prepares at a time
+MIN_WORKER_CHUNK = 500
 
 
 def prepare_job(job: tuple) -> PreparedSmiles:

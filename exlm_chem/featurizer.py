@@ -13,9 +13,10 @@ import numpy as np
 from deepchem.feat import MolecularFeaturizer
 
 from . import defaults
-from .embedding import embed_molecules, model_fingerprint
+from .embedding import embed_molecules, embed_workers, model_fingerprint
 from .fingerprints import ECFP_BITS, check_fingerprint, ecfp4_bits, hybrid
 from .model import load_model, pooled_size
+from .parallel import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ class ExLMFeaturizer(MolecularFeaturizer):
     fingerprint: None, or ``"ecfp4"`` for the hybrid: the ExLM vector and the ECFP4 bits of
     the ECFP baseline side by side, each block of unit norm (see `exlm_chem.fingerprints`).
     batch_size, device, precision, canonicalize: as in `exlm_chem.embed`.
+    workers: processes preparing molecules (RDKit) while the model embeds (0: none; None: see
+    `exlm_chem.embedding.embed_workers`). They start on the first call and are kept for the
+    next ones (DeepChem's loaders featurize a file one shard at a time); `close` stops them.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class ExLMFeaturizer(MolecularFeaturizer):
         precision: str = defaults.PRECISION,
         canonicalize: bool = True,
         fingerprint: str | None = None,
+        workers: int | None = None,
     ):
         self.model = model
         self.pooling = pooling
@@ -54,7 +59,9 @@ class ExLMFeaturizer(MolecularFeaturizer):
         self.device = device
         self.precision = precision
         self.canonicalize = canonicalize
+        self.workers = workers
         self._loaded = None
+        self._pool = None
         self.progress = None  # an exlm_chem.progress.Progress that each call advances, if set
         # Molecules over all calls: DeepChem's loaders call featurize once per shard of a file.
         self.counts = Counter()
@@ -64,6 +71,20 @@ class ExLMFeaturizer(MolecularFeaturizer):
             self._loaded = load_model(self.model, self.device)
         return self._loaded
 
+    def _workers(self) -> WorkerPool:
+        if self._pool is None:
+            device = next(self._model().parameters()).device
+            self._pool = WorkerPool(embed_workers(device) if self.workers is None else self.workers)
+        return self._pool
+
+    def close(self) -> None:
+        """Stops the worker processes, if any (they restart on the next call)."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_pool": None}  # processes do not travel
+
     def featurize(self, datapoints, log_every_n: int = 1000, **kwargs) -> np.ndarray:
         from rdkit import Chem
 
@@ -72,7 +93,13 @@ class ExLMFeaturizer(MolecularFeaturizer):
         smiles = list(datapoints)  # SMILES or RDKit molecules: both are read as they are
         model = self._model()
         result = embed_molecules(
-            smiles, model, self.pooling, self.batch_size, self.precision, self.canonicalize
+            smiles,
+            model,
+            self.pooling,
+            self.batch_size,
+            self.precision,
+            self.canonicalize,
+            self._workers(),
         )
         valid = result.valid
         vectors = result.vectors

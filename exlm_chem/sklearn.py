@@ -29,7 +29,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
     ``<s>`` state) or ``mean+cls`` (both, side by side: twice as many features).
     fingerprint: None, or ``"ecfp4"`` for the hybrid: the ExLM vector and the ECFP4 bits side
     by side, each block of unit norm per molecule (see `exlm_chem.fingerprints`).
-    batch_size, device, precision, canonicalize: as in `exlm_chem.embed`.
+    batch_size, device, precision, canonicalize, workers: as in `exlm_chem.embed`.
     """
 
     def __init__(
@@ -42,6 +42,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         precision: str = defaults.PRECISION,
         errors: str = "raise",
         canonicalize: bool = True,
+        workers: int | None = None,
     ):
         self.model = model
         self.pooling = pooling
@@ -51,6 +52,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         self.precision = precision
         self.errors = errors
         self.canonicalize = canonicalize
+        self.workers = workers
 
     def fit(self, X=None, y=None):
         check_fingerprint(self.fingerprint)
@@ -74,6 +76,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
             precision=self.precision,
             errors=self.errors,
             canonicalize=self.canonicalize,
+            workers=self.workers,
         )
         return hybrid(vectors, ecfp4_bits(smiles)) if self.fingerprint else vectors
 

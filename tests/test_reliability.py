@@ -467,7 +467,7 @@ def test_embed_with_worker_processes_gives_the_same_vectors(model, drug_smiles, 
 
     from exlm_chem import embedding
 
-    monkeypatch.setattr(embedding, "WORKER_CHUNK", 100)
+    monkeypatch.setattr(embedding, "MIN_WORKER_CHUNK", 50)
     smiles = drug_smiles * 30 + ["C1CC", "C C"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -475,4 +475,36 @@ def test_embed_with_worker_processes_gives_the_same_vectors(model, drug_smiles, 
         spread = embed(smiles, model, workers=2)
     np.testing.assert_allclose(spread, here, atol=1e-5, equal_nan=True)
     assert np.isnan(spread[-2:]).all() and not np.isnan(spread[:-2]).any()
+    assert not multiprocessing.active_children()
+
+
+def test_featurizer_keeps_its_workers_between_calls_and_gives_the_same_vectors(
+    model_dir, drug_smiles, monkeypatch
+):
+    import multiprocessing
+
+    from exlm_chem import ExLMFeaturizer, embedding
+
+    monkeypatch.setattr(embedding, "MIN_WORKER_CHUNK", 50)
+    shards = [drug_smiles * 10 + ["C1CC"], drug_smiles[::-1] * 10]  # as a loader's shards
+    here = ExLMFeaturizer(model=model_dir, workers=0)
+    spread = ExLMFeaturizer(model=model_dir, workers=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = spread.featurize(shards[0])
+        started = {p.pid for p in multiprocessing.active_children()}
+        assert len(started) == 2
+        second = spread.featurize(shards[1])
+        assert {p.pid for p in multiprocessing.active_children()} == started  # the same workers
+        for shard, features in zip(shards, (first, second)):
+            expected = here.featurize(shard)
+            assert [f.size for f in features] == [f.size for f in expected]
+            for a, b in zip(features, expected):
+                np.testing.assert_allclose(a, b, atol=1e-5)
+    spread.close()
+    assert not multiprocessing.active_children()
+    assert pickle.loads(pickle.dumps(spread)).workers == 2
+
+    transformer = ExLMTransformer(model=model_dir, workers=2).fit()
+    np.testing.assert_allclose(transformer.transform(shards[1]), np.stack(expected), atol=1e-5)
     assert not multiprocessing.active_children()
