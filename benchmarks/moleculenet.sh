@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The MoleculeNet suite: every set in $EXLM_DATA_DIR/moleculenet, a model ($MODEL, the default
-# model when empty) read out three ways, its hybrid with ECFP4, ECFP4, the same network
-# untrained, and the plain-MLM twin ($MLM) when its folder exists; frozen probes (logistic
-# regression, random forest) and fine-tuning (learning rate chosen on validation averaged over
-# the seeds) on 5 seeded scaffold splits. ToxCast (617 tasks) gets DeepChem's multitask network
-# and multitask fine-tuning only. Re-running continues where it stopped (--resume).
+# model when empty) read out three ways, its hybrid with ECFP4, ECFP4, RDKit 2D descriptors,
+# the same network untrained, and the plain-MLM twin ($MLM) when its folder exists; frozen
+# probes (logistic regression, random forest) and fine-tuning (learning rate chosen on
+# validation averaged over the seeds) on 5 seeded scaffold splits. ToxCast (617 tasks) gets
+# DeepChem's multitask network and multitask fine-tuning only. Re-running continues where it
+# stopped (--resume). results.md ends with each family's read-out and probe chosen on
+# validation and paired bootstrap intervals of the model against every other family.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${EXLM_DATA_DIR:-../shared/data}
@@ -17,7 +19,7 @@ DEVICE=${DEVICE:-auto}
 exlm=exlm${MODEL:+:$MODEL}
 random=random${MODEL:+:$MODEL}
 models="$exlm,$random"
-frozen="$exlm[mean],$exlm[cls],$exlm[mean+cls],$exlm[cls]&ecfp,ecfp,$random[mean],$random[cls]"
+frozen="$exlm[mean],$exlm[cls],$exlm[mean+cls],$exlm[cls]&ecfp,ecfp,rdkit2d,$random[mean],$random[cls]"
 if [ -n "$MLM" ] && [ -f "$MLM/config.json" ]; then
     models+=",mlm:$MLM"
     frozen+=",mlm:$MLM[mean],mlm:$MLM[cls],mlm:$MLM[mean+cls]"

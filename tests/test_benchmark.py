@@ -35,6 +35,11 @@ def test_parsers_reject_unknown_names():
     ]
     with pytest.raises(InputError, match="mlm features need a model directory"):
         parse_features("mlm")
+    assert parse_features("rdkit2d")[0].kind == "rdkit2d"
+    with pytest.raises(InputError, match="rdkit2d takes no model directory and no read-out"):
+        parse_features("rdkit2d[cls]")
+    with pytest.raises(InputError, match="join ecfp with a model only"):
+        parse_features("rdkit2d&ecfp")
     with pytest.raises(InputError, match="unknown datasets: qm9"):
         parse_list("bbbp,qm9", DATASETS, "datasets")
 
@@ -128,6 +133,8 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
         assert r["metric"] == ("roc_auc" if r["dataset"] == "bbbp" else "rmse")
         assert (0.5 < r["value"] <= 1.0) if r["metric"] == "roc_auc" else (0.3 < r["value"] < 3.0)
     assert (out / "results.md").read_text().count("| bbbp | logreg |") == 1
+    assert all(np.isfinite(r["valid_value"]) for r in records)
+    assert "| frozen | exlm:" in (out / "results.md").read_text()  # the paired comparisons
     assert (out / "results_roc_auc.png").exists() and (out / "results_rmse.png").exists()
     # A second run reuses the featurized datasets.
     cached = sorted(
@@ -270,7 +277,7 @@ def test_probes_are_not_thrown_by_a_bit_never_set_in_training(probe):
     X[:120, 0] = 0
     X[120:, 0] = 1
     make = lambda rows: dc.data.NumpyDataset(X[rows], y[rows], np.ones_like(y[rows]))  # noqa: E731
-    prediction = probe_predictions(
+    valid_prediction, prediction = probe_predictions(
         probe,
         "regression",
         make(slice(0, 100)),
@@ -279,6 +286,7 @@ def test_probes_are_not_thrown_by_a_bit_never_set_in_training(probe):
         seed=0,
     )
     assert np.abs(prediction - y[120:]).max() < 3
+    assert valid_prediction.shape == (20, 1) and np.abs(valid_prediction - y[100:120]).max() < 3
 
 
 def test_probes_give_each_block_of_a_hybrid_the_same_total_variance():
@@ -291,3 +299,93 @@ def test_probes_give_each_block_of_a_hybrid_the_same_total_variance():
     assert scaled[:, 16:].var(0).sum() == pytest.approx(1, rel=1e-6)
     plain = _BlockScaler([16]).fit(X).transform(X)  # one block: standardized only
     assert plain.var(0).sum() == pytest.approx(144, rel=1e-6)
+
+
+def test_rdkit_descriptors_are_finite_for_every_molecule():
+    from exlm_chem.moleculenet.features import make_featurizer
+
+    featurizer = make_featurizer(parse_features("rdkit2d")[0])
+    # A radical, a metal salt and a large macrocycle, beside an ordinary drug.
+    X = featurizer.featurize(
+        ["CC(=O)Oc1ccccc1C(=O)O", "[CH3]", "[Na+].[Cl-]", "C1CCCCCCCCCCCCCCCCCCCCCCCCCCC1"]
+    )
+    assert X.shape == (4, 217) and X.dtype == np.float32 and np.isfinite(X).all()
+    assert X[0].std() > 0
+
+
+def _record(dataset, features, probe, seed, value, valid_value, metric="roc_auc"):
+    return dict(
+        dataset=dataset,
+        features=features,
+        probe=probe,
+        seed=seed,
+        metric=metric,
+        value=value,
+        valid_value=valid_value,
+    )
+
+
+def test_each_family_is_read_on_the_read_out_and_probe_best_on_validation():
+    from exlm_chem.moleculenet.compare import chosen_on_validation
+
+    records = []
+    for seed in range(3):
+        # cls is best on validation, mean on test: cls must be chosen and its test value shown.
+        records += [
+            _record("bbbp", "exlm[mean]", "logreg", seed, 0.90, 0.70),
+            _record("bbbp", "exlm[cls]", "logreg", seed, 0.80, 0.75),
+            _record("bbbp", "exlm[cls]", "rf", seed, 0.85, 0.72),
+            _record("bbbp", "ecfp", "logreg", seed, 0.70, 0.70),
+            _record("bbbp", "exlm", "finetune", seed, 0.60, 0.99),
+            # RMSE: lower is better on validation.
+            _record("esol", "exlm[mean]", "rf", seed, 1.0, 0.9, "rmse"),
+            _record("esol", "exlm[cls]", "rf", seed, 2.0, 1.1, "rmse"),
+        ]
+    records.append(_record("bbbp", "exlm[mean+cls]", "logreg", 0, 0.99, 0.99))  # one seed only
+    chosen = chosen_on_validation(records).drop_duplicates(["dataset", "family", "mode"])
+    picks = {
+        (r.dataset, r.family, r.mode): (r.features, r.probe, r.value) for r in chosen.itertuples()
+    }
+    assert picks == {
+        ("bbbp", "exlm", "frozen"): ("exlm[cls]", "logreg", 0.80),
+        ("bbbp", "ecfp", "frozen"): ("ecfp", "logreg", 0.70),
+        ("bbbp", "exlm", "finetuned"): ("exlm", "finetune", 0.60),
+        ("esol", "exlm", "frozen"): ("exlm[mean]", "rf", 1.0),
+    }
+
+
+def test_paired_bootstrap_interval_excludes_zero_only_for_a_consistent_difference():
+    from exlm_chem.moleculenet.compare import (
+        chosen_on_validation,
+        comparison_table,
+        paired_bootstrap,
+    )
+
+    rng = np.random.default_rng(0)
+    records = []
+    for dataset in ("bbbp", "bace"):
+        for seed in range(5):
+            base = 0.7 + rng.normal(0, 0.05)  # the split moves both alike: paired
+            records += [
+                _record(dataset, "exlm[cls]", "logreg", seed, base + 0.03, 0.8),
+                _record(dataset, "ecfp", "logreg", seed, base, 0.8),
+                _record(dataset, "random[cls]", "logreg", seed, base + rng.normal(0, 0.05), 0.8),
+            ]
+        for seed in range(5):
+            rmse = 1.0 + rng.normal(0, 0.2)
+            records += [
+                _record("esol", "exlm[cls]", "rf", seed, rmse - 0.1, 1.0, "rmse"),
+                _record("esol", "ecfp", "rf", seed, rmse, 1.0, "rmse"),
+            ]
+    chosen = chosen_on_validation(records)
+    better = paired_bootstrap(chosen, "frozen", "exlm", "ecfp", ["bbbp", "bace"])
+    assert better["difference"] == pytest.approx(0.03) and better["excludes_zero"]
+    assert better["low"] == pytest.approx(0.03) and better["high"] == pytest.approx(0.03)
+    noisy = paired_bootstrap(chosen, "frozen", "exlm", "random", ["bbbp", "bace"])
+    assert noisy["low"] < noisy["difference"] < noisy["high"]
+    lower_rmse = paired_bootstrap(chosen, "frozen", "exlm", "ecfp", ["esol"])
+    assert lower_rmse["difference"] == pytest.approx(0.1) and lower_rmse["excludes_zero"]
+    assert paired_bootstrap(chosen, "finetuned", "exlm", "ecfp", ["bbbp"]) is None
+    table = comparison_table(records)
+    assert "| frozen | exlm vs ecfp | mean ROC-AUC | +0.030 |" in table
+    assert "| frozen | exlm vs ecfp | esol RMSE | +0.100 |" in table

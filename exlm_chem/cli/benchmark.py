@@ -21,7 +21,7 @@ def benchmark(
     ),
     features: str = typer.Option(
         "exlm,ecfp,random",
-        help="exlm[:DIR][READ-OUT], ecfp, random[:DIR][READ-OUT], mlm:DIR[READ-OUT] "
+        help="exlm[:DIR][READ-OUT], ecfp, rdkit2d, random[:DIR][READ-OUT], mlm:DIR[READ-OUT] "
         "(comma-separated); READ-OUT: mean (default), cls or mean+cls, e.g. exlm[cls].",
     ),
     probe: str = typer.Option(

@@ -22,15 +22,16 @@ from ..metrics import score
 from ..model import ExLMModel
 from ..outputs import atomic_write_text
 from .datasets import DATASETS, cached_split
-from .features import FeatureSpec
+from .features import FIXED, FeatureSpec
 from .report import read_records
 
 logger = logging.getLogger(__name__)
 
 
 def tunable(spec: FeatureSpec) -> bool:
-    """A model's own features: ECFP4 has no network, and a hybrid's is its model's."""
-    return spec.kind != "ecfp" and spec.fingerprint is None
+    """A model's own features: ECFP4 and descriptors have no network, and a hybrid's is its
+    model's."""
+    return spec.kind not in FIXED and spec.fingerprint is None
 
 
 def finetune_results(

@@ -27,8 +27,9 @@ def _task_rows(dataset, t):
 
 def probe_predictions(
     probe: str, task_type: str, train, valid, test, seed: int, blocks=None
-) -> np.ndarray:
-    """Fit one probe per task on the labelled training rows; predictions (n_test, n_tasks).
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit one probe per task on the labelled training rows; the predictions on the validation
+    and test parts, (n_valid, n_tasks) and (n_test, n_tasks).
 
     blocks: the widths of the blocks of a hybrid's columns; after standardization each block
     is weighted by 1 / sqrt(its width), so that 2,048 fingerprint bits do not outweigh 256
@@ -37,22 +38,22 @@ def probe_predictions(
     if probe == "deepchem":
         return _deepchem_predictions(task_type, train, valid, test, seed, scaler)
     n_tasks = train.y.shape[1]
-    out = np.zeros((len(test), n_tasks))
-    X_test = scaler.transform(test.X)
+    parts = [scaler.transform(valid.X), scaler.transform(test.X)]
+    outputs = [np.zeros((len(X), n_tasks)) for X in parts]
     for t in range(n_tasks):
         X_train, y_train = _task_rows(train, t)
         X_valid, y_valid = _task_rows(valid, t)
         X_train, X_valid = scaler.transform(X_train), scaler.transform(X_valid)
         if task_type == "classification" and len(np.unique(y_train)) < 2:
-            out[:, t] = y_train.mean() if len(y_train) else 0.0  # one class only: its rate
+            for out in outputs:  # one class only: its rate
+                out[:, t] = y_train.mean() if len(y_train) else 0.0
             continue
         model = _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed)
-        out[:, t] = (
-            model.predict_proba(X_test)[:, 1]
-            if task_type == "classification"
-            else model.predict(X_test)
-        )
-    return out
+        for X, out in zip(parts, outputs):
+            out[:, t] = (
+                model.predict_proba(X)[:, 1] if task_type == "classification" else model.predict(X)
+            )
+    return outputs[0], outputs[1]
 
 
 class _BlockScaler:
@@ -155,7 +156,7 @@ def _deepchem_predictions(task_type, train, valid, test, seed, scaler):
         value = score(task_type, valid.y, valid.w, prediction)
         value = value if task_type == "classification" else -value
         if best_value is None or (not math.isnan(value) and value > best_value):
-            best_value, best = value, _deepchem_output(model, test, task_type)
+            best_value, best = value, (prediction, _deepchem_output(model, test, task_type))
     return best
 
 

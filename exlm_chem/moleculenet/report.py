@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..outputs import atomic_path, atomic_write_text
+from .compare import comparison_table
 
 
 def read_records(path: Path, what: str = "results") -> list[dict]:
@@ -27,10 +28,11 @@ def read_records(path: Path, what: str = "results") -> list[dict]:
 
 
 def write_reports(records: list[dict], out: Path) -> None:
-    """results.csv, results.md (mean +- std over seeds) and a bar chart per metric."""
+    """results.csv, results.md (mean +- std over seeds; then each family's read-out and probe
+    chosen on validation, compared by paired bootstrap) and a bar chart per metric."""
     frame = pd.DataFrame(records)
     atomic_write_text(out / "results.csv", frame.to_csv(index=False))
-    atomic_write_text(out / "results.md", markdown_table(frame))
+    atomic_write_text(out / "results.md", markdown_table(frame) + "\n" + comparison_table(records))
     for metric, group in frame.groupby("metric"):
         plot_bars(group, out / f"results_{metric}.png", metric)
 

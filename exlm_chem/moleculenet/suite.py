@@ -147,9 +147,9 @@ def run_benchmark(
                 train, valid, test = cached_split(splits, dataset, split, seed)
                 start = time.perf_counter()
                 if deterministic and probe in seed_free:
-                    prediction = seed_free[probe]
+                    valid_prediction, prediction = seed_free[probe]
                 else:
-                    prediction = probe_predictions(
+                    valid_prediction, prediction = probe_predictions(
                         probe,
                         task_type,
                         train,
@@ -159,7 +159,7 @@ def run_benchmark(
                         blocks=getattr(featurizer, "blocks", None),
                     )
                 if deterministic:
-                    seed_free[probe] = prediction
+                    seed_free[probe] = valid_prediction, prediction
                 value = score(task_type, test.y, test.w, prediction)
                 record = dict(
                     dataset=name,
@@ -169,6 +169,7 @@ def run_benchmark(
                     split=split,
                     metric=metric,
                     value=value,
+                    valid_value=score(task_type, valid.y, valid.w, valid_prediction),
                     fit_seconds=round(time.perf_counter() - start, 1),
                     featurize_seconds=featurize_seconds,
                     featurizer=str(featurizer),

@@ -1,0 +1,118 @@
+"""Peak memory and speed of `exlm-chem pretrain` under ways of managing the C heap.
+
+    python benchmarks/bench_pretrain_memory.py --corpus DATA/pretrain/broad_corpus.tsv.gz \
+        --corpus-cache runs/corpus-cache --steps 150 --json
+
+Batches of ever-changing shapes fragment glibc's heap, so a pretraining process's resident
+memory grows far beyond what one step needs. Each variant below runs the same pretraining
+(the `small` ExLM preset, the same seed and batches, `--max-steps`) in a child process and
+reads its peak resident memory (getrusage, logged with every metrics line) and its speed (the
+median tokens/s of the logged windows after the first), printed side by side with the ratio of
+each variant's speed to the first's:
+
+- shipped: the library's settings (freed memory kept for reuse between steps, handed back to
+  the OS every `TRIM_EVERY` steps);
+- glibc-defaults: none of that (glibc's own mmap threshold and trimming);
+- trim-every-step: handed back after every step;
+- one-arena: the shipped settings with one malloc arena (the batch-preparing thread shares the
+  training thread's heap instead of fragmenting a second one);
+- half-batches: half the tokens per batch with two batches per optimizer step (the same
+  tokens per step, half the activations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import print_result
+
+# name: (Python run in the child before the command, extra arguments, environment variables)
+VARIANTS = {
+    "shipped": ("", [], {}),
+    "glibc-defaults": (
+        "environment.keep_freed_memory = lambda: None\nloop.TRIM_EVERY = 10**9\n",
+        [],
+        {},
+    ),
+    "trim-every-step": ("loop.TRIM_EVERY = 1\n", [], {}),
+    "one-arena": ("", [], {"MALLOC_ARENA_MAX": "1"}),
+    "half-batches": ("", ["--batch-tokens", "3072", "--grad-accum", "2"], {}),
+}
+
+CHILD = """
+import sys
+from exlm_chem import environment
+from exlm_chem.training import loop
+loop.keep_freed_memory = lambda: environment.keep_freed_memory()  # patched below if asked
+{setup}
+from exlm_chem.cli import app
+sys.argv = ["exlm-chem"] + sys.argv[1:]
+app()
+"""
+
+
+def run_variant(name: str, args, out: Path) -> dict:
+    setup, extra, environment = VARIANTS[name]
+    command = [
+        sys.executable, "-c", CHILD.format(setup=setup), "pretrain",
+        "--corpus", str(args.corpus), "--corpus-cache", str(args.corpus_cache),
+        "--out", str(out), "--objective", args.objective, "--preset", "small",
+        "--mask-rate", str(args.mask_rate), "--seed", "0", "--max-steps", str(args.steps),
+        "--log-every", "10", "--val-every", str(10 * args.steps), "--val-size", "256",
+        "--checkpoint-every", str(10 * args.steps), *extra,
+    ]  # fmt: skip
+    if args.val_corpus:
+        command += ["--val-corpus", str(args.val_corpus)]
+    start = time.perf_counter()
+    child = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **environment}
+    )
+    if child.returncode != 0:
+        sys.exit(f"{name}: pretraining failed:\n{child.stderr[-3000:]}")
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    windows = [m["tokens_per_second"] for m in lines if "tokens_per_second" in m][1:]
+    return {
+        "peak_rss_mb": round(max(m["peak_rss_mb"] for m in lines), 1),
+        "tokens_per_second": round(statistics.median(windows), 1),
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data = Path(os.environ.get("EXLM_DATA_DIR", "../shared/data"))
+    parser.add_argument("--corpus", type=Path, default=data / "pretrain/broad_corpus.tsv.gz")
+    parser.add_argument("--val-corpus", type=Path, default=data / "zinc/moses_test.csv.gz")
+    parser.add_argument("--corpus-cache", type=Path, default=Path("runs/corpus-cache"))
+    parser.add_argument("--objective", default="exlm")
+    parser.add_argument("--mask-rate", type=float, default=0.15)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--json", action="store_true", help="only the JSON line")
+    args = parser.parse_args()
+    names = args.variants.split(",")
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        sys.exit(f"--variants: unknown {unknown}; known: {sorted(VARIANTS)}")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            results[name] = run_variant(name, args, Path(tmp) / name)
+            if not args.json:
+                print(name, results[name], flush=True)
+    first = results[names[0]]["tokens_per_second"]
+    for result in results.values():
+        result["speed_vs_first"] = round(result["tokens_per_second"] / first, 3)
+    print_result({"objective": args.objective, "steps": args.steps, "variants": results}, args.json)
+
+
+if __name__ == "__main__":
+    main()

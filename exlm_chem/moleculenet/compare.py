@@ -1,0 +1,136 @@
+"""Feature sets compared the way the suite's goals are stated: each family's read-out and probe
+chosen on validation, then paired bootstrap intervals over the seeded splits.
+
+A family is a set of features without its read-out: ``exlm[mean]``, ``exlm[cls]`` and
+``exlm[mean+cls]`` are the family ``exlm``; ``exlm[cls]&ecfp`` is ``exlm&ecfp``. For every
+dataset, family and mode (``frozen``: the probes; ``finetuned``), the (features, probe) whose
+validation metric averaged over the seeds is best is chosen: the same rule for every family,
+and the test part is read only for the choice made.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+BOOTSTRAP_SAMPLES = 10_000
+
+
+def family(features: str) -> str:
+    """``exlm[cls]&ecfp`` -> ``exlm&ecfp``; ``mlm[mean]`` -> ``mlm``."""
+    return re.sub(r"\[[^\[\]]*\]", "", features)
+
+
+def chosen_on_validation(records: list[dict]) -> pd.DataFrame:
+    """One row per (dataset, family, mode, seed): the test value of the (features, probe) that
+    is best on validation averaged over the seeds, with the choice in columns ``features`` and
+    ``probe``. Records without a validation value (older runs) are left out."""
+    frame = pd.DataFrame([r for r in records if _finite(r.get("valid_value"))])
+    if frame.empty:
+        return frame
+    frame["family"] = frame["features"].map(family)
+    frame["mode"] = np.where(frame["probe"] == "finetune", "finetuned", "frozen")
+    rows = []
+    for (_, fam, mode), group in frame.groupby(["dataset", "family", "mode"], sort=False):
+        sign = 1.0 if group["metric"].iloc[0] == "roc_auc" else -1.0
+        seeds = set(group["seed"])
+        candidates = group.groupby(["features", "probe"], sort=False)
+        # Only candidates run on every seed compete, so that each is averaged over the same splits.
+        means = {
+            key: sign * part["valid_value"].mean()
+            for key, part in candidates
+            if set(part["seed"]) == seeds
+        }
+        features, probe = max(means, key=means.get)
+        rows.append(candidates.get_group((features, probe)).assign(family=fam, mode=mode))
+    return pd.concat(rows, ignore_index=True)
+
+
+def paired_bootstrap(
+    chosen: pd.DataFrame, mode: str, a: str, b: str, datasets: list[str], seed: int = 0
+) -> dict | None:
+    """Family ``a`` minus family ``b`` (in ``mode``) on the mean over ``datasets`` and seeds:
+    the difference and a 95% interval from resampling each dataset's seeds with replacement,
+    the same draws for both (paired). For RMSE the sign is flipped, so that a positive
+    difference always means ``a`` is better. None when a dataset lacks either family or their
+    seeds differ."""
+    differences = []
+    for dataset in datasets:
+        cells = chosen[(chosen["dataset"] == dataset) & (chosen["mode"] == mode)]
+        values_a = cells[cells["family"] == a].set_index("seed")["value"]
+        values_b = cells[cells["family"] == b].set_index("seed")["value"]
+        if values_a.empty or values_b.empty or set(values_a.index) != set(values_b.index):
+            return None
+        sign = 1.0 if cells["metric"].iloc[0] == "roc_auc" else -1.0
+        differences.append(sign * (values_a - values_b.loc[values_a.index]).to_numpy())
+    rng = np.random.default_rng(seed)
+    samples = np.mean(
+        [d[rng.integers(0, len(d), (BOOTSTRAP_SAMPLES, len(d)))].mean(1) for d in differences],
+        axis=0,
+    )
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return {
+        "difference": float(np.mean([d.mean() for d in differences])),
+        "low": float(low),
+        "high": float(high),
+        "excludes_zero": bool(low > 0 or high < 0),
+    }
+
+
+def comparison_table(records: list[dict]) -> str:
+    """Markdown: the chosen (features, probe) and its test mean +- std per dataset, family and
+    mode; then, per mode, the first family against each other one and each hybrid against
+    ECFP4, on the mean ROC-AUC over the classification sets and on each regression set."""
+    chosen = chosen_on_validation(records)
+    if chosen.empty:
+        return ""
+    lines = [
+        "### Each family's read-out and probe chosen on validation",
+        "",
+        "| dataset | mode | family | chosen | test mean ± std |",
+        "|---|---|---|---|---|",
+    ]
+    for (dataset, mode, fam), part in chosen.groupby(["dataset", "mode", "family"], sort=False):
+        choice = f"{part['features'].iloc[0]} / {part['probe'].iloc[0]}"
+        lines.append(
+            f"| {dataset} | {mode} | {fam} | {choice} | "
+            f"{part['value'].mean():.3f} ± {part['value'].std(ddof=1):.3f} |"
+        )
+    families = list(dict.fromkeys(chosen["family"]))
+    reference = families[0]
+    pairs = [(reference, other) for other in families[1:]] + [
+        (hybrid, "ecfp")
+        for hybrid in families
+        if hybrid.endswith("&ecfp") and hybrid != reference and "ecfp" in families
+    ]
+    classification = list(dict.fromkeys(chosen.loc[chosen["metric"] == "roc_auc", "dataset"]))
+    regression = list(dict.fromkeys(chosen.loc[chosen["metric"] == "rmse", "dataset"]))
+    comparisons = [("mean ROC-AUC", classification)] + [(f"{d} RMSE", [d]) for d in regression]
+    lines += [
+        "",
+        "### Paired bootstrap over the seeded splits",
+        "",
+        "Difference: the first family's score minus the second's, signed so that positive means "
+        "the first is better (RMSE: lower). 95% interval from resampling each dataset's seeds.",
+        "",
+        "| mode | families | on | difference | 95% interval | excludes 0 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode in dict.fromkeys(chosen["mode"]):
+        for a, b in pairs:
+            for label, datasets in comparisons:
+                result = datasets and paired_bootstrap(chosen, mode, a, b, datasets)
+                if not result:
+                    continue
+                lines.append(
+                    f"| {mode} | {a} vs {b} | {label} | {result['difference']:+.3f} | "
+                    f"[{result['low']:+.3f}, {result['high']:+.3f}] | "
+                    f"{'yes' if result['excludes_zero'] else 'no'} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and np.isfinite(value)
