@@ -93,6 +93,11 @@ def export_model(
         "dtype": str(dtype).removeprefix("torch."),
     }
     atomic_write_text(dest / "MODEL_CARD.md", model_card(run, rows, model, facts))
+    chembl = chembl_sources(run)
+    if chembl:
+        atomic_write_text(dest / "LICENSE", weights_licence(chembl))
+    else:
+        (dest / "LICENSE").unlink(missing_ok=True)  # a replaced model's notice
     return facts
 
 
@@ -100,8 +105,33 @@ def export_model(
 CHEMBL_SOURCES = {"datagrok500k", "molscore", "chemxlstm", "gmattedi", "bp_chembl"}
 
 
-def _from_chembl(source: str) -> bool:
-    return source.lower() in CHEMBL_SOURCES or "chembl" in source.lower()
+def chembl_sources(run: dict) -> list[str]:
+    """The run's corpus sources derived from ChEMBL."""
+    sources = run["corpus"].get("sources") or {}
+    return sorted(s for s in sources if s.lower() in CHEMBL_SOURCES or "chembl" in s.lower())
+
+
+CHEMBL_ATTRIBUTION = (
+    "ChEMBL (Zdrazil et al., The ChEMBL Database in 2023, Nucleic Acids Research 52, D1180, "
+    "2024; EMBL-EBI)"
+)
+
+
+def weights_licence(chembl: list[str]) -> str:
+    """The licence notice shipped beside weights trained on ChEMBL-derived molecules."""
+    return f"""Licence of the model weights in this folder
+
+The weights (model.safetensors) were trained on a corpus part of which ({", ".join(chembl)}) is
+derived from {CHEMBL_ATTRIBUTION}, which is licensed under the Creative Commons
+Attribution-ShareAlike 3.0 Unported licence (CC BY-SA 3.0,
+https://creativecommons.org/licenses/by-sa/3.0/).
+
+These weights are distributed under the same licence, CC BY-SA 3.0: you may share and adapt
+them, also commercially, provided you credit ChEMBL as above and distribute what you derive
+from them under the same licence.
+
+The exlm-chem code is MIT-licensed; this notice covers the weights only.
+"""
 
 
 def _number(value) -> str:
@@ -128,7 +158,7 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
     vocabulary = " ".join(f"`{t}`" for t in tokens)
     sources = run["corpus"].get("sources") or {}
     source_list = ", ".join(f"{name} {count:,}" for name, count in sources.items())
-    chembl = sorted(name for name in sources if _from_chembl(name))
+    chembl = chembl_sources(run)
     charged = any(("+" in t or "-" in t) and t.startswith("[") for t in tokens)
     stereo = model.tokenizer.reads_stereo
     if charged and stereo:
@@ -145,10 +175,11 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
     licence = ""
     if chembl:
         licence = (
-            "\n## Data licence\n\nPart of the pretraining corpus ("
+            "\n## Licence\n\nPart of the pretraining corpus ("
             + ", ".join(chembl)
-            + ") is derived from ChEMBL (Zdrazil et al., The ChEMBL Database, EMBL-EBI), "
-            "licensed CC BY-SA 3.0; this model is distributed under the same licence.\n"
+            + f") is derived from {CHEMBL_ATTRIBUTION}, licensed CC BY-SA 3.0: these weights "
+            "are distributed under the same licence (see `LICENSE` beside them); the exlm-chem "
+            "code is MIT.\n"
         )
     if stereo:
         stereo_note = "Stereochemistry is part of the input."

@@ -382,8 +382,23 @@ def test_export_writes_a_model_folder_with_a_card(corpus, tmp_path, run_cli):
     assert f"{rows[-1]['val_accuracy']:.4f}" in card
     model = load_model_directory(tmp_path / "shipped")
     assert model.config.preset == "tiny"
+    assert not (tmp_path / "shipped" / "LICENSE").exists()  # no ChEMBL in this corpus
     code, _, err = run_cli("export", tmp_path / "none", "--to", tmp_path / "x")
     assert code == 2 and "not a run folder" in err
+
+
+def test_export_of_a_model_trained_on_chembl_molecules_ships_their_licence(tmp_path, run_cli):
+    table = tmp_path / "corpus.tsv"
+    rows = [f"{SMILES[i % len(SMILES)]}\t{('chemxlstm', 'moses')[i % 2]}" for i in range(80)]
+    table.write_text("smiles\tsource\n" + "\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    pretrain(tiny(table, run, max_steps=2))
+    code, _, err = run_cli("export", run, "--to", tmp_path / "shipped")
+    assert code == 0, err
+    licence = (tmp_path / "shipped" / "LICENSE").read_text()
+    assert "CC BY-SA 3.0" in licence and "(chemxlstm)" in licence and "ChEMBL" in licence
+    card = (tmp_path / "shipped" / "MODEL_CARD.md").read_text()
+    assert "## Licence" in card and "CC BY-SA 3.0" in card and "`LICENSE`" in card
 
 
 def test_gradient_accumulation_and_token_budget(corpus, tmp_path):
