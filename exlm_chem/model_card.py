@@ -181,6 +181,12 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
             "are distributed under the same licence (see `LICENSE` beside them); the exlm-chem "
             "code is MIT.\n"
         )
+    started_from = (
+        f"| started from | the weights of {pretrain['init_from']} (new tokens from the atom it "
+        "read them as), then trained as below |\n"
+        if pretrain.get("init_from")
+        else ""
+    )
     if stereo:
         stereo_note = "Stereochemistry is part of the input."
     else:
@@ -200,7 +206,7 @@ An ExLM encoder (Zheng et al., ICML 2025) for SMILES, pretrained with exlm-chem'
 | preset | {config["preset"]}: {config["num_layers"]} layers x {config["hidden_size"]} wide, {config["num_heads"]} heads, {model.num_parameters():,} parameters |
 | tokenizer | atom-level SMILES regex, {config["vocab_size"]} tokens (5 special), sequences up to {config["max_length"]} tokens |
 | corpus | {corpus}: {run["corpus"]["kept"]:,} molecules kept of {run["corpus"]["read"]:,} read ({run["corpus"]["invalid_rdkit"]} rejected by RDKit){"; by source: " + source_list if source_list else ""}{"; draws per epoch: " + pretrain["source_weights"] if pretrain.get("source_weights") else ""} |
-| validation | {val_corpus}, {pretrain["val_size"]:,} molecules |
+{started_from}| validation | {val_corpus}, {pretrain["val_size"]:,} molecules |
 | masking | {config["mask_rate"]:.0%} of real tokens, at least one per molecule |
 | optimisation | AdamW (0.9, 0.98), peak lr {pretrain["lr"]:g}, {pretrain["warmup"]:.0%} warm-up then {pretrain["schedule"]} decay, batches of {pretrain["batch_tokens"]:,} padded tokens, {run["precision"]} |
 | steps | {last["step"]:,} |

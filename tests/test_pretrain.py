@@ -12,6 +12,7 @@ import torch
 
 from exlm_chem import InputError
 from exlm_chem.model import load_model_directory
+from exlm_chem.model_card import export_model
 from exlm_chem.training.batches import epoch_batches
 from exlm_chem.training.config import PretrainConfig, learning_rate, parse_duration
 from exlm_chem.training.corpus import corpus_fingerprint
@@ -449,3 +450,70 @@ def test_prefetched_batches_are_those_the_step_would_make():
                 assert got.position == expected.position()  # where a checkpoint resumes
     finally:
         prefetcher.close()
+
+
+def test_warm_start_copies_weights_by_token_across_vocabularies_and_objectives(tmp_path):
+    from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer
+    from exlm_chem.training.warm_start import warm_start
+
+    old_tokens = SmilesTokenizer.from_corpus(SMILES)
+    broad = SMILES + ["C[N+](C)(C)C", "[O-]C(=O)C[C@H](N)C", "c1ccc2[nH]ccc2c1", "[Na+].[Cl-]"]
+    new_tokens = SmilesTokenizer.from_corpus(broad)
+    torch.manual_seed(0)
+    source = ExLMModel(ExLMConfig.from_preset("tiny", vocab_size=old_tokens.vocab_size), old_tokens)
+    for objective in ("exlm", "mlm"):
+        torch.manual_seed(1)
+        config = ExLMConfig.from_preset(
+            "tiny", vocab_size=new_tokens.vocab_size, objective=objective
+        )
+        model = ExLMModel(config, new_tokens)
+        fresh = model.encoder.embed_tokens.weight.detach().clone()
+        started = warm_start(model, source, "source")
+        new_rows, old_rows = model.encoder.embed_tokens.weight, source.encoder.embed_tokens.weight
+        for token in ("<s>", "<mask>", "C", "c1" if "c1" in new_tokens.token_to_id else "c"):
+            i, j = new_tokens.token_to_id[token], old_tokens.token_to_id[token]
+            torch.testing.assert_close(new_rows[i], old_rows[j])
+            assert model.lm_head.bias[i] == source.lm_head.bias[j]
+        # A charged nitrogen starts from the nitrogen the old model read it as; the dot of a
+        # salt, read as <unk>, keeps its fresh row.
+        charged = new_tokens.token_to_id["[N+]"]
+        torch.testing.assert_close(
+            new_rows[charged], old_rows[old_tokens.token_to_id[old_tokens.reading("[N+]")]]
+        )
+        dot = new_tokens.token_to_id["."]
+        torch.testing.assert_close(new_rows[dot], fresh[dot])
+        assert started.tokens_from_fallback >= 1 and started.tokens_fresh >= 1
+        torch.testing.assert_close(
+            model.encoder.blocks[0].ffn[0].weight, source.encoder.blocks[0].ffn[0].weight
+        )
+        assert (model.transition_head is None) == (objective == "mlm")
+        if objective == "exlm":
+            for a, b in zip(
+                model.transition_head.parameters(), source.transition_head.parameters()
+            ):
+                torch.testing.assert_close(a, b)
+    wider = ExLMModel(ExLMConfig.from_preset("small", vocab_size=new_tokens.vocab_size), new_tokens)
+    with pytest.raises(InputError, match="--init-from source: its shape differs"):
+        warm_start(wider, source, "source")
+
+
+def test_pretrain_from_another_model_starts_where_it_stopped(corpus, tmp_path, capsys):
+    first = pretrain(tiny(corpus, tmp_path / "first", max_steps=4))
+    table = tmp_path / "broad.smi"
+    table.write_text("\n".join(SMILES * 5 + ["C[N+](C)(C)C", "[O-]C(=O)CC"] * 12) + "\n")
+    with pytest.raises(InputError, match="--init-from nowhere: not a model folder"):
+        tiny(table, tmp_path / "x", init_from="nowhere")
+    run = tmp_path / "second"
+    second = pretrain(
+        tiny(table, run, max_steps=1, objective="mlm", init_from=str(first.out / "model"))
+    )
+    err = capsys.readouterr().err
+    assert f"started from {first.out / 'model'}: " in err
+    assert "2 from the atom it read them as" in err  # [N+] and [O-], new to the first model
+    assert "[N+]" in second.model.tokenizer.token_to_id
+    assert json.loads((run / "run.json").read_text())["pretrain"]["init_from"] == str(
+        first.out / "model"
+    )
+    export_model(run, tmp_path / "exported")
+    card = (tmp_path / "exported" / "MODEL_CARD.md").read_text()
+    assert f"| started from | the weights of {first.out / 'model'} " in card

@@ -101,6 +101,11 @@ def pretrain(
     resume: bool = typer.Option(
         _default("resume"), help="Continue the run in OUT from its latest checkpoint."
     ),
+    init_from: str | None = typer.Option(
+        _default("init_from"),
+        help="Start from this model's weights (a folder or a shipped model's name, e.g. "
+        "exlm-chem-v1): same preset; new tokens start from the atom it reads them as.",
+    ),
     seed: int = typer.Option(_default("seed")),
     precision: str = typer.Option(
         _default("precision"), help="auto, fp32 or bf16 (auto: bf16 where it is native)."

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import defaults
+from ..environment import packaged_models
 from ..errors import InputError
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -50,6 +51,7 @@ class PretrainConfig:
     augment: bool = False  # randomized SMILES
     max_length: int = defaults.MAX_LENGTH
     resume: bool = False
+    init_from: str | None = None  # a model folder or shipped model's name to start from
     seed: int = 0
     precision: str = "auto"
     threads: int | None = None
@@ -88,6 +90,13 @@ class PretrainConfig:
         if self.min_token_count < 1:
             raise InputError(f"--min-token-count must be at least 1, not {self.min_token_count}")
         parse_source_weights(self.source_weights)  # the spelling; the names once the corpus is read
+        if self.init_from and not (
+            (Path(self.init_from) / "config.json").is_file() or self.init_from in packaged_models()
+        ):
+            raise InputError(
+                f"--init-from {self.init_from}: not a model folder nor a shipped model "
+                f"({', '.join(packaged_models())})"
+            )
 
     def model_config(self, vocab_size: int):
         """The ExLMConfig of this run's model (the preset, with this run's settings)."""

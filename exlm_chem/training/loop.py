@@ -17,7 +17,7 @@ from ..environment import (
     release_free_memory,
     resolve_precision,
 )
-from ..model import ExLMConfig, ExLMModel, save_model
+from ..model import ExLMConfig, ExLMModel, load_model, save_model
 from ..outputs import atomic_write_text
 from ..parallel import default_workers
 from ..tokenizer import SmilesTokenizer
@@ -42,6 +42,7 @@ from .prefetch import BatchPrefetcher
 from .runlog import RunLog, Window
 from .stopping import StopSignal
 from .validation import validate
+from .warm_start import warm_start
 
 TRIM_EVERY = 10  # steps between handing freed memory back to the OS
 
@@ -160,8 +161,11 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
     )
     optimizer = build_optimizer(model, config.lr, config.weight_decay)
     counters, position = Counters(), {"epoch": 0, "index": 0}
+    started = None
     if checkpoint is not None:
         counters, position = restore(checkpoint, model, optimizer, dist, out)
+    elif config.init_from:
+        started = warm_start(model, load_model(config.init_from), config.init_from)
     training_model = model
     if dist.world_size > 1:
         training_model = torch.nn.parallel.DistributedDataParallel(
@@ -191,6 +195,12 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
     log = RunLog(out, dist.is_main, config.max_steps if steps_only else None, counters.step)
     if dist.is_main:
         _describe_run(config, model, precision, dist, corpus_stats, len(train_corpus), log)
+        if started is not None:
+            log.message(
+                f"started from {config.init_from}: {started.copied} tensors copied; token rows: "
+                f"{started.tokens_copied} copied, {started.tokens_from_fallback} from the atom "
+                f"it read them as, {started.tokens_fresh} fresh"
+            )
 
     model.train()
     batches = BatchPrefetcher(
