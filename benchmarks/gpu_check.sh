@@ -24,7 +24,7 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$RESULTS/gpu_name.txt"
 python3 -m pytest -q -p no:cacheprovider tests/test_model.py tests/test_finetune.py -k "cuda or gpu" \
     2>&1 | tee "$RESULTS/gpu_tests.txt"
-python3 benchmarks/bench_embed.py --device cuda --n 100000 --json | tee "$RESULTS/bench_embed_cuda.txt"
+python3 benchmarks/bench_embed.py --device cuda --n 100000 --repeats 3 --json | tee "$RESULTS/bench_embed_cuda.txt"
 tail -n 1 "$RESULTS/bench_embed_cuda.txt" > "$RESULTS/bench_embed_cuda.json"
 python3 benchmarks/bench_train_step.py --device cuda --batch-tokens 32768 --steps 20 --json \
     | tee "$RESULTS/bench_train_step_cuda.txt"
