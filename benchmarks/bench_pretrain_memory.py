@@ -38,7 +38,7 @@ from common import print_result
 VARIANTS = {
     "shipped": ("", [], {}),
     "glibc-defaults": (
-        "environment.keep_freed_memory = lambda: None\nloop.TRIM_EVERY = 10**9\n",
+        "loop.keep_freed_memory = lambda: None\nloop.TRIM_EVERY = 10**9\n",
         [],
         {},
     ),
@@ -49,9 +49,7 @@ VARIANTS = {
 
 CHILD = """
 import sys
-from exlm_chem import environment
 from exlm_chem.training import loop
-loop.keep_freed_memory = lambda: environment.keep_freed_memory()  # patched below if asked
 {setup}
 from exlm_chem.cli import app
 sys.argv = ["exlm-chem"] + sys.argv[1:]
