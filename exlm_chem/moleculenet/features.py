@@ -62,6 +62,8 @@ def parse_features(text: str) -> list[FeatureSpec]:
             raise InputError("mlm features need a model directory: mlm:DIR")
         if kind in FIXED and (path or readout):
             raise InputError(f"{kind} takes no model directory and no read-out")
+        if kind == "ecfp" and hybrid:
+            raise InputError("ecfp&ecfp is ECFP4 twice; join ecfp with a model: exlm&ecfp")
         if kind in FIXED and hybrid:
             raise InputError(f"{kind}&ecfp: join ecfp with a model only, e.g. exlm&ecfp")
         pooling = check_pooling(readout or defaults.POOLING)
