@@ -17,7 +17,15 @@ each variant's speed to the first's:
 - one-arena: the shipped settings with one malloc arena (the batch-preparing thread shares the
   training thread's heap instead of fragmenting a second one);
 - half-batches: half the tokens per batch with two batches per optimizer step (the same
-  tokens per step, half the activations).
+  tokens per step, half the activations);
+- mmap-above-1mb: every block of 1 MB or more mapped on its own and unmapped when freed (no
+  fragmentation of large blocks; each step faults its pages in afresh);
+- mmap-above-1mb-huge-pages: the same with glibc's transparent huge pages for those mappings
+  (GLIBC_TUNABLES=glibc.malloc.hugetlb=1; 2 MB pages, 512 times fewer page faults);
+- fp32: no autocast (bf16 matrix products go through oneDNN, which builds and caches kernels
+  for every new shape; fp32 ones do not);
+- kernel-cache-64: oneDNN's kernel cache held to 64 entries (ONEDNN_PRIMITIVE_CACHE_CAPACITY;
+  the default is 1024).
 """
 
 from __future__ import annotations
@@ -34,6 +42,13 @@ from pathlib import Path
 
 from common import print_result
 
+# Every block of 1 MB or more in its own mapping, handed back to the OS when freed (a fixed
+# threshold: glibc's own moves up to 32 MB), no trimming needed.
+MMAP_ABOVE_1MB = (
+    "from exlm_chem import environment\n"
+    "loop.keep_freed_memory = lambda: environment._libc().mallopt(-3, 1 << 20)\n"
+    "loop.TRIM_EVERY = 10**9\n"
+)
 # name: (Python run in the child before the command, extra arguments, environment variables)
 VARIANTS = {
     "shipped": ("", [], {}),
@@ -45,6 +60,10 @@ VARIANTS = {
     "trim-every-step": ("loop.TRIM_EVERY = 1\n", [], {}),
     "one-arena": ("", [], {"MALLOC_ARENA_MAX": "1"}),
     "half-batches": ("", ["--batch-tokens", "3072", "--grad-accum", "2"], {}),
+    "mmap-above-1mb": (MMAP_ABOVE_1MB, [], {}),
+    "mmap-above-1mb-huge-pages": (MMAP_ABOVE_1MB, [], {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+    "fp32": ("", ["--precision", "fp32"], {}),
+    "kernel-cache-64": ("", [], {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"}),
 }
 
 CHILD = """
