@@ -25,7 +25,9 @@ each variant's speed to the first's:
 - fp32: no autocast (bf16 matrix products go through oneDNN, which builds and caches kernels
   for every new shape; fp32 ones do not);
 - kernel-cache-64: oneDNN's kernel cache held to 64 entries (ONEDNN_PRIMITIVE_CACHE_CAPACITY;
-  the default is 1024).
+  the default is 1024);
+- shape-buckets: `--shape-bucket 8`, token and expanded lengths padded to multiples of 8 and
+  batches sized by the padded length, so that few batch shapes (and oneDNN kernels) occur.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ VARIANTS = {
     "mmap-above-1mb-huge-pages": (MMAP_ABOVE_1MB, [], {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
     "fp32": ("", ["--precision", "fp32"], {}),
     "kernel-cache-64": ("", [], {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"}),
+    "shape-buckets": ("", ["--shape-bucket", "8"], {}),
 }
 
 CHILD = """

@@ -517,3 +517,44 @@ def test_pretrain_from_another_model_starts_where_it_stopped(corpus, tmp_path, c
     export_model(run, tmp_path / "exported")
     card = (tmp_path / "exported" / "MODEL_CARD.md").read_text()
     assert f"| started from | the weights of {first.out / 'model'} " in card
+
+
+def test_shape_buckets_give_few_batch_shapes_and_the_same_losses():
+    from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer
+    from exlm_chem.model.expansion import expand_states
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 60, size=5000).astype(np.int32)
+    plain = epoch_batches(lengths, 0, 7, 0, 1, 1024)
+    bucketed = epoch_batches(lengths, 0, 7, 0, 1, 1024, shape_bucket=8)
+    padded = lambda b: -(-lengths[b].max() // 8) * 8  # noqa: E731
+    assert all(len(b) * padded(b) <= 1024 for b in bucketed)
+    assert np.array_equal(np.sort(np.concatenate(bucketed)), np.arange(len(lengths)))
+    shapes = lambda batches, pad: {(len(b), pad(b)) for b in batches}  # noqa: E731
+    assert len(shapes(bucketed, padded)) < len(shapes(plain, lambda b: lengths[b].max())) / 3
+
+    # Padding the tokens and the expanded states changes nothing but the shapes.
+    tokenizer = SmilesTokenizer.from_corpus(SMILES)
+    for objective in ("exlm", "mlm"):
+        torch.manual_seed(0)
+        config = ExLMConfig.from_preset(
+            "tiny", vocab_size=tokenizer.vocab_size, objective=objective
+        )
+        model = ExLMModel(config, tokenizer).eval()
+        ids = tokenizer.encode_batch(SMILES[:6])
+        masks = model.choose_masks(ids, torch.Generator().manual_seed(0))
+        wide = torch.nn.functional.pad(ids, (0, -ids.shape[1] % 8))
+        wide_masks = torch.nn.functional.pad(masks, (0, -ids.shape[1] % 8))
+        with torch.no_grad():
+            loss = model(ids, masks).molecule_loss
+            padded_loss = model(wide, wide_masks, state_multiple=8).molecule_loss
+        torch.testing.assert_close(padded_loss, loss, atol=1e-5, rtol=1e-5)
+        expanded = expand_states(wide, config.k, model.expand_ids, 0, multiple=8)
+        assert expanded.ids.shape[1] % 8 == 0
+
+
+def test_pretraining_with_shape_buckets(corpus, tmp_path):
+    result = pretrain(tiny(corpus, tmp_path / "run", max_steps=3, shape_bucket=8))
+    assert result.step == 3
+    with pytest.raises(InputError, match="--shape-bucket must be at least 1"):
+        tiny(corpus, tmp_path / "x", shape_bucket=0)

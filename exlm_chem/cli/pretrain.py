@@ -49,6 +49,11 @@ def pretrain(
     batch_tokens: int = typer.Option(
         _default("batch_tokens"), help="Padded tokens per batch (per process)."
     ),
+    shape_bucket: int = typer.Option(
+        _default("shape_bucket"),
+        help="Pad token and expanded lengths to a multiple of N and size batches by the padded "
+        "length: few distinct batch shapes (oneDNN keeps kernels per shape for bf16 on CPUs).",
+    ),
     grad_accum: int = typer.Option(_default("grad_accum"), help="Batches per optimizer step."),
     lr: float = typer.Option(_default("lr"), help="Peak learning rate."),
     warmup: float = typer.Option(_default("warmup"), help="Warm-up, as a fraction of the run."),

@@ -111,12 +111,16 @@ class ExLMModel(nn.Module):
         )
 
     def forward(
-        self, ids: torch.Tensor, mask_positions: torch.Tensor, with_predictions: bool = False
+        self,
+        ids: torch.Tensor,
+        mask_positions: torch.Tensor,
+        with_predictions: bool = False,
+        state_multiple: int = 1,
     ) -> PretrainOutput:
         """Pretraining loss of a padded batch ``ids`` (B, L) with ``mask_positions`` (B, L)
-        masked."""
+        masked; the expanded states padded to a multiple of ``state_multiple``."""
         masked_ids = ids.masked_fill(mask_positions, MASK_ID)
-        batch = expand_states(masked_ids, self.config.k, self.expand_ids, PAD_ID)
+        batch = expand_states(masked_ids, self.config.k, self.expand_ids, PAD_ID, state_multiple)
         hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
         if self.transition_head is None:
             return self._mlm_loss(hidden, ids, mask_positions, with_predictions)

@@ -47,9 +47,10 @@ def choose_mask_positions(
 
 
 def expand_states(
-    ids: torch.Tensor, k: int, expand_ids: torch.Tensor, pad_id: int
+    ids: torch.Tensor, k: int, expand_ids: torch.Tensor, pad_id: int, multiple: int = 1
 ) -> ExpandedBatch:
-    """Expand a padded (B, L) batch: tokens whose id is in ``expand_ids`` become k states."""
+    """Expand a padded (B, L) batch: tokens whose id is in ``expand_ids`` become k states,
+    padded to the longest row's states rounded up to a multiple of ``multiple``."""
     B, L = ids.shape
     device = ids.device
     real = ids != pad_id
@@ -57,7 +58,7 @@ def expand_states(
     copies = torch.where(to_expand, k, 1) * real  # states per token, 0 for padding
     ends = copies.cumsum(1)
     lengths = ends[:, -1]
-    N = int(lengths.max()) if B else 0
+    N = -(-int(lengths.max()) // multiple) * multiple if B else 0
     starts = ends - copies
 
     flat_copies = copies.flatten()

@@ -25,6 +25,7 @@ def epoch_batches(
     world_size: int,
     batch_tokens: int,
     weights: np.ndarray | None = None,
+    shape_bucket: int = 1,
 ) -> list[np.ndarray]:
     """The batches (arrays of corpus indices) of one rank in one epoch.
 
@@ -32,7 +33,8 @@ def epoch_batches(
     length and cut into batches of at most ``batch_tokens`` padded tokens; the batch order is
     then shuffled, so long and short batches alternate. ``weights``: how many times each
     molecule is drawn in the epoch on average (the integer part always, the fraction by a
-    seeded coin), for per-source sampling.
+    seeded coin), for per-source sampling. ``shape_bucket``: batches are sized for their
+    longest molecule's length rounded up to a multiple of it (the length they are padded to).
     """
     rng = np.random.default_rng([seed, epoch])
     if weights is None:
@@ -49,7 +51,7 @@ def epoch_batches(
     for start in range(0, len(mine), chunk_size):
         chunk = mine[start : start + chunk_size]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        chunk_lengths = lengths[chunk]
+        chunk_lengths = -(-lengths[chunk] // shape_bucket) * shape_bucket
         begin = 0
         while begin < len(chunk):
             end = begin + 1
@@ -78,11 +80,13 @@ class BatchStream:
         weights: np.ndarray | None = None,
         epoch: int = 0,
         index: int = 0,
+        shape_bucket: int = 1,
     ):
         self.corpus, self.batch_tokens, self.seed = corpus, batch_tokens, seed
         self.augment, self.weights = augment, weights
         self.rank, self.world_size = rank, world_size
         self.epoch, self.index = epoch, index
+        self.shape_bucket = shape_bucket
         self._batches = None
 
     def position(self) -> dict:
@@ -101,6 +105,7 @@ class BatchStream:
                 self.world_size,
                 self.batch_tokens,
                 self.weights,
+                self.shape_bucket,
             )
         if self.index >= len(self._batches):
             self.epoch, self.index, self._batches = self.epoch + 1, 0, None

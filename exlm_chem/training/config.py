@@ -29,6 +29,9 @@ class PretrainConfig:
     max_tokens: int | None = None
     max_time: float | None = None  # seconds
     batch_tokens: int = 6144  # padded tokens per batch (before states expansion)
+    # Lengths and expanded lengths padded to a multiple of this (1: to the longest molecule).
+    # Few distinct batch shapes: oneDNN (bf16 on CPUs) builds and keeps kernels per shape.
+    shape_bucket: int = 1
     grad_accum: int = 1
     lr: float = 1e-3
     warmup: float = 0.06  # fraction of the run
@@ -87,6 +90,8 @@ class PretrainConfig:
         if self.preset not in PRESETS:
             raise InputError(f"--preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
         self.model_config(vocab_size=64)  # the model's own checks (k, shapes), before any work
+        if self.shape_bucket < 1:
+            raise InputError(f"--shape-bucket must be at least 1, not {self.shape_bucket}")
         if self.min_token_count < 1:
             raise InputError(f"--min-token-count must be at least 1, not {self.min_token_count}")
         parse_source_weights(self.source_weights)  # the spelling; the names once the corpus is read

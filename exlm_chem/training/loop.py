@@ -110,7 +110,7 @@ def train_step(
         batch = batches.next_batch()
         sync = training_model is model or micro == grad_accum - 1
         with nullcontext() if sync else training_model.no_sync(), autocast:
-            output = training_model(batch.ids, batch.masks)
+            output = training_model(batch.ids, batch.masks, state_multiple=batches.shape_bucket)
         (output.loss / grad_accum).backward()
         stats.loss = stats.loss + output.loss.detach() / grad_accum
         stats.tokens += batch.tokens
@@ -190,6 +190,7 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
         config.augment,
         molecule_weights(train_corpus, parse_source_weights(config.source_weights)),
         **position,
+        shape_bucket=config.shape_bucket,
     )
     steps_only = config.max_steps and not (config.max_time or config.max_tokens)
     log = RunLog(out, dist.is_main, config.max_steps if steps_only else None, counters.step)

@@ -37,6 +37,7 @@ class BatchPrefetcher:
         self._queue: queue.Queue = queue.Queue(maxsize=AHEAD)
         self._stop = threading.Event()
         self._pin = device.type == "cuda"
+        self.shape_bucket = stream.shape_bucket  # ids padded to a multiple of it
         self._thread = threading.Thread(
             target=self._work,
             args=(stream, tokenizer, model, seed, first_step, grad_accum, device),
@@ -50,6 +51,7 @@ class BatchPrefetcher:
                 for micro in range(grad_accum):
                     smiles = next(stream)
                     ids = tokenizer.encode_batch(smiles)
+                    ids = torch.nn.functional.pad(ids, (0, -ids.shape[1] % self.shape_bucket))
                     generator = torch.Generator().manual_seed(mask_seed(seed, step, micro))
                     masks = model.choose_masks(ids, generator)
                     if self._pin:
