@@ -20,9 +20,10 @@ from ..metrics import score
 PROBES = ("logreg", "rf", "mlp", "deepchem")
 
 
-def _task_rows(dataset, t):
+def _task_rows(dataset, X, t):
+    """The rows of ``X`` (``dataset``'s features, scaled) labelled for task ``t``, and labels."""
     mask = dataset.w[:, t] > 0
-    return dataset.X[mask], dataset.y[mask, t]
+    return X[mask], dataset.y[mask, t]
 
 
 def probe_predictions(
@@ -38,12 +39,13 @@ def probe_predictions(
     if probe == "deepchem":
         return _deepchem_predictions(task_type, train, valid, test, seed, scaler)
     n_tasks = train.y.shape[1]
-    parts = [scaler.transform(valid.X), scaler.transform(test.X)]
+    # Scaled once: each task takes its labelled rows of the same arrays.
+    train_X, valid_X, test_X = (scaler.transform(d.X) for d in (train, valid, test))
+    parts = [valid_X, test_X]
     outputs = [np.zeros((len(X), n_tasks)) for X in parts]
     for t in range(n_tasks):
-        X_train, y_train = _task_rows(train, t)
-        X_valid, y_valid = _task_rows(valid, t)
-        X_train, X_valid = scaler.transform(X_train), scaler.transform(X_valid)
+        X_train, y_train = _task_rows(train, train_X, t)
+        X_valid, y_valid = _task_rows(valid, valid_X, t)
         if task_type == "classification" and len(np.unique(y_train)) < 2:
             for out in outputs:  # one class only: its rate
                 out[:, t] = y_train.mean() if len(y_train) else 0.0
