@@ -44,13 +44,13 @@ def warm_start(model: ExLMModel, source: ExLMModel, source_name: str) -> WarmSta
             f"({'; '.join(different)}); choose the same --preset and --max-length"
         )
     rows, from_fallback, fresh = _token_rows(model, source)
+    have = torch.tensor([new for new, _ in rows], dtype=torch.long)
+    read = torch.tensor([old for _, old in rows], dtype=torch.long)
     target = model.state_dict()
     copied = 0
     with torch.no_grad():
         for name, value in source.state_dict().items():
             if name in BY_TOKEN:
-                have = torch.tensor([new for new, _ in rows], dtype=torch.long)
-                read = torch.tensor([old for _, old in rows], dtype=torch.long)
                 target[name][have] = value[read].to(target[name].dtype)
             elif name in target and target[name].shape == value.shape:
                 target[name].copy_(value)
