@@ -55,12 +55,15 @@ def export_model(
     dest: str | Path,
     dtype: torch.dtype = torch.float32,
     overwrite: bool = False,
+    coverage: dict | None = None,
 ) -> dict:
     """Write the run's model to ``dest`` (weights in ``dtype``), its curves and MODEL_CARD.md.
 
     ``dest`` may not be the run folder; a folder that already holds a model is replaced only
-    with ``overwrite``. Returns facts about the export, among them the largest difference
-    between embeddings from the stored weights and from the float32 weights.
+    with ``overwrite``. ``coverage``: how the model's vocabulary reads each MoleculeNet set
+    (the JSON of ``benchmarks/vocabulary_coverage.py``), shown on the card. Returns facts about
+    the export, among them the largest difference between embeddings from the stored weights
+    and from the float32 weights.
     """
     from .embedding import embed
     from .outputs import atomic_path, atomic_write_text, same_file
@@ -92,7 +95,8 @@ def export_model(
         "embedding_max_abs_difference": difference,
         "dtype": str(dtype).removeprefix("torch."),
     }
-    atomic_write_text(dest / "MODEL_CARD.md", model_card(run, rows, model, facts))
+    card = model_card(run, rows, model, facts) + coverage_section(coverage)
+    atomic_write_text(dest / "MODEL_CARD.md", card)
     chembl = chembl_sources(run)
     if chembl:
         atomic_write_text(dest / "LICENSE", weights_licence(chembl))
@@ -243,3 +247,30 @@ default), the first `<s>` state (`cls`) or both side by side (`mean+cls`, `--poo
 - A small model: {last["tokens"] / 1e6:,.0f}M tokens of pretraining, far less than the paper's.
 - SMILES longer than {config["max_length"] - 2} tokens are truncated.
 {licence}"""
+
+
+def coverage_section(coverage: dict | None) -> str:
+    """The card's table of how the vocabulary reads each MoleculeNet set ("" without one)."""
+    if not coverage:
+        return ""
+    sets = [name for name, value in coverage.items() if isinstance(value, dict)]
+    if not sets:
+        raise InputError("coverage: no per-set figures (expected vocabulary_coverage.py's JSON)")
+    rows = []
+    for name in sets:
+        figures = coverage[name]
+        stereo = figures["written_with_stereo"]
+        rows.append(
+            f"| {name} | {figures['molecules']:,} | {figures['with_unknown']:.1%} | "
+            f"{figures['with_fallback']:.1%} | "
+            + (f"{figures['stereo_read']:.1%} of {stereo:,} |" if stereo else "- |")
+        )
+    return (
+        "\n## Vocabulary coverage\n\n"
+        "How the vocabulary reads the MoleculeNet sets as `embed` feeds them to the model "
+        "(`benchmarks/vocabulary_coverage.py`): the share of molecules with a token read as "
+        "`<unk>`, with an atom read through a fallback (`[NH+]` as `[N+]`), and of those written "
+        "with stereochemistry, the share whose stereo the model reads.\n\n"
+        "| set | molecules | with `<unk>` | with a fallback | stereo read |\n"
+        "|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )

@@ -388,6 +388,30 @@ def test_export_writes_a_model_folder_with_a_card(corpus, tmp_path, run_cli):
     assert code == 2 and "not a run folder" in err
 
 
+def test_export_puts_the_vocabulary_coverage_on_the_card(corpus, tmp_path, run_cli):
+    run = tmp_path / "run"
+    pretrain(tiny(corpus, run, max_steps=2))
+    figures = {"molecules": 1513, "with_unknown": 0.0, "with_fallback": 0.0033}
+    coverage = {
+        "vocabulary_size": 228,
+        "bace": {**figures, "written_with_stereo": 401, "stereo_read": 0.995},
+        "esol": {**figures, "written_with_stereo": 0, "stereo_read": 0.0},
+    }
+    (tmp_path / "coverage.json").write_text(json.dumps(coverage))
+    code, _, err = run_cli(
+        "export", run, "--to", tmp_path / "shipped", "--coverage", tmp_path / "coverage.json"
+    )
+    assert code == 0, err
+    card = (tmp_path / "shipped" / "MODEL_CARD.md").read_text()
+    assert "| bace | 1,513 | 0.0% | 0.3% | 99.5% of 401 |" in card
+    assert "| esol | 1,513 | 0.0% | 0.3% | - |" in card
+    (tmp_path / "broken.json").write_text("{not json")
+    code, _, err = run_cli(
+        "export", run, "--to", tmp_path / "other", "--coverage", tmp_path / "broken.json"
+    )
+    assert code == 2 and "broken.json" in err and "--coverage" in err
+
+
 def test_export_of_a_model_trained_on_chembl_molecules_ships_their_licence(tmp_path, run_cli):
     table = tmp_path / "corpus.tsv"
     rows = [f"{SMILES[i % len(SMILES)]}\t{('chemxlstm', 'moses')[i % 2]}" for i in range(80)]

@@ -152,6 +152,11 @@ def export(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace a model already in the --to folder."
     ),
+    coverage: Path | None = typer.Option(
+        None,
+        "--coverage",
+        help="JSON of benchmarks/vocabulary_coverage.py for this model: a table on the card.",
+    ),
 ) -> None:
     """Export a run's model (final, or its latest checkpoint) as a model folder with a card."""
     import torch
@@ -160,11 +165,28 @@ def export(
 
     if not run.is_dir():
         raise InputError(f"{run}: not a run folder")
+    figures = _coverage_figures(coverage) if coverage else None
     facts = export_model(
-        run, to, dtype=torch.float16 if fp16 else torch.float32, overwrite=overwrite
+        run,
+        to,
+        dtype=torch.float16 if fp16 else torch.float32,
+        overwrite=overwrite,
+        coverage=figures,
     )
     typer.echo(
         f"exported step {facts['step']} to {to}; embeddings within "
         f"{facts['embedding_max_abs_difference']:.1e} of float32",
         err=True,
     )
+
+
+def _coverage_figures(path: Path) -> dict:
+    import json
+
+    try:
+        figures = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"--coverage {path}: not a readable JSON file ({error})") from error
+    if not isinstance(figures, dict):
+        raise InputError(f"--coverage {path}: expected a JSON object")
+    return figures
