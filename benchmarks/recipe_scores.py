@@ -191,8 +191,8 @@ def main() -> None:
     for name, path, untrained in jobs:
         model = load_model(path)
         model = model.reinitialized() if untrained else model
-        key = f"ExLMFeaturizer_{model_fingerprint(model)}"
-        done = {r["dataset"] for r in records if r["featurizer"].startswith(key)}
+        key = f"_{model_fingerprint(model)}_"
+        done = {r["dataset"] for r in records if key in r["featurizer"]}
         score_model(
             name, model, datasets, seeds, data / "moleculenet", Path(args.cache_dir), done, save
         )

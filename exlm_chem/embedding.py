@@ -36,6 +36,15 @@ def model_fingerprint(model: ExLMModel) -> str:
     return digest.hexdigest()[:16]
 
 
+def model_label(model: ExLMModel, width: int = 24) -> str:
+    """The model's name (a shipped model's, or the folder it came from; the end of it) in
+    characters safe in a file name: part of the featurizer's cache name."""
+    import re
+
+    label = re.sub(r"[^A-Za-z0-9.+-]+", "-", model.name or "in-memory").strip("-")
+    return label[-width:].lstrip("-") or "model"
+
+
 class PreparedSmiles(NamedTuple):
     """What the model reads for each input molecule, or why it cannot read it."""
 

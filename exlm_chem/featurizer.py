@@ -13,7 +13,7 @@ import numpy as np
 from deepchem.feat import MolecularFeaturizer
 
 from . import defaults
-from .embedding import embed_molecules, embed_workers, model_fingerprint
+from .embedding import embed_molecules, embed_workers, model_fingerprint, model_label
 from .fingerprints import ECFP_BITS, check_fingerprint, ecfp4_bits, hybrid
 from .model import load_model, pooled_size
 from .parallel import WorkerPool
@@ -132,8 +132,9 @@ class ExLMFeaturizer(MolecularFeaturizer):
 
     def __str__(self) -> str:
         # DeepChem names its on-disk caches after str(featurizer): tie it to the weights.
+        model = self._model()
         return (
-            f"ExLMFeaturizer_{model_fingerprint(self._model())}_{self.pooling}"
+            f"ExLMFeaturizer_{model_label(model)}_{model_fingerprint(model)}_{self.pooling}"
             + (f"_{self.fingerprint}" if self.fingerprint else "")
             + ("" if self.canonicalize else "_as_given")
         )

@@ -1,6 +1,7 @@
 import pickle
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -311,6 +312,9 @@ def test_deepchem_featurizer_with_csv_loader_and_classifier(model_dir, tmp_path)
     scores = classifier.evaluate(dataset, [dc.metrics.Metric(dc.metrics.roc_auc_score)])
     assert 0.0 <= scores["roc_auc_score"] <= 1.0
     assert "ExLMFeaturizer_" in str(featurizer) and len(str(featurizer)) < 64
+    # The cache name says which model (the end of its folder's name) and which weights.
+    assert Path(model_dir).name in str(featurizer)
+    assert model_fingerprint(load_model(model_dir)) in str(featurizer)
 
 
 def test_deepchem_molnet_loader(model_dir, shared_data, tmp_path):
@@ -363,6 +367,7 @@ def test_read_outs_mean_cls_and_both_everywhere_a_vector_comes_out(
         == model_fingerprint(load_model(model_dir)).encode()
     )
     assert transformer.model_name_ == str(model_dir)
+    assert f"model {model_dir}, weights {transformer.weights_hash_}" in repr(transformer)
     np.testing.assert_allclose(np.stack(table.column("embedding").to_pylist()), cls, atol=1e-5)
     code, _, err = run_cli(
         "embed", path, "-o", tmp_path / "e.csv", "--model", model_dir, "--pooling", "mean+cls"

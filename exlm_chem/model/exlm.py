@@ -93,7 +93,9 @@ class ExLMModel(nn.Module):
         untrained control that shows what pretraining adds (the same weights in the frozen
         and the fine-tuning benchmarks). Leaves torch's RNG seeded."""
         torch.manual_seed(seed)
-        return ExLMModel(self.config, self.tokenizer).eval()
+        model = ExLMModel(self.config, self.tokenizer).eval()
+        model.name = f"untrained {self.name}" if self.name else None
+        return model
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden, self.encoder.embed_tokens.weight)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The default model v2 and its plain-MLM twin: ExLM (k = 4) and MLM, `small` preset, both
+# started from the weights of exlm-chem-v1 (its embedding table extended to the broad corpus's
+# vocabulary the same way for both: a new token starts from the atom v1 reads it as), then
+# pretrained on the broad corpus with the recipe the study chose (benchmarks/results/
+# recipe_study/: mask rate $RATE), the same batches, learning-rate schedule and seed, and equal
+# tokens ($TOKENS each). Runs one after the other (each uses every core) and resumes: a
+# finished run is skipped, an interrupted one continues from its last checkpoint.
+#
+# Then: the vocabulary coverage of the new tokenizer, the ExLM exported with its card to
+# $RUNS/exlm-export (copied into exlm_chem/weights/exlm-chem-v2 only once it beats v1 on the
+# validation splits), the MLM twin's weights to benchmarks/results/default_model_v2/mlm-model
+# (so that the ablation can be rerun), and both runs' logs to benchmarks/results/default_model_v2/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${EXLM_DATA_DIR:-../shared/data}
+RUNS=${RUNS:-runs/v2}
+RATE=${RATE:?set RATE to the mask rate chosen by the recipe study}
+TOKENS=${TOKENS:-60000000}
+RESULTS=benchmarks/results/default_model_v2
+mkdir -p "$RUNS" "$RESULTS"
+for objective in exlm mlm; do
+    out=$RUNS/$objective
+    [ -f "$out/model/config.json" ] && continue
+    start=(--init-from exlm-chem-v1)
+    if compgen -G "$out/checkpoints/step-*.pt" > /dev/null; then
+        start=(--resume)
+    fi
+    exlm-chem pretrain --corpus "$DATA/pretrain/broad_corpus.tsv.gz" \
+        --val-corpus "$DATA/zinc/moses_test.csv.gz" --corpus-cache runs/corpus-cache \
+        --out "$out" --objective "$objective" --mask-rate "$RATE" --preset small --seed 0 \
+        --max-tokens "$TOKENS" --val-every 500 --checkpoint-every 250 --log-every 50 \
+        "${start[@]}" >> "$out.log" 2>&1
+done
+for objective in exlm mlm; do
+    cp "$RUNS/$objective/metrics.jsonl" "$RESULTS/$objective-metrics.jsonl"
+    cp "$RUNS/$objective/run.json" "$RESULTS/$objective-run.json"
+done
+python benchmarks/vocabulary_coverage.py --json --model "$RUNS/exlm/model" > "$RESULTS/coverage.json"
+exlm-chem export "$RUNS/exlm" --to "$RUNS/exlm-export" --coverage "$RESULTS/coverage.json" --overwrite
+exlm-chem export "$RUNS/mlm" --to "$RESULTS/mlm-model" --overwrite
+python -c "
+from exlm_chem.training.runlog import plot_curves
+plot_curves(['$RESULTS/exlm-metrics.jsonl', '$RESULTS/mlm-metrics.jsonl'], '$RESULTS/exlm-vs-mlm.png', labels=['ExLM k=4', 'MLM'])
+"
