@@ -27,7 +27,9 @@ each variant's speed to the first's:
 - kernel-cache-64: oneDNN's kernel cache held to 64 entries (ONEDNN_PRIMITIVE_CACHE_CAPACITY;
   the default is 1024);
 - shape-buckets: `--shape-bucket 8`, token and expanded lengths padded to multiples of 8 and
-  batches sized by the padded length, so that few batch shapes (and oneDNN kernels) occur.
+  batches sized by the padded length, so that few batch shapes (and oneDNN kernels) occur;
+- shape-buckets-kernel-cache-64: both (the few shapes then mostly hit the small cache);
+- shape-buckets-kernel-cache-64-mmap-above-1mb: and large blocks mapped on their own.
 """
 
 from __future__ import annotations
@@ -67,6 +69,16 @@ VARIANTS = {
     "fp32": ("", ["--precision", "fp32"], {}),
     "kernel-cache-64": ("", [], {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"}),
     "shape-buckets": ("", ["--shape-bucket", "8"], {}),
+    "shape-buckets-kernel-cache-64": (
+        "",
+        ["--shape-bucket", "8"],
+        {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"},
+    ),
+    "shape-buckets-kernel-cache-64-mmap-above-1mb": (
+        MMAP_ABOVE_1MB,
+        ["--shape-bucket", "8"],
+        {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"},
+    ),
 }
 
 CHILD = """

@@ -28,6 +28,6 @@ for rate in $RATES; do
             --val-corpus "$DATA/zinc/moses_test.csv.gz" --corpus-cache runs/corpus-cache \
             --out "$out" --objective "$objective" --mask-rate "$rate" --preset small --seed 0 \
             --max-tokens "$TOKENS" --val-every 500 --checkpoint-every 250 --log-every 50 \
-            "${resume[@]}" >> "$out.log" 2>&1
+            --shape-bucket 1 "${resume[@]}" >> "$out.log" 2>&1
     done
 done

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -582,3 +583,8 @@ def test_pretraining_with_shape_buckets(corpus, tmp_path):
     assert result.step == 3
     with pytest.raises(InputError, match="--shape-bucket must be at least 1"):
         tiny(corpus, tmp_path / "x", shape_bucket=0)
+    # A resumed run must draw the batches it was drawing: other batch settings are refused.
+    resumed = tiny(corpus, tmp_path / "run", max_steps=6, shape_bucket=1, resume=True)
+    with pytest.raises(InputError, match=r"--shape-bucket 8 \(now 1\)"):
+        pretrain(resumed)
+    assert pretrain(replace(resumed, shape_bucket=8)).step == 6

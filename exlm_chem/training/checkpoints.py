@@ -87,9 +87,27 @@ def check_run_folder(out: Path, resume: bool, inputs: list[Path]) -> None:
 
 
 def restore(
-    checkpoint: dict, model: ExLMModel, optimizer, dist: Distributed, out: Path
+    checkpoint: dict,
+    model: ExLMModel,
+    optimizer,
+    dist: Distributed,
+    out: Path,
+    batch_settings: dict,
 ) -> tuple[Counters, dict]:
-    """Load a checkpoint into the model and optimizer; the counters and this rank's position."""
+    """Load a checkpoint into the model and optimizer; the counters and this rank's position.
+
+    ``batch_settings``: this run's (`PretrainConfig.batch_settings`); a checkpoint that was
+    drawing other batches is refused, since a resumed run must repeat an uninterrupted one."""
+    saved_batches = checkpoint.get("batch_settings", batch_settings)  # older checkpoints: none
+    if saved_batches != batch_settings:
+        differences = ", ".join(
+            f"--{key.replace('_', '-')} {saved_batches.get(key)} (now {value})"
+            for key, value in batch_settings.items()
+            if saved_batches.get(key) != value
+        )
+        raise InputError(
+            f"{out}: the run was started with {differences}; resume it with the same options"
+        )
     saved = checkpoint["model_config"]
     if saved != model.config.to_dict():
         differences = ", ".join(

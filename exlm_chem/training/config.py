@@ -119,6 +119,11 @@ class PretrainConfig:
             overrides["mask_rate"] = self.mask_rate
         return ExLMConfig.from_preset(self.preset, **overrides)
 
+    def batch_settings(self) -> dict:
+        """The settings that decide which batches a run draws: a resumed run must keep them."""
+        names = ("batch_tokens", "shape_bucket", "grad_accum", "seed", "augment", "source_weights")
+        return {name: getattr(self, name) for name in names}
+
     def to_json(self) -> dict:
         return {
             key: (str(v) if isinstance(v, Path) else [str(p) for p in v] if key == "corpus" else v)

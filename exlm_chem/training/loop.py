@@ -163,7 +163,9 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
     counters, position = Counters(), {"epoch": 0, "index": 0}
     started = None
     if checkpoint is not None:
-        counters, position = restore(checkpoint, model, optimizer, dist, out)
+        counters, position = restore(
+            checkpoint, model, optimizer, dist, out, config.batch_settings()
+        )
     elif config.init_from:
         started = warm_start(model, load_model(config.init_from), config.init_from)
     training_model = model
@@ -272,6 +274,7 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
                         "optimizer": optimizer.state_dict(),
                         "torch_rng": torch.get_rng_state(),
                         "model_config": model.config.to_dict(),
+                        "batch_settings": config.batch_settings(),
                     }
                     save_checkpoint(out, state, config.keep_checkpoints)
                 dist.barrier()
