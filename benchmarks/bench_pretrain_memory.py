@@ -11,25 +11,26 @@ median tokens/s of the logged windows after the first), printed side by side wit
 each variant's speed to the first's:
 
 - shipped: the library's settings (freed memory kept for reuse between steps, handed back to
-  the OS every `TRIM_EVERY` steps);
-- glibc-defaults: none of that (glibc's own mmap threshold and trimming);
+  the OS every `TRIM_EVERY` steps; `--shape-bucket 8`: token and expanded lengths padded to
+  multiples of 8 and batches sized by the padded length, so that few batch shapes occur; and
+  oneDNN's kernel cache held to 64 entries, `limit_kernel_cache`: bf16 matrix products go
+  through oneDNN, which builds and keeps a kernel for every new shape);
+- every-shape: the settings before shape buckets (`--shape-bucket 1`, batches padded to their
+  longest molecule only, and oneDNN's own cache of 1024 kernels);
+- glibc-defaults: no keeping or trimming (glibc's own mmap threshold and trimming);
 - trim-every-step: handed back after every step;
-- one-arena: the shipped settings with one malloc arena (the batch-preparing thread shares the
-  training thread's heap instead of fragmenting a second one);
+- one-arena: one malloc arena (the batch-preparing thread shares the training thread's heap
+  instead of fragmenting a second one);
 - half-batches: half the tokens per batch with two batches per optimizer step (the same
   tokens per step, half the activations);
 - mmap-above-1mb: every block of 1 MB or more mapped on its own and unmapped when freed (no
   fragmentation of large blocks; each step faults its pages in afresh);
 - mmap-above-1mb-huge-pages: the same with glibc's transparent huge pages for those mappings
   (GLIBC_TUNABLES=glibc.malloc.hugetlb=1; 2 MB pages, 512 times fewer page faults);
-- fp32: no autocast (bf16 matrix products go through oneDNN, which builds and caches kernels
-  for every new shape; fp32 ones do not);
-- kernel-cache-64: oneDNN's kernel cache held to 64 entries (ONEDNN_PRIMITIVE_CACHE_CAPACITY;
-  the default is 1024);
-- shape-buckets: `--shape-bucket 8`, token and expanded lengths padded to multiples of 8 and
-  batches sized by the padded length, so that few batch shapes (and oneDNN kernels) occur;
-- shape-buckets-kernel-cache-64: both (the few shapes then mostly hit the small cache);
-- shape-buckets-kernel-cache-64-mmap-above-1mb: and large blocks mapped on their own.
+- fp32: no autocast (fp32 matrix products do not go through oneDNN's kernel cache).
+
+Results in benchmarks/results/bench_pretrain_memory.txt before the 300-step quiet run name the
+variants as they were then: `shipped` had no shape buckets and oneDNN's default cache.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ MMAP_ABOVE_1MB = (
 # name: (Python run in the child before the command, extra arguments, environment variables)
 VARIANTS = {
     "shipped": ("", [], {}),
+    "every-shape": ("", ["--shape-bucket", "1"], {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"}),
     "glibc-defaults": (
         "loop.keep_freed_memory = lambda: None\nloop.TRIM_EVERY = 10**9\n",
         [],
@@ -67,18 +69,6 @@ VARIANTS = {
     "mmap-above-1mb": (MMAP_ABOVE_1MB, [], {}),
     "mmap-above-1mb-huge-pages": (MMAP_ABOVE_1MB, [], {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
     "fp32": ("", ["--precision", "fp32"], {}),
-    "kernel-cache-64": ("", [], {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"}),
-    "shape-buckets": ("", ["--shape-bucket", "8"], {}),
-    "shape-buckets-kernel-cache-64": (
-        "",
-        ["--shape-bucket", "8"],
-        {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"},
-    ),
-    "shape-buckets-kernel-cache-64-mmap-above-1mb": (
-        MMAP_ABOVE_1MB,
-        ["--shape-bucket", "8"],
-        {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"},
-    ),
 }
 
 CHILD = """

@@ -2,7 +2,8 @@
 
 Forward + backward + AdamW step of the `small` preset on batches of real ZINC SMILES,
 the two objectives interleaved step by step; medians over the timed steps. The memory
-allocator is set up as `exlm-chem pretrain` sets it up (`keep_freed_memory`).
+allocator and kernel cache are set up as `exlm-chem pretrain` sets them up (`keep_freed_memory`,
+`limit_kernel_cache`).
 
     python benchmarks/bench_train_step.py --json
     python benchmarks/bench_train_step.py --device cuda --batch-tokens 32768 --json
@@ -20,7 +21,12 @@ import torch
 from common import benchmark_smiles, print_result
 
 from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, tokenize_smiles
-from exlm_chem.environment import describe_hardware, keep_freed_memory, resolve_device
+from exlm_chem.environment import (
+    describe_hardware,
+    keep_freed_memory,
+    limit_kernel_cache,
+    resolve_device,
+)
 from exlm_chem.model.exlm import MASK_ID, PAD_ID
 from exlm_chem.model.expansion import expand_states
 from exlm_chem.training.batches import epoch_batches
@@ -75,7 +81,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     device = resolve_device(args.device)
-    keep_freed_memory()  # the allocator settings of pretraining
+    keep_freed_memory()  # the allocator and kernel-cache settings of pretraining
+    limit_kernel_cache()
 
     n_batches = args.steps + args.warmup
     smiles, source = benchmark_smiles(20_000)

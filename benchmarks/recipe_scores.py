@@ -146,7 +146,10 @@ def plot_curves(models: dict[str, Path], path: Path) -> None:
     ax.set_ylabel("validation masked-token accuracy")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from exlm_chem.outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -164,6 +167,7 @@ def main() -> None:
     import warnings
 
     from exlm_chem import load_model
+    from exlm_chem.outputs import atomic_write_text
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # scikit-learn's API changes
 
@@ -182,7 +186,7 @@ def main() -> None:
         records.extend(found)
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "results.json").write_text(json.dumps(records, indent=1))
+            atomic_write_text(args.out / "results.json", json.dumps(records, indent=1))
 
     from exlm_chem.embedding import model_fingerprint
 
@@ -198,7 +202,7 @@ def main() -> None:
         )
         print(json.dumps(dict(model=name, datasets_done=len(done))))
     if args.out:
-        (args.out / "results.md").write_text(summary_table(records))
+        atomic_write_text(args.out / "results.md", summary_table(records))
         plot_curves({n: Path(p) for n, p in models.items()}, args.out / "curves.png")
     print(summary_table(records))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import resource
 from importlib.metadata import PackageNotFoundError, version
@@ -124,6 +125,21 @@ def keep_freed_memory() -> None:
         M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
         libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
         libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)  # trimming is left to release_free_memory
+
+
+KERNEL_CACHE_CAPACITY = 64  # oneDNN kernels kept (its default: 1024)
+
+
+def limit_kernel_cache() -> None:
+    """Hold oneDNN's kernel cache to KERNEL_CACHE_CAPACITY entries, unless the environment sets
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY.
+
+    bf16 matrix products on a CPU go through oneDNN, which builds a kernel for every new shape
+    and keeps up to 1024 of them: a pretraining process grew by gigabytes of kernels.
+    oneDNN reads the setting when it first builds a kernel, so this must run before any
+    bf16 work in the process (`exlm-chem pretrain` calls it first thing).
+    """
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(KERNEL_CACHE_CAPACITY))
 
 
 def release_free_memory() -> None:

@@ -52,7 +52,8 @@ def pretrain(
     shape_bucket: int = typer.Option(
         _default("shape_bucket"),
         help="Pad token and expanded lengths to a multiple of N and size batches by the padded "
-        "length: few distinct batch shapes (oneDNN keeps kernels per shape for bf16 on CPUs).",
+        "length: few distinct batch shapes (oneDNN keeps kernels per shape for bf16 on CPUs); "
+        "1: pad to the longest molecule only.",
     ),
     grad_accum: int = typer.Option(_default("grad_accum"), help="Batches per optimizer step."),
     lr: float = typer.Option(_default("lr"), help="Peak learning rate."),

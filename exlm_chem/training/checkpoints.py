@@ -98,16 +98,6 @@ def restore(
 
     ``batch_settings``: this run's (`PretrainConfig.batch_settings`); a checkpoint that was
     drawing other batches is refused, since a resumed run must repeat an uninterrupted one."""
-    saved_batches = checkpoint.get("batch_settings", batch_settings)  # older checkpoints: none
-    if saved_batches != batch_settings:
-        differences = ", ".join(
-            f"--{key.replace('_', '-')} {saved_batches.get(key)} (now {value})"
-            for key, value in batch_settings.items()
-            if saved_batches.get(key) != value
-        )
-        raise InputError(
-            f"{out}: the run was started with {differences}; resume it with the same options"
-        )
     saved = checkpoint["model_config"]
     if saved != model.config.to_dict():
         differences = ", ".join(
@@ -118,6 +108,16 @@ def restore(
         raise InputError(
             f"{out}: the checkpoint is of another model ({differences}); use the same --preset "
             "and options"
+        )
+    saved_batches = checkpoint.get("batch_settings", batch_settings)  # older checkpoints: none
+    if saved_batches != batch_settings:
+        differences = ", ".join(
+            f"--{key.replace('_', '-')} {saved_batches.get(key)} (now {value})"
+            for key, value in batch_settings.items()
+            if saved_batches.get(key) != value
+        )
+        raise InputError(
+            f"{out}: the run was started with {differences}; resume it with the same options"
         )
     if dist.world_size != len(checkpoint["data_position"]):
         raise InputError(

@@ -30,8 +30,9 @@ class PretrainConfig:
     max_time: float | None = None  # seconds
     batch_tokens: int = 6144  # padded tokens per batch (before states expansion)
     # Lengths and expanded lengths padded to a multiple of this (1: to the longest molecule).
-    # Few distinct batch shapes: oneDNN (bf16 on CPUs) builds and keeps kernels per shape.
-    shape_bucket: int = 1
+    # Few distinct batch shapes: oneDNN (bf16 on CPUs) builds and keeps kernels per shape, so
+    # with the kernel cache held small (`limit_kernel_cache`) a run's memory stays bounded.
+    shape_bucket: int = 8
     grad_accum: int = 1
     lr: float = 1e-3
     warmup: float = 0.06  # fraction of the run

@@ -13,6 +13,7 @@ import torch
 from ..environment import (
     describe_hardware,
     keep_freed_memory,
+    limit_kernel_cache,
     peak_rss_mb,
     release_free_memory,
     resolve_precision,
@@ -128,6 +129,7 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
     if config.threads:
         torch.set_num_threads(config.threads)
     keep_freed_memory()
+    limit_kernel_cache()
     out = config.out
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
