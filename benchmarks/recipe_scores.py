@@ -103,13 +103,52 @@ def score_model(name, model, datasets, seeds, data_dir, cache_dir, done=(), save
     return records
 
 
+def paired_differences(frame) -> list[str]:
+    """Markdown rows: each model's read-out against the untrained control's same read-out, each
+    ExLM against the MLM of the same mask rate, and each mask rate against the objective's
+    first, on the mean validation ROC-AUC over the classification sets, with paired bootstrap
+    intervals over the seeds."""
+    from exlm_chem.moleculenet.compare import paired_bootstrap
+
+    scores = frame[frame.metric == "roc_auc"].assign(
+        mode="frozen", family=frame.model + "[" + frame.readout + "]"
+    )
+    datasets = sorted(set(scores.dataset))
+    models = list(dict.fromkeys(scores.model))
+    controls = [m for m in models if m.startswith("untrained")]
+    pairs = [(m, c) for m in models if m not in controls for c in controls]
+    pairs += [(m, "mlm-" + m[5:]) for m in models if m.startswith("exlm-")]
+    for objective in ("exlm-", "mlm-"):  # each mask rate against the objective's first
+        runs = [m for m in models if m.startswith(objective)]
+        pairs += [(m, runs[0]) for m in runs[1:]]
+    rows = []
+    for a, b in pairs:
+        for readout in dict.fromkeys(scores.readout):
+            result = paired_bootstrap(
+                scores, "frozen", f"{a}[{readout}]", f"{b}[{readout}]", datasets
+            )
+            if result is not None:
+                rows.append(
+                    f"| {a} | {b} | {readout} | {result['difference']:+.4f} | "
+                    f"[{result['low']:+.4f}, {result['high']:+.4f}] |"
+                )
+    return rows
+
+
 def summary_table(records: list[dict]) -> str:
     import pandas as pd
 
     frame = pd.DataFrame(records)
-    lines = ["| model | read-out | mean validation ROC-AUC (classification) | "]
+    # Only the sets scored for every model, so that every mean is over the same sets.
+    scored = frame.groupby("dataset")["model"].nunique()
+    frame = frame[frame.dataset.isin(scored[scored == frame.model.nunique()].index)]
+    lines = [
+        f"Sets scored for every model: {', '.join(sorted(set(frame.dataset)))}.",
+        "",
+        "| model | read-out | mean validation ROC-AUC (classification) | ",
+    ]
     regression = sorted(set(frame[frame.metric == "rmse"].dataset))
-    lines[0] += " | ".join(f"{d} RMSE" for d in regression) + " |"
+    lines[2] += " | ".join(f"{d} RMSE" for d in regression) + " |"
     lines.append("|---|---|---|" + "---|" * len(regression))
     for (model, readout), rows in frame.groupby(["model", "readout"], sort=False):
         auc = rows[rows.metric == "roc_auc"].groupby("dataset")["value"].mean()
@@ -125,6 +164,18 @@ def summary_table(records: list[dict]) -> str:
     lines.append("|---|---|" + "---|" * len(per_set.columns))
     for (model, readout), row in per_set.iterrows():
         lines.append(f"| {model} | {readout} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    pairs = paired_differences(frame)
+    if pairs:
+        lines += [
+            "",
+            "Paired differences (a - b) in mean validation ROC-AUC over the classification sets, "
+            "with 95% intervals from resampling each set's seeds (10,000 draws, the same for a "
+            "and b):",
+            "",
+            "| a | b | read-out | difference | 95% interval |",
+            "|---|---|---|---|---|",
+            *pairs,
+        ]
     return "\n".join(lines) + "\n"
 
 
