@@ -103,11 +103,11 @@ def score_model(name, model, datasets, seeds, data_dir, cache_dir, done=(), save
     return records
 
 
-def paired_differences(frame) -> list[str]:
-    """Markdown rows: each model's read-out against the untrained control's same read-out, each
-    ExLM against the MLM of the same mask rate, and each mask rate against the objective's
-    first, on the mean validation ROC-AUC over the classification sets, with paired bootstrap
-    intervals over the seeds."""
+def paired_differences(frame, baselines: list[str]) -> list[str]:
+    """Markdown rows: each model's read-out against the same read-out of the untrained control
+    and of each of ``baselines``, each ExLM against the MLM of the same mask rate, and each
+    mask rate against the objective's first, on the mean validation ROC-AUC over the
+    classification sets, with paired bootstrap intervals over the seeds."""
     from exlm_chem.moleculenet.compare import paired_bootstrap
 
     scores = frame[frame.metric == "roc_auc"].assign(
@@ -115,7 +115,7 @@ def paired_differences(frame) -> list[str]:
     )
     datasets = sorted(set(scores.dataset))
     models = list(dict.fromkeys(scores.model))
-    controls = [m for m in models if m.startswith("untrained")]
+    controls = [m for m in models if m.startswith("untrained") or m in baselines]
     pairs = [(m, c) for m in models if m not in controls for c in controls]
     pairs += [(m, "mlm-" + m[5:]) for m in models if m.startswith("exlm-")]
     for objective in ("exlm-", "mlm-"):  # each mask rate against the objective's first
@@ -135,7 +135,7 @@ def paired_differences(frame) -> list[str]:
     return rows
 
 
-def summary_table(records: list[dict]) -> str:
+def summary_table(records: list[dict], baselines: list[str] = ()) -> str:
     import pandas as pd
 
     frame = pd.DataFrame(records)
@@ -164,7 +164,7 @@ def summary_table(records: list[dict]) -> str:
     lines.append("|---|---|" + "---|" * len(per_set.columns))
     for (model, readout), row in per_set.iterrows():
         lines.append(f"| {model} | {readout} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
-    pairs = paired_differences(frame)
+    pairs = paired_differences(frame, list(baselines))
     if pairs:
         lines += [
             "",
@@ -208,6 +208,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="NAME=DIR model folders")
     parser.add_argument("--untrained", action="append", default=[], help="NAME of a model above")
+    parser.add_argument(
+        "--baseline", action="append", default=[], help="NAME of a model to compare each with"
+    )
     parser.add_argument("--datasets", default=DEFAULT_SETS)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--cache-dir", default=str(REPO / "runs" / "moleculenet-cache"))
@@ -253,9 +256,9 @@ def main() -> None:
         )
         print(json.dumps(dict(model=name, datasets_done=len(done))))
     if args.out:
-        atomic_write_text(args.out / "results.md", summary_table(records))
+        atomic_write_text(args.out / "results.md", summary_table(records, args.baseline))
         plot_curves({n: Path(p) for n, p in models.items()}, args.out / "curves.png")
-    print(summary_table(records))
+    print(summary_table(records, args.baseline))
 
 
 if __name__ == "__main__":
