@@ -242,7 +242,7 @@ def main() -> None:
             args.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(args.out / "results.json", json.dumps(records, indent=1))
 
-    from exlm_chem.embedding import model_fingerprint
+    from exlm_chem.model import model_fingerprint
 
     jobs = [(name, Path(path), False) for name, path in models.items()]
     jobs += [(f"untrained ({name})", Path(models[name]), True) for name in args.untrained]

@@ -23,28 +23,6 @@ from .tokenizer import EncodingReport
 PRECISIONS = ("fp32", "bf16")
 
 
-def model_fingerprint(model: ExLMModel) -> str:
-    """A short hash of a model's weights and config: a cache key for featurized data."""
-    import hashlib
-    import json
-
-    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
-    digest.update("".join(model.tokenizer.id_to_token).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def model_label(model: ExLMModel, width: int = 24) -> str:
-    """The model's name (a shipped model's, or the folder it came from; the end of it) in
-    characters safe in a file name: part of the featurizer's cache name."""
-    import re
-
-    label = re.sub(r"[^A-Za-z0-9.+-]+", "-", model.name or "in-memory").strip("-")
-    return label[-width:].lstrip("-") or "model"
-
-
 class PreparedSmiles(NamedTuple):
     """What the model reads for each input molecule, or why it cannot read it."""
 

@@ -13,9 +13,9 @@ import numpy as np
 from deepchem.feat import MolecularFeaturizer
 
 from . import defaults
-from .embedding import embed_molecules, embed_workers, model_fingerprint, model_label
+from .embedding import embed_molecules, embed_workers
 from .fingerprints import ECFP_BITS, check_fingerprint, ecfp4_bits, hybrid
-from .model import load_model, pooled_size
+from .model import load_model, model_fingerprint, model_label, pooled_size
 from .parallel import WorkerPool
 
 logger = logging.getLogger(__name__)

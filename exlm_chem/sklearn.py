@@ -8,10 +8,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, Transfo
 from sklearn.utils.validation import check_is_fitted
 
 from . import defaults
-from .embedding import embed, model_fingerprint
+from .embedding import embed
 from .errors import InputError
 from .fingerprints import check_fingerprint, ecfp4_bits, fingerprint_names, hybrid
-from .model import load_model, vector_names
+from .model import load_model, model_fingerprint, vector_names
 
 
 class ExLMTransformer(TransformerMixin, BaseEstimator):

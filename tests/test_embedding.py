@@ -17,7 +17,7 @@ from exlm_chem import (
     embed_file,
     load_model,
 )
-from exlm_chem.embedding import model_fingerprint
+from exlm_chem.model import model_fingerprint
 
 
 def test_embed_shape_order_and_batch_independence(model, drug_smiles):

@@ -10,7 +10,7 @@ from .exlm import (
     pooled_size,
     vector_names,
 )
-from .io import load_model, load_model_directory, save_model
+from .io import load_model, load_model_directory, model_fingerprint, model_label, save_model
 
 __all__ = [
     "PRESETS",
@@ -20,6 +20,8 @@ __all__ = [
     "dag_log_likelihood",
     "load_model",
     "load_model_directory",
+    "model_fingerprint",
+    "model_label",
     "POOLINGS",
     "check_pooling",
     "pool_states",

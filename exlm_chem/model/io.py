@@ -7,7 +7,9 @@ already loaded. Weights are read with safetensors only, never from a pickle.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -153,3 +155,20 @@ def load_model_directory(
         ) from None
     model.eval()
     return model.to(device) if device is not None else model
+
+
+def model_fingerprint(model: ExLMModel) -> str:
+    """A short hash of a model's weights and config: a cache key for featurized data."""
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    digest.update("".join(model.tokenizer.id_to_token).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_label(model: ExLMModel, width: int = 24) -> str:
+    """The model's name (a shipped model's, or the folder it came from; the end of it) in
+    characters safe in a file name: part of the featurizer's cache name."""
+    label = re.sub(r"[^A-Za-z0-9.+-]+", "-", model.name or "in-memory").strip("-")
+    return label[-width:].lstrip("-") or "model"
