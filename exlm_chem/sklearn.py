@@ -214,14 +214,6 @@ class _FinetunedEstimator(BaseEstimator):
                 raise InputError(f"invalid SMILES at index {i} ({error}): {smiles[i]!r}")
         return outputs
 
-    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
-        text = super().__repr__(N_CHAR_MAX)
-        if hasattr(self, "weights_hash_"):  # fitted: say which weights make the vectors
-            text += (
-                f"  # model {self.model_name_ or 'loaded in Python'}, weights {self.weights_hash_}"
-            )
-        return text
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.string = True

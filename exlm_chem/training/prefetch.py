@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..model.exlm import PAD_ID
 from .batches import BatchStream
 
 AHEAD = 4  # batches prepared ahead
@@ -51,7 +52,9 @@ class BatchPrefetcher:
                 for micro in range(grad_accum):
                     smiles = next(stream)
                     ids = tokenizer.encode_batch(smiles)
-                    ids = torch.nn.functional.pad(ids, (0, -ids.shape[1] % self.shape_bucket))
+                    ids = torch.nn.functional.pad(
+                        ids, (0, -ids.shape[1] % self.shape_bucket), value=PAD_ID
+                    )
                     generator = torch.Generator().manual_seed(mask_seed(seed, step, micro))
                     masks = model.choose_masks(ids, generator)
                     if self._pin:
