@@ -2,11 +2,11 @@
 
 For each model (NAME=DIR), and for the same network untrained (``--untrained NAME``: the
 weights of that model's shape and tokenizer drawn afresh), every set is embedded once with the
-``mean+cls`` read-out (both read-outs from one pass), split by the benchmark's seeded random
-scaffold split, and probed per task on the training part with a logistic regression (ridge for
-regression) whose regularization is chosen by 3-fold cross-validation *within the training
-part*; the score is taken on the validation part. The test part is never read. Standardized
-features, as the benchmark's probes.
+``mean+cls+layers`` read-out (three read-outs from one pass), split by the benchmark's seeded
+random scaffold split, and probed per task on the training part with a logistic regression
+(ridge for regression) whose regularization is chosen by 3-fold cross-validation *within the
+training part*; the score is taken on the validation part. The test part is never read.
+Standardized features, as the benchmark's probes.
 
 Prints one JSON object per model; with ``--out`` writes results.json, results.md (mean
 validation ROC-AUC over classification sets and seeds per model and read-out; RMSE per
@@ -32,6 +32,7 @@ from common import REPO, shared_data_dir  # noqa: E402
 
 DEFAULT_SETS = "bbbp,bace,clintox,tox21,sider,esol,freesolv,lipo"
 C_GRID = (0.01, 0.1, 1.0)  # standardized features: the range the benchmark probes pick from
+POOLING = "mean+cls+layers"  # every read-out from one pass, split into columns below
 
 
 def probe_validation_scores(task_type, train, valid, columns) -> list[float]:
@@ -65,9 +66,11 @@ def score_model(name, model, datasets, seeds, data_dir, cache_dir, done=(), save
     from exlm_chem.featurizer import ExLMFeaturizer
     from exlm_chem.moleculenet.datasets import DATASETS, load_dataset, split_dataset
 
-    featurizer = ExLMFeaturizer(model=model, pooling="mean+cls")
+    featurizer = ExLMFeaturizer(model=model, pooling=POOLING)
     width = model.config.hidden_size
-    readouts = {"mean": slice(0, width), "cls": slice(width, 2 * width)}
+    readouts = {
+        part: slice(i * width, (i + 1) * width) for i, part in enumerate(POOLING.split("+"))
+    }
     records = []
     for dataset_name in datasets:
         if dataset_name in done:
@@ -235,6 +238,8 @@ def main() -> None:
     records = []
     if args.out and (args.out / "results.json").is_file():
         records = json.loads((args.out / "results.json").read_text())
+        # Scores of other read-outs are stale: every model is scored again on the same ones.
+        records = [r for r in records if r["featurizer"].endswith(f"_{POOLING}")]
 
     def save(found: list[dict]) -> None:
         records.extend(found)

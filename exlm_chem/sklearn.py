@@ -26,7 +26,8 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
     ----------
     model: a model directory, or None for the default model.
     pooling: the read-out: ``mean`` (over the atom-level token states), ``cls`` (the first
-    ``<s>`` state) or ``mean+cls`` (both, side by side: twice as many features).
+    ``<s>`` state), ``layers`` (the mean of every layer, averaged over the layers) or a
+    combination side by side (``mean+cls``: twice as many features).
     fingerprint: None, or ``"ecfp4"`` for the hybrid: the ExLM vector and the ECFP4 bits side
     by side, each block of unit norm per molecule (see `exlm_chem.fingerprints`).
     batch_size, device, precision, canonicalize, workers: as in `exlm_chem.embed`.

@@ -258,6 +258,41 @@ def test_embeddings_do_not_depend_on_the_batch(tokenizer, objective):
 
 
 @pytest.mark.parametrize("objective", ["exlm", "mlm"])
+def test_layers_read_out_averages_every_layers_token_mean(tokenizer, objective):
+    tok, smiles = tokenizer
+    model = seeded_tiny_model(tok, objective)
+    ids = tok.encode_batch(smiles)
+    # Every layer's output as the modules return it, caught by hooks.
+    caught = []
+    modules = [model.encoder.embed_tokens, *model.encoder.blocks]
+    hooks = [m.register_forward_hook(lambda m, i, out: caught.append(out)) for m in modules]
+    output = model.embed_states(ids, pooling="mean+cls+layers")
+    for hook in hooks:
+        hook.remove()
+    assert len(caught) == model.config.num_layers + 1
+    weights = output.token_states.float()[..., None]
+    per_layer = []
+    for flat in caught:  # (real states, d), or (B * N, d) when the batch is kept padded
+        normed = model.encoder.final_norm(flat)
+        if len(flat) == output.valid.numel():
+            states = normed.reshape(*output.valid.shape, -1)
+        else:
+            states = normed.new_zeros(*output.valid.shape, normed.shape[-1])
+            states[output.valid] = normed
+        per_layer.append((states * weights).sum(1) / weights.sum(1))
+    expected_layers = torch.stack(per_layer).mean(0)
+    d = model.config.hidden_size
+    mean, cls, layers = output.pooled.split(d, dim=1)
+    torch.testing.assert_close(layers, expected_layers, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mean, per_layer[-1], rtol=1e-5, atol=1e-5)  # the last layer
+    torch.testing.assert_close(cls, model.embed_states(ids, pooling="cls").pooled)
+    assert not torch.allclose(layers, mean, atol=1e-3)
+    for i, s in enumerate(smiles):  # and the padding of a batch changes nothing
+        alone = model.embed_states(tok.encode_batch([s]), pooling="layers").pooled[0]
+        torch.testing.assert_close(layers[i], alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["exlm", "mlm"])
 def test_tiny_model_overfits_a_handful_of_molecules(tokenizer, objective):
     tok, smiles = tokenizer
     torch.manual_seed(0)

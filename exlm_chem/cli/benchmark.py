@@ -22,7 +22,8 @@ def benchmark(
     features: str = typer.Option(
         "exlm,ecfp,random",
         help="exlm[:DIR][READ-OUT], ecfp, rdkit2d, random[:DIR][READ-OUT], mlm:DIR[READ-OUT] "
-        "(comma-separated); READ-OUT: mean (default), cls or mean+cls, e.g. exlm[cls].",
+        "(comma-separated); READ-OUT: mean (default), cls, layers or several (mean+cls), "
+        "e.g. exlm[cls].",
     ),
     probe: str = typer.Option(
         "logreg",

@@ -132,14 +132,25 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(config.hidden_size)
 
-    def forward(self, ids, p1, p2, valid):
-        """Hidden states (B, N, d) of the final layer, after its LayerNorm; zeros at padding."""
+    def forward(self, ids, p1, p2, valid, every_layer: bool = False):
+        """Hidden states (B, N, d) of the final layer, after its LayerNorm; zeros at padding.
+
+        every_layer: return instead the list of the states after the token embedding and after
+        each block, each through the final LayerNorm (the last one is the usual output).
+        """
         layout = PackedLayout(valid)
         cos, sin = rotary_tables(
             layout.pack(p1), layout.pack(p2), self.config.head_dim, self.config.rope_base
         )
         x = self.dropout(self.embed_tokens(layout.pack(ids)))  # (T, d)
+        layers = [x] if every_layer else []
         for block in self.blocks:
             x = block(x, cos, sin, layout)
-        hidden = layout.pad(self.final_norm(x))
-        return hidden * valid[..., None].to(x.dtype) if layout.dense else hidden
+            if every_layer:
+                layers.append(x)
+        finished = [self._finish(state, layout, valid) for state in layers or [x]]
+        return finished if every_layer else finished[0]
+
+    def _finish(self, packed, layout, valid):
+        hidden = layout.pad(self.final_norm(packed))
+        return hidden * valid[..., None].to(hidden.dtype) if layout.dense else hidden

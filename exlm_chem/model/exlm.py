@@ -19,7 +19,8 @@ from .expansion import choose_mask_positions, expand_states, pack_selected
 # Special-token ids, fixed by SmilesTokenizer.
 PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3
 UNTRAINED_SEED = 0  # the weights of the untrained control network
-POOLINGS = ("mean", "cls", "mean+cls")  # the read-outs of a molecule vector
+# The read-outs of a molecule vector; combined ones sit side by side, always in this order.
+POOLINGS = ("mean", "cls", "layers", "mean+cls", "mean+layers", "cls+layers", "mean+cls+layers")
 
 
 class LMHead(nn.Module):
@@ -197,14 +198,16 @@ class ExLMModel(nn.Module):
     ) -> EmbeddingOutput:
         """Hidden states of unmasked molecules; ``<s>`` and ``</s>`` expanded as in pretraining.
 
-        pooling: a read-out of `pool_states` (``mean``, ``cls``, ``mean+cls``), or None.
+        pooling: a read-out of `pool_states` (e.g. ``mean``, ``cls``, ``mean+cls``), or None.
         """
         batch = expand_states(ids, self.config.k, self.expand_ids, PAD_ID)
-        hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
+        every_layer = pooling is not None and "layers" in check_pooling(pooling).split("+")
+        hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid, every_layer)
+        layers, hidden = (hidden, hidden[-1]) if every_layer else (None, hidden)
         token_states = batch.valid & ~batch.expanded
         output = EmbeddingOutput(hidden, token_states, batch.valid)
         if pooling is not None:
-            output.pooled = pool_states(hidden, token_states, pooling)
+            output.pooled = pool_states(hidden, token_states, pooling, layers)
         return output
 
 
@@ -226,16 +229,34 @@ def vector_names(hidden_size: int, pooling: str) -> list[str]:
     ]
 
 
-def pool_states(hidden: torch.Tensor, token_states: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Molecule vectors from hidden states (B, N, d), in float32: ``mean`` over the real-token
-    states, ``cls`` (the first ``<s>`` state: in ExLM it starts every DAG path and emits
-    ``<s>``, so it is trained), or ``mean+cls``, both concatenated (B, 2d)."""
-    hidden = hidden.float()
+def pool_states(
+    hidden: torch.Tensor,
+    token_states: torch.Tensor,
+    pooling: str,
+    layers: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Molecule vectors from hidden states (B, N, d), in float32.
+
+    ``mean``: the mean over the real-token states; ``cls``: the first ``<s>`` state (in ExLM
+    it starts every DAG path and emits ``<s>``, so it is trained); ``layers``: the ``mean`` of
+    every layer's states (``layers``: the token embedding's and each block's, each through the
+    final LayerNorm) averaged over the layers, since the middle layers of a pretrained encoder often
+    carry more of a molecule's structure than its last, which is shaped for token prediction.
+    Combined read-outs (``mean+cls``) sit side by side (B, 2d).
+    """
+    weights = token_states.float()[..., None]
+
+    def token_mean(states):
+        return (states.float() * weights).sum(1) / weights.sum(1).clamp(min=1)
+
     parts = []
     for part in check_pooling(pooling).split("+"):
         if part == "cls":
-            parts.append(hidden[:, 0])
+            parts.append(hidden[:, 0].float())
+        elif part == "mean":
+            parts.append(token_mean(hidden))
         else:
-            weights = token_states.to(hidden.dtype)[..., None]
-            parts.append((hidden * weights).sum(1) / weights.sum(1).clamp(min=1))
+            if layers is None:
+                raise ValueError("the layers read-out needs every layer's states")
+            parts.append(torch.stack([token_mean(states) for states in layers]).mean(0))
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

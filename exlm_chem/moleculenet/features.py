@@ -41,8 +41,9 @@ class FeatureSpec:
 
 def parse_features(text: str) -> list[FeatureSpec]:
     """``exlm[:DIR][READ-OUT]``, ``random[:DIR][READ-OUT]``, ``mlm:DIR[READ-OUT]``, ``ecfp``
-    or ``rdkit2d``, comma-separated; READ-OUT is mean (the default), cls or mean+cls; a model's
-    features followed by ``&ecfp`` are its hybrid with ECFP4."""
+    or ``rdkit2d``, comma-separated; READ-OUT is mean (the default), cls, layers or several
+    side by side (mean+cls); a model's features followed by ``&ecfp`` are its hybrid with
+    ECFP4."""
     specs = []
     for item in (part.strip() for part in text.split(",") if part.strip()):
         item, hybrid, extra = item.partition("&")
