@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The MoleculeNet suite: every set in $EXLM_DATA_DIR/moleculenet, a model ($MODEL, the default
-# model when empty) read out three ways, its hybrid with ECFP4, ECFP4, RDKit 2D descriptors,
-# the same network untrained, and the plain-MLM twin ($MLM) when its folder exists; frozen
+# model when empty) read out four ways, its hybrid with ECFP4 (the model read out as
+# $HYBRID_READOUT, the read-out the recipe study chose), ECFP4, RDKit 2D descriptors, the same
+# network untrained, and the plain-MLM twin ($MLM) when its folder exists; frozen
 # probes (logistic regression, random forest) and fine-tuning (learning rate chosen on
 # validation averaged over the seeds) on 5 seeded scaffold splits. ToxCast (617 tasks) gets
 # DeepChem's multitask network and multitask fine-tuning only. Re-running continues where it
@@ -16,13 +17,15 @@ MLM=${MLM:-}
 SEEDS=${SEEDS:-0,1,2,3,4}
 DATASETS=${DATASETS:-bbbp,bace,clintox,tox21,sider,esol,freesolv,lipo}
 DEVICE=${DEVICE:-auto}
+HYBRID_READOUT=${HYBRID_READOUT:-cls}
 exlm=exlm${MODEL:+:$MODEL}
 random=random${MODEL:+:$MODEL}
 models="$exlm,$random"
-frozen="$exlm[mean],$exlm[cls],$exlm[mean+cls],$exlm[cls]&ecfp,ecfp,rdkit2d,$random[mean],$random[cls]"
+frozen="$exlm[mean],$exlm[cls],$exlm[mean+cls],$exlm[layers],$exlm[$HYBRID_READOUT]&ecfp,ecfp"
+frozen+=",rdkit2d,$random[mean],$random[cls],$random[layers]"
 if [ -n "$MLM" ] && [ -f "$MLM/config.json" ]; then
     models+=",mlm:$MLM"
-    frozen+=",mlm:$MLM[mean],mlm:$MLM[cls],mlm:$MLM[mean+cls]"
+    frozen+=",mlm:$MLM[mean],mlm:$MLM[cls],mlm:$MLM[mean+cls],mlm:$MLM[layers]"
 fi
 common=(--data-dir "$DATA/moleculenet" --split random_scaffold --seeds "$SEEDS" --out "$OUT"
     --cache-dir runs/moleculenet-cache --resume)
