@@ -18,19 +18,14 @@ RUNS=${RUNS:-runs/v2}
 RATE=${RATE:?set RATE to the mask rate chosen by the recipe study}
 TOKENS=${TOKENS:-60000000}
 RESULTS=benchmarks/results/default_model_v2
+source benchmarks/resumable_pretrain.sh
 mkdir -p "$RUNS" "$RESULTS"
 for objective in exlm mlm; do
-    out=$RUNS/$objective
-    [ -f "$out/model/config.json" ] && continue
-    start=(--init-from exlm-chem-v1)
-    if compgen -G "$out/checkpoints/step-*.pt" > /dev/null; then
-        start=(--resume)
-    fi
-    exlm-chem pretrain --corpus "$DATA/pretrain/broad_corpus.tsv.gz" \
+    pretrain_resumable "$RUNS/$objective" --init-from exlm-chem-v1 \
+        --corpus "$DATA/pretrain/broad_corpus.tsv.gz" \
         --val-corpus "$DATA/zinc/moses_test.csv.gz" --corpus-cache runs/corpus-cache \
-        --out "$out" --objective "$objective" --mask-rate "$RATE" --preset small --seed 0 \
-        --max-tokens "$TOKENS" --val-every 500 --checkpoint-every 250 --log-every 50 \
-        "${start[@]}" >> "$out.log" 2>&1
+        --objective "$objective" --mask-rate "$RATE" --preset small --seed 0 \
+        --max-tokens "$TOKENS" --val-every 500 --checkpoint-every 250 --log-every 50
 done
 for objective in exlm mlm; do
     cp "$RUNS/$objective/metrics.jsonl" "$RESULTS/$objective-metrics.jsonl"

@@ -13,21 +13,15 @@ RUNS=${RUNS:-runs/recipe}
 TOKENS=${TOKENS:-20000000}
 RATES=${RATES:-0.15 0.30 0.45}
 OBJECTIVES=${OBJECTIVES:-exlm mlm}
+source benchmarks/resumable_pretrain.sh
 mkdir -p "$RUNS"
 for rate in $RATES; do
     for objective in $OBJECTIVES; do
-        out=$RUNS/$objective-mask$rate
-        if [ -f "$out/model/config.json" ]; then
-            continue
-        fi
-        resume=()
-        if compgen -G "$out/checkpoints/step-*.pt" > /dev/null; then
-            resume=(--resume)
-        fi
-        exlm-chem pretrain --corpus "$DATA/pretrain/broad_corpus.tsv.gz" \
+        pretrain_resumable "$RUNS/$objective-mask$rate" \
+            --corpus "$DATA/pretrain/broad_corpus.tsv.gz" \
             --val-corpus "$DATA/zinc/moses_test.csv.gz" --corpus-cache runs/corpus-cache \
-            --out "$out" --objective "$objective" --mask-rate "$rate" --preset small --seed 0 \
+            --objective "$objective" --mask-rate "$rate" --preset small --seed 0 \
             --max-tokens "$TOKENS" --val-every 500 --checkpoint-every 250 --log-every 50 \
-            --shape-bucket 1 "${resume[@]}" >> "$out.log" 2>&1
+            --shape-bucket 1
     done
 done
