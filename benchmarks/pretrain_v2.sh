@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The default model v2 and its plain-MLM twin: ExLM (k = 4) and MLM, `small` preset, both
-# started from the weights of exlm-chem-v1 (its embedding table extended to the broad corpus's
-# vocabulary the same way for both: a new token starts from the atom v1 reads it as), then
-# pretrained on the broad corpus with the recipe the study chose (benchmarks/results/
-# recipe_study/: mask rate $RATE), the same batches, learning-rate schedule and seed, and equal
-# tokens ($TOKENS each). Runs one after the other (each uses every core) and resumes: a
-# finished run is skipped, an interrupted one continues from its last checkpoint.
+# The default model v2 and its plain-MLM twin: ExLM (k = 4) and MLM, `small` preset, each
+# continuing its own recipe-study run at the mask rate the study chose ($RATE; benchmarks/
+# results/recipe_study/: 20M tokens each on the broad corpus with its vocabulary), both the
+# same way: a fresh learning-rate schedule over $TOKENS more tokens each, another seed (1, so
+# the molecules come in another order than in the study's runs), the same batches for both.
+# Runs one after the other (each uses every core) and resumes: a finished run is skipped, an
+# interrupted one continues from its last checkpoint. Each model has then seen 20M + $TOKENS
+# tokens.
 #
 # Then: the vocabulary coverage of the new tokenizer, the ExLM exported with its card to
 # $RUNS/exlm-export (copied into exlm_chem/weights/exlm-chem-v2 only once it beats v1 on the
@@ -15,16 +16,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${EXLM_DATA_DIR:-../shared/data}
 RUNS=${RUNS:-runs/v2}
+STUDY=${STUDY:-runs/recipe}
 RATE=${RATE:?set RATE to the mask rate chosen by the recipe study}
 TOKENS=${TOKENS:-60000000}
 RESULTS=benchmarks/results/default_model_v2
 source benchmarks/resumable_pretrain.sh
 mkdir -p "$RUNS" "$RESULTS"
 for objective in exlm mlm; do
-    pretrain_resumable "$RUNS/$objective" --init-from exlm-chem-v1 \
+    pretrain_resumable "$RUNS/$objective" --init-from "$STUDY/$objective-mask$RATE/model" \
         --corpus "$DATA/pretrain/broad_corpus.tsv.gz" \
         --val-corpus "$DATA/zinc/moses_test.csv.gz" --corpus-cache runs/corpus-cache \
-        --objective "$objective" --mask-rate "$RATE" --preset small --seed 0 \
+        --objective "$objective" --mask-rate "$RATE" --preset small --seed 1 \
         --max-tokens "$TOKENS" --val-every 500 --checkpoint-every 250 --log-every 50
 done
 for objective in exlm mlm; do

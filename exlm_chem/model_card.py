@@ -94,6 +94,7 @@ def export_model(
         "step": step,
         "embedding_max_abs_difference": difference,
         "dtype": str(dtype).removeprefix("torch."),
+        "started_from": earlier_training(run["pretrain"].get("init_from")),
     }
     card = model_card(run, rows, model, facts) + coverage_section(coverage)
     atomic_write_text(dest / "MODEL_CARD.md", card)
@@ -136,6 +137,18 @@ from them under the same licence.
 
 The exlm-chem code is MIT-licensed; this notice covers the weights only.
 """
+
+
+def earlier_training(init_from: str | None) -> dict | None:
+    """The last metrics row (tokens, steps, time) of the run a model was started from, when
+    that model is a run's exported folder (RUN/model beside RUN/metrics.jsonl)."""
+    from .training.runlog import read_metrics
+
+    if not init_from or not (Path(init_from) / "config.json").is_file():
+        return None
+    metrics = Path(init_from).parent / "metrics.jsonl"
+    rows = read_metrics(metrics) if metrics.is_file() else []
+    return rows[-1] if rows else None
 
 
 def _number(value) -> str:
@@ -185,12 +198,20 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
             "are distributed under the same licence (see `LICENSE` beside them); the exlm-chem "
             "code is MIT.\n"
         )
+    earlier = facts.get("started_from")
+    total_tokens = last["tokens"] + (earlier["tokens"] if earlier else 0)
     started_from = (
-        f"| started from | the weights of {pretrain['init_from']} (new tokens from the atom it "
-        "read them as), then trained as below |\n"
+        f"| started from | the weights of {pretrain['init_from']}"
+        + (
+            f", pretrained on {earlier['tokens']:,} tokens in {_duration(earlier['elapsed'])}"
+            if earlier
+            else ""
+        )
+        + " (new tokens from the atom it read them as), then trained as below |\n"
         if pretrain.get("init_from")
         else ""
     )
+    tokens_before = f"; {total_tokens:,} with the run it started from" if earlier else ""
     if stereo:
         stereo_note = "Stereochemistry is part of the input."
     else:
@@ -214,7 +235,7 @@ An ExLM encoder (Zheng et al., ICML 2025) for SMILES, pretrained with exlm-chem'
 | masking | {config["mask_rate"]:.0%} of real tokens, at least one per molecule |
 | optimisation | AdamW (0.9, 0.98), peak lr {pretrain["lr"]:g}, {pretrain["warmup"]:.0%} warm-up then {pretrain["schedule"]} decay, batches of {pretrain["batch_tokens"]:,} padded tokens, {run["precision"]} |
 | steps | {last["step"]:,} |
-| tokens seen | {last["tokens"]:,} ({last["molecules"]:,} molecules, {last["molecules"] / run["corpus"]["kept"]:.2f} passes over the corpus) |
+| tokens seen | {last["tokens"]:,} ({last["molecules"]:,} molecules, {last["molecules"] / run["corpus"]["kept"]:.2f} passes over the corpus){tokens_before} |
 | hardware | {run.get("hardware", "not recorded")}, {run["world_size"]} process(es) |
 | training time | {_duration(last["elapsed"])} (the steps alone, without validation) |
 | final validation masked-token accuracy | {final_val.get("val_accuracy", float("nan")):.4f} (step {final_val.get("step", "-")}) |
@@ -245,7 +266,7 @@ the layers (`layers`) or several side by side (`mean+cls`, `--pooling`).
 
 - {seen} Its vocabulary is {vocabulary}; an atom outside it is read as its nearest known
   form (`exlm-chem tokenize --fallbacks` shows how), any other token as `<unk>`.
-- A small model: {last["tokens"] / 1e6:,.0f}M tokens of pretraining, far less than the paper's.
+- A small model: {total_tokens / 1e6:,.0f}M tokens of pretraining, far less than the paper's.
 - SMILES longer than {config["max_length"] - 2} tokens are truncated.
 {licence}"""
 

@@ -18,6 +18,7 @@ from exlm_chem.training.batches import epoch_batches
 from exlm_chem.training.config import PretrainConfig, learning_rate, parse_duration
 from exlm_chem.training.corpus import corpus_fingerprint
 from exlm_chem.training.loop import pretrain
+from exlm_chem.training.runlog import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SMILES = [
@@ -541,7 +542,13 @@ def test_pretrain_from_another_model_starts_where_it_stopped(corpus, tmp_path, c
     )
     export_model(run, tmp_path / "exported")
     card = (tmp_path / "exported" / "MODEL_CARD.md").read_text()
-    assert f"| started from | the weights of {first.out / 'model'} " in card
+    # The card counts the tokens of the run it started from too.
+    before = read_metrics(first.out / "metrics.jsonl")[-1]["tokens"]
+    here = read_metrics(run / "metrics.jsonl")[-1]["tokens"]
+    assert (
+        f"| started from | the weights of {first.out / 'model'}, pretrained on {before:,} " in card
+    )
+    assert f"; {before + here:,} with the run it started from |" in card
 
 
 def test_shape_buckets_give_few_batch_shapes_and_the_same_losses():
