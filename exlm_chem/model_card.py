@@ -258,9 +258,9 @@ starting point for fine-tuning. Compare against ECFP4 and the untrained-network 
 
 `embed`, `ExLMFeaturizer` and `ExLMTransformer` feed the model RDKit's canonical SMILES of each
 molecule, the form of its pretraining corpus, so every way of writing a molecule gets the same
-vector. {stereo_note} A vector is read out as the mean of the atom-level token states (the
-default), the first `<s>` state (`cls`), the mean of every layer's token states averaged over
-the layers (`layers`) or several side by side (`mean+cls`, `--pooling`).
+vector. {stereo_note} A vector is read out as the mean of every layer's atom-level token
+states, averaged over the layers (`layers`, the default), the mean of the last layer's (`mean`),
+the first `<s>` state (`cls`) or several side by side (`mean+cls`, `--pooling`).
 
 ## Limits
 

@@ -265,7 +265,7 @@ def test_sklearn_transformer(model_dir, drug_smiles):
     y = np.array([i % 2 for i in range(len(X))])
     vectors = transformer.fit_transform(X)
     assert vectors.shape == (len(X), 64)
-    assert list(transformer.get_feature_names_out()[:2]) == ["exlm_mean_0", "exlm_mean_1"]
+    assert list(transformer.get_feature_names_out()[:2]) == ["exlm_layers_0", "exlm_layers_1"]
     cloned = clone(transformer)
     assert cloned.get_params()["model"] == model_dir and not hasattr(cloned, "model_")
     restored = pickle.loads(pickle.dumps(transformer))
@@ -345,7 +345,7 @@ def test_read_outs_mean_cls_and_both_everywhere_a_vector_comes_out(
     from exlm_chem.moleculenet.features import parse_features
 
     smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
-    mean, cls = embed(smiles, model), embed(smiles, model, pooling="cls")
+    mean, cls = embed(smiles, model, pooling="mean"), embed(smiles, model, pooling="cls")
     both = embed(smiles, model, pooling="mean+cls")
     assert both.shape == (3, 128) and not np.allclose(mean, cls)
     np.testing.assert_allclose(both, np.concatenate([mean, cls], axis=1), atol=1e-6)
@@ -384,8 +384,8 @@ def test_read_outs_mean_cls_and_both_everywhere_a_vector_comes_out(
     assert [(s.name, s.kind, s.model_dir, s.pooling) for s in specs] == [
         ("exlm[cls]", "exlm", None, "cls"),
         ("mlm[mean+cls]", "exlm", "/m", "mean+cls"),
-        ("random", "random", None, "mean"),
-        ("ecfp", "ecfp", None, "mean"),
+        ("random", "random", None, "layers"),
+        ("ecfp", "ecfp", None, "layers"),
     ]
     for bad, message in [("exlm[max]", "pooling must be one of"), ("ecfp[cls]", "ecfp takes no")]:
         with pytest.raises(InputError, match=re.escape(message)):

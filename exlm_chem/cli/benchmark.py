@@ -22,7 +22,7 @@ def benchmark(
     features: str = typer.Option(
         "exlm,ecfp,random",
         help="exlm[:DIR][READ-OUT], ecfp, rdkit2d, random[:DIR][READ-OUT], mlm:DIR[READ-OUT] "
-        "(comma-separated); READ-OUT: mean (default), cls, layers or several (mean+cls), "
+        "(comma-separated); READ-OUT: layers (default), mean, cls or several (mean+cls), "
         "e.g. exlm[cls].",
     ),
     probe: str = typer.Option(

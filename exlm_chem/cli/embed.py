@@ -33,8 +33,8 @@ def embed(
     ),
     pooling: str = typer.Option(
         defaults.POOLING,
-        help="Read-out: mean (over the atom-level tokens), cls (the first <s> state), layers "
-        "(every layer's mean, averaged) or several side by side (mean+cls, mean+cls+layers).",
+        help="Read-out: layers (every layer's mean over the atom-level tokens, averaged), mean "
+        "(the last layer's), cls (the first <s> state) or several side by side (mean+cls).",
     ),
     batch_size: int | None = typer.Option(
         None,

@@ -4,7 +4,7 @@
 (RDKit's 2D descriptors as DeepChem computes them: the strong baseline for regression),
 ``random`` or ``random:DIR`` (the same architecture, freshly initialized with a fixed seed:
 the control that shows what pretraining adds) and ``mlm:DIR`` (a plain-MLM model); a model's
-read-out in brackets: ``exlm[cls]``, ``mlm:DIR[mean+cls]`` (mean when left out). A model's
+read-out in brackets: ``exlm[cls]``, ``mlm:DIR[mean+cls]`` (layers when left out). A model's
 features followed by ``&ecfp`` are the hybrid: its vector and the ECFP4 bits side by side
 (``exlm[cls]&ecfp``; see `exlm_chem.fingerprints`).
 """
@@ -41,7 +41,7 @@ class FeatureSpec:
 
 def parse_features(text: str) -> list[FeatureSpec]:
     """``exlm[:DIR][READ-OUT]``, ``random[:DIR][READ-OUT]``, ``mlm:DIR[READ-OUT]``, ``ecfp``
-    or ``rdkit2d``, comma-separated; READ-OUT is mean (the default), cls, layers or several
+    or ``rdkit2d``, comma-separated; READ-OUT is layers (the default), mean, cls or several
     side by side (mean+cls); a model's features followed by ``&ecfp`` are its hybrid with
     ECFP4."""
     specs = []
