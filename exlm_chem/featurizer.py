@@ -31,8 +31,9 @@ class ExLMFeaturizer(MolecularFeaturizer):
     Parameters
     ----------
     model: a model directory, a loaded model, or None for the default model.
-    pooling: the read-out: ``mean`` over the token states, ``cls`` (the first ``<s>`` state),
-    ``layers`` (the mean of every layer, averaged) or a combination side by side (``mean+cls``).
+    pooling: the read-out: ``layers`` (every layer's mean over the token states, averaged over
+    the layers; the default), ``mean`` (the last layer's), ``cls`` (the first ``<s>`` state)
+    or several side by side (``mean+cls``).
     fingerprint: None, or ``"ecfp4"`` for the hybrid: the ExLM vector and the ECFP4 bits of
     the ECFP baseline side by side, each block of unit norm (see `exlm_chem.fingerprints`).
     batch_size, device, precision, canonicalize: as in `exlm_chem.embed`.

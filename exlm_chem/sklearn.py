@@ -25,9 +25,9 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     model: a model directory, or None for the default model.
-    pooling: the read-out: ``mean`` (over the atom-level token states), ``cls`` (the first
-    ``<s>`` state), ``layers`` (the mean of every layer, averaged over the layers) or a
-    combination side by side (``mean+cls``: twice as many features).
+    pooling: the read-out: ``layers`` (every layer's mean over the atom-level token states,
+    averaged over the layers; the default), ``mean`` (the last layer's), ``cls`` (the first
+    ``<s>`` state) or several side by side (``mean+cls``: twice as many features).
     fingerprint: None, or ``"ecfp4"`` for the hybrid: the ExLM vector and the ECFP4 bits side
     by side, each block of unit norm per molecule (see `exlm_chem.fingerprints`).
     batch_size, device, precision, canonicalize, workers: as in `exlm_chem.embed`.

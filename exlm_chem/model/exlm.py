@@ -239,9 +239,10 @@ def pool_states(
 
     ``mean``: the mean over the real-token states; ``cls``: the first ``<s>`` state (in ExLM
     it starts every DAG path and emits ``<s>``, so it is trained); ``layers``: the ``mean`` of
-    every layer's states (``layers``: the token embedding's and each block's, each through the
-    final LayerNorm) averaged over the layers, since the middle layers of a pretrained encoder often
-    carry more of a molecule's structure than its last, which is shaped for token prediction.
+    every layer's states (the argument ``layers``: the token embedding's and each block's, each
+    through the final LayerNorm) averaged over the layers, since the middle layers of a
+    pretrained encoder often carry more of a molecule's structure than its last, which is
+    shaped for token prediction.
     Combined read-outs (``mean+cls``) sit side by side (B, 2d).
     """
     weights = token_states.float()[..., None]
