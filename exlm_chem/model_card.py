@@ -200,17 +200,17 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
         )
     earlier = facts.get("started_from")
     total_tokens = last["tokens"] + (earlier["tokens"] if earlier else 0)
-    started_from = (
-        f"| started from | the weights of {pretrain['init_from']}"
-        + (
+    started_from = ""
+    if pretrain.get("init_from"):
+        before = (
             f", pretrained on {earlier['tokens']:,} tokens in {_duration(earlier['elapsed'])}"
             if earlier
             else ""
         )
-        + " (new tokens from the atom it read them as), then trained as below |\n"
-        if pretrain.get("init_from")
-        else ""
-    )
+        started_from = (
+            f"| started from | the weights of {pretrain['init_from']}{before} (new tokens from "
+            "the atom it read them as), then trained as below |\n"
+        )
     tokens_before = f"; {total_tokens:,} with the run it started from" if earlier else ""
     if stereo:
         stereo_note = "Stereochemistry is part of the input."

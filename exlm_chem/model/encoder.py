@@ -143,13 +143,14 @@ class Encoder(nn.Module):
             layout.pack(p1), layout.pack(p2), self.config.head_dim, self.config.rope_base
         )
         x = self.dropout(self.embed_tokens(layout.pack(ids)))  # (T, d)
-        layers = [x] if every_layer else []
+        layers = [x]
         for block in self.blocks:
             x = block(x, cos, sin, layout)
             if every_layer:
                 layers.append(x)
-        finished = [self._finish(state, layout, valid) for state in layers or [x]]
-        return finished if every_layer else finished[0]
+        if every_layer:
+            return [self._finish(state, layout, valid) for state in layers]
+        return self._finish(x, layout, valid)
 
     def _finish(self, packed, layout, valid):
         hidden = layout.pad(self.final_norm(packed))

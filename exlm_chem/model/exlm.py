@@ -201,9 +201,12 @@ class ExLMModel(nn.Module):
         pooling: a read-out of `pool_states` (e.g. ``mean``, ``cls``, ``mean+cls``), or None.
         """
         batch = expand_states(ids, self.config.k, self.expand_ids, PAD_ID)
-        every_layer = pooling is not None and "layers" in check_pooling(pooling).split("+")
-        hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid, every_layer)
-        layers, hidden = (hidden, hidden[-1]) if every_layer else (None, hidden)
+        layers = None
+        if pooling is not None and "layers" in check_pooling(pooling).split("+"):
+            layers = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid, every_layer=True)
+            hidden = layers[-1]
+        else:
+            hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
         token_states = batch.valid & ~batch.expanded
         output = EmbeddingOutput(hidden, token_states, batch.valid)
         if pooling is not None:
