@@ -125,7 +125,8 @@ class _FinetunedEstimator(BaseEstimator):
     Parameters
     ----------
     model: a model directory, or None for the default model.
-    head: ``cls`` (the ``<s>`` state, RoBERTa head) or ``mean`` (mean of token states, linear).
+    head: ``cls`` (the ``<s>`` state, RoBERTa head), ``mean`` (the last layer's token mean,
+    linear) or ``layers`` (every layer's token mean averaged, linear).
     learning_rate: one rate, or a sequence of rates chosen on the validation part.
     epochs, patience, batch_size, dropout: as in `exlm_chem.finetune.FinetuneSettings`.
     validation_fraction: share of the molecules held out for early stopping (and the rate),

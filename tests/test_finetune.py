@@ -46,7 +46,7 @@ def amines(model):
     return train, valid
 
 
-@pytest.mark.parametrize("head", ["cls", "mean"])
+@pytest.mark.parametrize("head", ["cls", "mean", "layers"])
 def test_finetuning_learns_an_easy_task_and_keeps_the_best_epoch(model, amines, head):
     train, valid = amines
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -39,7 +39,7 @@ def benchmark(
     finetune_lr: str = typer.Option(
         "3e-5,1e-4,3e-4,1e-3", help="Fine-tuning learning rates (comma-separated grid)."
     ),
-    finetune_head: str = typer.Option("cls", help="Fine-tuning head: cls or mean."),
+    finetune_head: str = typer.Option("cls", help="Fine-tuning head: cls, mean or layers."),
     finetune_epochs: int = typer.Option(60, help="Fine-tuning: at most this many epochs."),
     finetune_patience: int = typer.Option(10, help="Fine-tuning: early-stopping patience."),
     device: str | None = typer.Option(

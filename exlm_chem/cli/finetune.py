@@ -37,7 +37,9 @@ def finetune(
         None, help="Model directory to start from (default: the model shipped with the package)."
     ),
     head: str = typer.Option(
-        "cls", help="cls (the <s> state, RoBERTa head) or mean (mean of token states, linear)."
+        "cls",
+        help="cls (the <s> state, RoBERTa head), mean (last layer's token mean, linear) or "
+        "layers (every layer's token mean averaged, linear).",
     ),
     lr: str = typer.Option(
         DEFAULT_RATES, help="Learning rate, or comma-separated rates chosen on validation."

@@ -19,7 +19,9 @@ from ..model.io import load_model_directory, save_model
 from ..outputs import atomic_path, atomic_write_text
 from .data import EncodedMolecules
 
-HEADS = ("cls", "mean")  # cls: <s> state + RoBERTa head; mean: mean of token states + linear
+# cls: the <s> state + RoBERTa head; mean: the last layer's token mean + linear; layers: every
+# layer's token mean, averaged (the default frozen read-out) + linear.
+HEADS = ("cls", "mean", "layers")
 HEAD_WEIGHTS_FILE, HEAD_CONFIG_FILE = "head.safetensors", "head.json"
 HEAD_FORMAT = "exlm-chem prediction head"
 PREDICT_BATCH = 128
