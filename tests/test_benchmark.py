@@ -289,6 +289,36 @@ def test_probes_are_not_thrown_by_a_bit_never_set_in_training(probe):
     assert valid_prediction.shape == (20, 1) and np.abs(valid_prediction - y[100:120]).max() < 3
 
 
+def test_linear_probe_keeps_per_task_the_input_scaling_that_scores_better_on_validation():
+    # Sparse bits: a frequent bit carries the first task, a rare one the second.
+    import deepchem as dc
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    from exlm_chem.moleculenet.probes import _fit_linear_probe, probe_predictions
+
+    rng = np.random.default_rng(1)
+    X = (rng.random((600, 300)) < rng.uniform(0.002, 0.3, 300)).astype(np.float32)
+    logits = np.column_stack([3 * X[:, 0] - 1 + rng.normal(0, 1, 600), X[:, 1:40].sum(1) - 4])
+    y = (logits > 0).astype(np.float32)
+    parts = [
+        dc.data.NumpyDataset(X[r], y[r], np.ones_like(y[r]))
+        for r in np.split(np.arange(600), [400, 500])
+    ]
+    valid_prediction, _ = probe_predictions("logreg", "classification", *parts, seed=0)
+    scaler = StandardScaler().fit(parts[0].X)
+    for t in range(2):
+        candidates = []
+        for f in (scaler.transform, lambda a: np.asarray(a, dtype=np.float64)):
+            model = _fit_linear_probe(True, f(parts[0].X), y[:400, t], f(parts[1].X), y[400:500, t])
+            candidates.append(
+                roc_auc_score(y[400:500, t], model.predict_proba(f(parts[1].X))[:, 1])
+            )
+        assert roc_auc_score(y[400:500, t], valid_prediction[:, t]) == pytest.approx(
+            max(candidates)
+        )
+
+
 def test_probes_give_each_block_of_a_hybrid_the_same_total_variance():
     from exlm_chem.moleculenet.probes import _BlockScaler
 
