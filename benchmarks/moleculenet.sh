@@ -3,9 +3,9 @@
 # model when empty) read out four ways, its hybrid with ECFP4 (the model read out as
 # $HYBRID_READOUT, the read-out the recipe study chose), ECFP4, RDKit 2D descriptors, the same
 # network untrained, and the plain-MLM twin ($MLM) when its folder exists; frozen
-# probes (logistic regression, random forest) and fine-tuning (learning rate chosen on
-# validation averaged over the seeds) on 5 seeded scaffold splits. ToxCast (617 tasks) gets
-# DeepChem's multitask network and multitask fine-tuning only. Re-running continues where it
+# probes (logistic regression, random forest) and fine-tuning with the $FINETUNE_HEAD head
+# (learning rate chosen on validation averaged over the seeds) on 5 seeded scaffold splits.
+# ToxCast (617 tasks) gets DeepChem's multitask network and multitask fine-tuning only. Re-running continues where it
 # stopped (--resume). results.md ends with each family's read-out and probe chosen on
 # validation and paired bootstrap intervals of the model against every other family.
 set -euo pipefail
@@ -18,6 +18,7 @@ SEEDS=${SEEDS:-0,1,2,3,4}
 DATASETS=${DATASETS:-bbbp,bace,clintox,tox21,sider,esol,freesolv,lipo}
 DEVICE=${DEVICE:-auto}
 HYBRID_READOUT=${HYBRID_READOUT:-layers}
+FINETUNE_HEAD=${FINETUNE_HEAD:-cls}  # cls, mean or layers
 exlm=exlm${MODEL:+:$MODEL}
 random=random${MODEL:+:$MODEL}
 models="$exlm,$random"
@@ -33,5 +34,5 @@ exlm-chem benchmark --datasets "$DATASETS" --features "$frozen" --probe logreg,r
 exlm-chem benchmark --datasets toxcast --features "$frozen" --probe deepchem "${common[@]}"
 if [ -z "${SKIP_FINETUNE:-}" ]; then
     exlm-chem benchmark --datasets "$DATASETS,toxcast" --features "$models" --probe none \
-        --finetune --device "$DEVICE" "${common[@]}"
+        --finetune --finetune-head "$FINETUNE_HEAD" --device "$DEVICE" "${common[@]}"
 fi
