@@ -5,9 +5,10 @@
 # network untrained, and the plain-MLM twin ($MLM) when its folder exists; frozen
 # probes (logistic regression, random forest) and fine-tuning with the $FINETUNE_HEAD head
 # (learning rate chosen on validation averaged over the seeds) on 5 seeded scaffold splits.
-# ToxCast (617 tasks) gets DeepChem's multitask network and multitask fine-tuning only. Re-running continues where it
-# stopped (--resume). results.md ends with each family's read-out and probe chosen on
-# validation and paired bootstrap intervals of the model against every other family.
+# ToxCast (617 tasks) gets DeepChem's multitask network and multitask fine-tuning only.
+# Re-running continues where it stopped (--resume). results.md ends with each family's
+# read-out and probe chosen on validation and paired bootstrap intervals of the model against
+# every other family.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${EXLM_DATA_DIR:-../shared/data}
