@@ -239,6 +239,40 @@ def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shar
     assert again == records
 
 
+def test_benchmark_finetune_chooses_the_head_with_the_rate(tiny_model_dir, shared_data, tmp_path):
+    from exlm_chem.finetuning import FinetuneSettings
+    from exlm_chem.moleculenet.suite import run_benchmark
+
+    records = run_benchmark(
+        ["freesolv"],
+        parse_features(f"exlm:{tiny_model_dir}"),
+        [],
+        tmp_path / "out",
+        data_dir=shared_data / "moleculenet",
+        split="random_scaffold",
+        seeds=[0, 1],
+        finetune=True,
+        finetune_settings=FinetuneSettings(epochs=2, patience=1, batch_size=64),
+        finetune_rates=[1e-3],
+        finetune_heads=["cls", "layers"],
+    )
+    runs = json.loads((tmp_path / "out" / "finetune_runs.json").read_text())
+    assert sorted((r["head"], r["seed"]) for r in runs) == [
+        ("cls", 0),
+        ("cls", 1),
+        ("layers", 0),
+        ("layers", 1),
+    ]
+    chosen = [r for r in records if r["probe"] == "finetune"]
+    assert {r["head"] for r in chosen} == {chosen[0]["head"]}  # one head for every seed
+    pooled = {
+        h: np.mean([r["valid_value"] for r in runs if r["head"] == h]) for h in ("cls", "layers")
+    }
+    assert pooled[chosen[0]["head"]] == min(pooled.values())  # RMSE: lower is better
+    by_seed = {r["seed"]: r for r in runs if r["head"] == chosen[0]["head"]}
+    assert all(r["value"] == by_seed[r["seed"]]["value"] for r in chosen)
+
+
 def test_missing_dataset_file_that_cannot_be_downloaded_names_it(run_cli, tmp_path, monkeypatch):
     import urllib.error
 

@@ -39,7 +39,11 @@ def benchmark(
     finetune_lr: str = typer.Option(
         "3e-5,1e-4,3e-4,1e-3", help="Fine-tuning learning rates (comma-separated grid)."
     ),
-    finetune_head: str = typer.Option("cls", help="Fine-tuning head: cls, mean or layers."),
+    finetune_head: str = typer.Option(
+        "cls",
+        help="Fine-tuning head: cls, mean or layers; several (comma-separated) are chosen on "
+        "validation with the learning rate.",
+    ),
     finetune_epochs: int = typer.Option(60, help="Fine-tuning: at most this many epochs."),
     finetune_patience: int = typer.Option(10, help="Fine-tuning: early-stopping patience."),
     device: str | None = typer.Option(
@@ -62,7 +66,7 @@ def benchmark(
     import logging
 
     # The MoleculeNet package imports DeepChem, slow to import: only for this command.
-    from ..finetuning import FinetuneSettings
+    from ..finetuning import HEADS, FinetuneSettings
     from ..moleculenet.datasets import DATASETS
     from ..moleculenet.features import parse_features
     from ..moleculenet.probes import PROBES
@@ -89,10 +93,9 @@ def benchmark(
         cache_dir=cache_dir,
         resume=resume,
         overwrite=overwrite,
-        finetune_settings=FinetuneSettings(
-            head=finetune_head, epochs=finetune_epochs, patience=finetune_patience
-        ),
+        finetune_settings=FinetuneSettings(epochs=finetune_epochs, patience=finetune_patience),
         finetune_rates=parse_rates(finetune_lr),
         device=device,
+        finetune_heads=parse_list(finetune_head, HEADS, "fine-tuning heads"),
     )
     typer.echo(f"results in {out / 'results.md'}", err=True)

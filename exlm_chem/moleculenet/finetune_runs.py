@@ -47,16 +47,20 @@ def finetune_results(
     settings: FinetuneSettings,
     rates,
     device,
+    heads: list[str] | None = None,
 ) -> list[dict]:
-    """Fine-tune at every (rate, seed), resuming from ``runs_path``; the records of the rate
-    whose validation metric, averaged over the seeds, is best."""
+    """Fine-tune at every (head, rate, seed), resuming from ``runs_path``; the records of the
+    head and rate whose validation metric, averaged over the seeds, is best."""
+    heads = heads or [settings.head]
     task_type = DATASETS[name].task_type
     metric = "roc_auc" if task_type == "classification" else "rmse"
     runs = read_records(runs_path, "runs")
     key = dict(dataset=name, features=spec.name, featurizer=featurizer_name, split=split)
     chosen_runs = {}
     for seed in seeds:
-        keys = [dict(key, seed=seed, learning_rate=rate, head=settings.head) for rate in rates]
+        keys = [
+            dict(key, seed=seed, learning_rate=rate, head=head) for head in heads for rate in rates
+        ]
         missing = [
             k for k in keys if not any(all(r.get(f) == v for f, v in k.items()) for r in runs)
         ]
@@ -65,13 +69,13 @@ def finetune_results(
         whole_parts = cached_split(splits, dataset, split, seed)
         parts = [_labelled(part, model.tokenizer) for part in whole_parts]
         for run_key in missing:
-            rate = run_key["learning_rate"]
+            rate, head = run_key["learning_rate"], run_key["head"]
             result = finetune(
                 model,
                 parts[0],
                 parts[1],
                 task_type,
-                replace(settings, learning_rate=rate, seed=seed),
+                replace(settings, learning_rate=rate, head=head, seed=seed),
                 device=device,
             )
             test = whole_parts[2]
@@ -107,19 +111,20 @@ def finetune_results(
         if all(r.get(k) == v for k, v in key.items())
         and r["seed"] in seeds
         and r["learning_rate"] in rates
-        and r["head"] == settings.head
+        and r["head"] in heads
     ]
     # Pooled over the seeds: the metric where every seed's validation set defines it, else the
     # validation loss.
     selection = metric if all(r["selection"] == metric for r in mine) else "loss"
-    by_rate: dict[float, list[float]] = {}
+    # Keyed by (head, rate): both chosen by the rule that chooses a rate.
+    by_choice: dict[tuple[str, float], list[float]] = {}
     for r in mine:
-        by_rate.setdefault(r["learning_rate"], []).append(
+        by_choice.setdefault((r["head"], r["learning_rate"]), []).append(
             r["valid_value"] if r["selection"] == selection else float("nan")
         )
-    rate = choose_learning_rate(by_rate, selection)
+    head, rate = choose_learning_rate(by_choice, selection)
     for r in mine:
-        if r["learning_rate"] == rate:
+        if (r["head"], r["learning_rate"]) == (head, rate):
             chosen_runs[r["seed"]] = r
     return [
         dict(
@@ -131,7 +136,7 @@ def finetune_results(
             metric=metric,
             value=chosen_runs[seed]["value"],
             learning_rate=rate,
-            head=settings.head,
+            head=head,
             valid_value=chosen_runs[seed]["valid_value"],
             fit_seconds=sum(r["fit_seconds"] for r in mine if r["seed"] == seed),
             featurizer=featurizer_name,

@@ -45,6 +45,7 @@ def run_benchmark(
     finetune_settings: FinetuneSettings | None = None,
     finetune_rates=LEARNING_RATES,
     device=None,
+    finetune_heads: list[str] | None = None,
 ) -> list[dict]:
     """Run every (dataset, features, probe, seed); write results.json/.csv/.md and plots to
     ``out``.
@@ -56,8 +57,9 @@ def run_benchmark(
 
     With ``finetune``, each model is also fine-tuned (`exlm_chem.finetune`) at every rate of
     ``finetune_rates`` on every seed's split; the rate with the best validation metric averaged
-    over the seeds is chosen, and its runs are the ``finetune`` results. Every run is kept in
-    finetune_runs.json, so an interrupted grid resumes where it stopped.
+    over the seeds is chosen, and its runs are the ``finetune`` results. ``finetune_heads``
+    (default: the settings' head) are chosen the same way, jointly with the rate. Every run is
+    kept in finetune_runs.json, so an interrupted grid resumes where it stopped.
     """
     if split not in SPLITS:
         raise InputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
@@ -201,6 +203,7 @@ def run_benchmark(
                     finetune_settings or FinetuneSettings(),
                     finetune_rates,
                     device,
+                    finetune_heads,
                 )
                 atomic_write_text(out / "results.json", json.dumps(records, indent=1))
     write_reports(records, out)
