@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
+from ..finetuning.train import is_better
 from ..fingerprints import block_weights
 from ..metrics import score
 
@@ -45,6 +46,7 @@ def probe_predictions(
         return _deepchem_predictions(task_type, train, valid, test, seed, scaler)
     n_tasks = train.y.shape[1]
     classification = task_type == "classification"
+    metric = "roc_auc" if classification else "rmse"
     # Each input is prepared once: each task takes its labelled rows of the same arrays.
     inputs = [[scaler.transform(d.X) for d in (train, valid, test)]]
     if probe == "logreg":
@@ -57,17 +59,17 @@ def probe_predictions(
                 out[:, t] = y_train.mean() if len(y_train) else 0.0
             continue
         labelled = valid.w[:, t] > 0
-        best_value, best = None, None
+        best = None  # (validation value, model, validation prediction, test input)
         for train_X, valid_X, test_X in inputs:
             X_train, y_train = _task_rows(train, train_X, t)
             X_valid, y_valid = _task_rows(valid, valid_X, t)
             model = _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed)
-            predicted = [_predict(model, X, classification) for X in (valid_X, test_X)]
-            value = score(task_type, y_valid, np.ones_like(y_valid), predicted[0][labelled])
-            value = value if classification else -value
-            if best is None or value > best_value:  # NaN (no validation signal): the first
-                best_value, best = value, predicted
-        outputs[0][:, t], outputs[1][:, t] = best
+            valid_prediction = _predict(model, valid_X, classification)
+            value = score(task_type, y_valid, np.ones_like(y_valid), valid_prediction[labelled])
+            if best is None or is_better(value, best[0], metric):
+                best = (value, model, valid_prediction, test_X)
+        _, model, outputs[0][:, t], test_X = best
+        outputs[1][:, t] = _predict(model, test_X, classification)
     return outputs[0], outputs[1]
 
 
