@@ -2,9 +2,10 @@
 # The MoleculeNet suite: every set in $EXLM_DATA_DIR/moleculenet, a model ($MODEL, the default
 # model when empty) read out four ways, its hybrid with ECFP4 (the model read out as
 # $HYBRID_READOUT, the read-out the recipe study chose), ECFP4, RDKit 2D descriptors, the same
-# network untrained, and the plain-MLM twin ($MLM) when its folder exists; frozen
-# probes (logistic regression, random forest) and fine-tuning with the $FINETUNE_HEAD head
-# (learning rate chosen on validation averaged over the seeds) on 5 seeded scaffold splits.
+# network untrained, the previously shipped model ($PREVIOUS, frozen probes only; empty leaves
+# it out) and the plain-MLM twin ($MLM) when its folder exists; frozen probes (logistic
+# regression, random forest) and fine-tuning with the $FINETUNE_HEAD head (learning rate chosen
+# on validation averaged over the seeds) on 5 seeded scaffold splits.
 # ToxCast (617 tasks) gets DeepChem's multitask network and multitask fine-tuning only.
 # Re-running continues where it stopped (--resume). results.md ends with each family's
 # read-out and probe chosen on validation and paired bootstrap intervals of the model against
@@ -15,6 +16,7 @@ DATA=${EXLM_DATA_DIR:-../shared/data}
 OUT=${OUT:-benchmarks/results/moleculenet_v2protocol}
 MODEL=${MODEL:-}
 MLM=${MLM:-}
+PREVIOUS=${PREVIOUS-exlm-chem-v1}
 SEEDS=${SEEDS:-0,1,2,3,4}
 DATASETS=${DATASETS:-bbbp,bace,clintox,tox21,sider,esol,freesolv,lipo}
 DEVICE=${DEVICE:-auto}
@@ -25,6 +27,9 @@ random=random${MODEL:+:$MODEL}
 models="$exlm,$random"
 frozen="$exlm[mean],$exlm[cls],$exlm[mean+cls],$exlm[layers],$exlm[$HYBRID_READOUT]&ecfp,ecfp"
 frozen+=",rdkit2d,$random[mean],$random[cls],$random[layers]"
+if [ -n "$PREVIOUS" ] && [ "$PREVIOUS" != "$MODEL" ]; then
+    frozen+=",exlm:$PREVIOUS[mean],exlm:$PREVIOUS[cls],exlm:$PREVIOUS[layers]"
+fi
 if [ -n "$MLM" ] && [ -f "$MLM/config.json" ]; then
     models+=",mlm:$MLM"
     frozen+=",mlm:$MLM[mean],mlm:$MLM[cls],mlm:$MLM[mean+cls],mlm:$MLM[layers]"
