@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import InputError
 
 PACKAGED_MODELS_DIR = Path(__file__).parent / "weights"  # one folder per shipped model
-DEFAULT_MODEL = "exlm-chem-v1"
+DEFAULT_MODEL = "exlm-chem-v2"
 DEFAULT_MODEL_DIR = PACKAGED_MODELS_DIR / DEFAULT_MODEL
 
 

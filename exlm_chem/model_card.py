@@ -219,15 +219,21 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
             "Its vocabulary has no stereo tokens, so the canonical SMILES is written without "
             "stereochemistry: stereoisomers share a vector."
         )
-    return f"""# exlm-chem default model
+    if config["objective"] == "mlm":
+        title, encoder = "exlm-chem plain-MLM model", "A plain masked-language-model encoder"
+        objective = "mlm (one prediction per `<mask>`, no expansion)"
+    else:
+        title, encoder = "exlm-chem model", "An ExLM encoder (Zheng et al., ICML 2025)"
+        objective = f"exlm (k = {config['k']} states per mask, `<s>` and `</s>`)"
+    return f"""# {title}
 
-An ExLM encoder (Zheng et al., ICML 2025) for SMILES, pretrained with exlm-chem's own
+{encoder} for SMILES, pretrained with exlm-chem's own
 `exlm-chem pretrain`. It turns a molecule into a {config["hidden_size"]}-dimensional vector
 (`exlm_chem.embed`, `exlm-chem embed`).
 
 | | |
 |---|---|
-| objective | {config["objective"]} (k = {config["k"]} states per mask, `<s>` and `</s>`) |
+| objective | {objective} |
 | preset | {config["preset"]}: {config["num_layers"]} layers x {config["hidden_size"]} wide, {config["num_heads"]} heads, {model.num_parameters():,} parameters |
 | tokenizer | atom-level SMILES regex, {config["vocab_size"]} tokens (5 special), sequences up to {config["max_length"]} tokens |
 | corpus | {corpus}: {run["corpus"]["kept"]:,} molecules kept of {run["corpus"]["read"]:,} read ({run["corpus"]["invalid_rdkit"]} rejected by RDKit){"; by source: " + source_list if source_list else ""}{"; draws per epoch: " + pretrain["source_weights"] if pretrain.get("source_weights") else ""} |

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -113,16 +114,21 @@ def test_changing_a_loaded_default_model_leaves_the_next_one_as_shipped(drug_smi
 def test_shipped_models_are_selectable_by_name(run_cli, tmp_path):
     from exlm_chem.environment import DEFAULT_MODEL, packaged_models
 
-    assert DEFAULT_MODEL in packaged_models()
-    named = load_model("exlm-chem-v1")
-    assert named.name == "exlm-chem-v1" and load_model().name == DEFAULT_MODEL
+    assert {DEFAULT_MODEL, "exlm-chem-v1", "exlm-chem-v2"} <= set(packaged_models())
+    named = load_model(DEFAULT_MODEL)
+    assert named.name == DEFAULT_MODEL and load_model().name == DEFAULT_MODEL
     np.testing.assert_array_equal(embed("CCO", named), embed("CCO"))
+    previous = load_model("exlm-chem-v1")  # an earlier model stays selectable by name
+    assert previous.name == "exlm-chem-v1"
+    assert not np.allclose(embed("CCO", previous), embed("CCO"))
     with pytest.raises(InputError, match="nor a shipped model"):
         load_model("exlm-chem-v0")
     path = tmp_path / "m.smi"
     path.write_text("CCO\n")
-    code, _, err = run_cli("embed", path, "--model", "exlm-chem-v1")
+    code, _, err = run_cli("embed", path, "--model", "exlm-chem-v1", "-o", tmp_path / "m.parquet")
     assert code == 0, err
+    metadata = pq.read_schema(tmp_path / "m.parquet").metadata
+    assert metadata[b"exlm_chem.model"] == b"exlm-chem-v1"
 
 
 def test_a_missing_default_model_gets_a_clear_message(monkeypatch, tmp_path):
