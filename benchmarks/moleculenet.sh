@@ -23,6 +23,7 @@ DATASETS=${DATASETS:-bbbp,bace,clintox,tox21,sider,esol,freesolv,lipo}
 DEVICE=${DEVICE:-auto}
 HYBRID_READOUT=${HYBRID_READOUT:-layers}
 FINETUNE_HEAD=${FINETUNE_HEAD:-cls}  # cls, mean or layers; several (cls,layers): chosen on validation
+CHOICE_SEEDS=${CHOICE_SEEDS:-$SEEDS}  # the seeds whose validation chooses head and learning rate
 exlm=exlm${MODEL:+:$MODEL}
 random=random${MODEL:+:$MODEL}
 models="$exlm,$random"
@@ -45,5 +46,6 @@ exlm-chem benchmark --datasets "$DATASETS" --features "$frozen" --probe logreg,r
     --cache-dir runs/moleculenet-cache --resume
 if [ -z "${SKIP_FINETUNE:-}" ]; then
     exlm-chem benchmark --datasets "$DATASETS,toxcast" --features "$models" --probe none \
-        --finetune --finetune-head "$FINETUNE_HEAD" --device "$DEVICE" "${common[@]}"
+        --finetune --finetune-head "$FINETUNE_HEAD" --finetune-choice-seeds "$CHOICE_SEEDS" \
+        --device "$DEVICE" "${common[@]}"
 fi

@@ -273,6 +273,43 @@ def test_benchmark_finetune_chooses_the_head_with_the_rate(tiny_model_dir, share
     assert all(r["value"] == by_seed[r["seed"]]["value"] for r in chosen)
 
 
+def test_benchmark_finetune_runs_the_grid_on_the_choice_seeds_only(
+    tiny_model_dir, shared_data, tmp_path
+):
+    from exlm_chem.finetuning import FinetuneSettings
+    from exlm_chem.moleculenet.suite import run_benchmark
+
+    records = run_benchmark(
+        ["freesolv"],
+        parse_features(f"exlm:{tiny_model_dir}"),
+        [],
+        tmp_path / "out",
+        data_dir=shared_data / "moleculenet",
+        split="random_scaffold",
+        seeds=[0, 1, 2],
+        finetune=True,
+        finetune_settings=FinetuneSettings(epochs=2, patience=1, batch_size=64),
+        finetune_rates=[1e-3],
+        finetune_heads=["cls", "layers"],
+        finetune_choice_seeds=[1],
+    )
+    runs = json.loads((tmp_path / "out" / "finetune_runs.json").read_text())
+    on_seed_1 = {r["head"]: r["valid_value"] for r in runs if r["seed"] == 1}
+    head = min(on_seed_1, key=on_seed_1.get)  # RMSE: lower is better
+    assert sorted((r["seed"], r["head"]) for r in runs) == sorted(
+        [(1, "cls"), (1, "layers"), (0, head), (2, head)]
+    )
+    chosen = [r for r in records if r["probe"] == "finetune"]
+    assert sorted(r["seed"] for r in chosen) == [0, 1, 2] and {r["head"] for r in chosen} == {head}
+
+
+def test_benchmark_rejects_choice_seeds_that_are_not_integers(run_cli, tmp_path):
+    code, _, err = run_cli(
+        "benchmark", "--features", "ecfp", "--finetune-choice-seeds", "0,x", "--out", tmp_path
+    )
+    assert code == 2 and "--finetune-choice-seeds must be comma-separated integers" in err
+
+
 def test_missing_dataset_file_that_cannot_be_downloaded_names_it(run_cli, tmp_path, monkeypatch):
     import urllib.error
 

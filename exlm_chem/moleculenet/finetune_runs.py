@@ -1,5 +1,5 @@
-"""Fine-tuning in the suite: every (learning rate, seed) run, kept for resuming, and the rate
-chosen on validation averaged over the seeds."""
+"""Fine-tuning in the suite: every (head, learning rate, seed) run, kept for resuming, and the
+head and rate chosen on validation averaged over the seeds (all, or the ones named to choose)."""
 
 from __future__ import annotations
 
@@ -48,24 +48,26 @@ def finetune_results(
     rates,
     device,
     heads: list[str] | None = None,
+    choice_seeds: list[int] | None = None,
 ) -> list[dict]:
-    """Fine-tune at every (head, rate, seed), resuming from ``runs_path``; the records of the
-    head and rate whose validation metric, averaged over the seeds, is best."""
+    """The records of ``seeds`` fine-tuned at the chosen head and rate.
+
+    Every (head, rate) is run on each of ``choice_seeds`` (default: ``seeds``); the head and
+    rate whose validation metric averaged over those seeds is best is chosen, and the other
+    seeds are run at that choice only. Runs are kept in and resumed from ``runs_path``, so
+    seeds added later are chosen for by the same runs."""
     heads = heads or [settings.head]
+    choice_seeds = list(choice_seeds or seeds)
     task_type = DATASETS[name].task_type
     metric = "roc_auc" if task_type == "classification" else "rmse"
     runs = read_records(runs_path, "runs")
     key = dict(dataset=name, features=spec.name, featurizer=featurizer_name, split=split)
-    chosen_runs = {}
-    for seed in seeds:
-        keys = [
-            dict(key, seed=seed, learning_rate=rate, head=head) for head in heads for rate in rates
-        ]
-        missing = [
-            k for k in keys if not any(all(r.get(f) == v for f, v in k.items()) for r in runs)
-        ]
+
+    def run_missing(seed: int, choices: list[tuple[str, float]]) -> None:
+        keys = [dict(key, seed=seed, learning_rate=rate, head=head) for head, rate in choices]
+        missing = [k for k in keys if not any(_matches(r, k) for r in runs)]
         if not missing:
-            continue
+            return
         whole_parts = cached_split(splits, dataset, split, seed)
         parts = [_labelled(part, model.tokenizer) for part in whole_parts]
         for run_key in missing:
@@ -90,11 +92,12 @@ def finetune_results(
                 fit_seconds=round(result.seconds, 1),
             )
             logger.info(
-                "%s  %s  finetune  seed %d  lr %g: validation %s %.4f, test %s %.4f (%d epochs, "
-                "%.0f s)",
+                "%s  %s  finetune  seed %d  %s head  lr %g: validation %s %.4f, test %s %.4f "
+                "(%d epochs, %.0f s)",
                 name,
                 spec.name,
                 seed,
+                head,
                 rate,
                 result.selection,
                 result.valid_score,
@@ -105,13 +108,16 @@ def finetune_results(
             )
             runs.append(run)
             atomic_write_text(runs_path, json.dumps(runs, indent=1))
+
+    grid = [(head, rate) for head in heads for rate in rates]
+    for seed in choice_seeds:
+        run_missing(seed, grid)
     mine = [
         r
         for r in runs
-        if all(r.get(k) == v for k, v in key.items())
-        and r["seed"] in seeds
-        and r["learning_rate"] in rates
-        and r["head"] in heads
+        if _matches(r, key)
+        and r["seed"] in choice_seeds
+        and (r["head"], r["learning_rate"]) in grid
     ]
     # Pooled over the seeds: the metric where every seed's validation set defines it, else the
     # validation loss.
@@ -123,9 +129,10 @@ def finetune_results(
             r["valid_value"] if r["selection"] == selection else float("nan")
         )
     head, rate = choose_learning_rate(by_choice, selection)
-    for r in mine:
-        if (r["head"], r["learning_rate"]) == (head, rate):
-            chosen_runs[r["seed"]] = r
+    for seed in seeds:
+        run_missing(seed, [(head, rate)])
+    ours = [r for r in runs if _matches(r, key) and (r["head"], r["learning_rate"]) in grid]
+    chosen_runs = {r["seed"]: r for r in ours if (r["head"], r["learning_rate"]) == (head, rate)}
     return [
         dict(
             dataset=name,
@@ -138,11 +145,15 @@ def finetune_results(
             learning_rate=rate,
             head=head,
             valid_value=chosen_runs[seed]["valid_value"],
-            fit_seconds=sum(r["fit_seconds"] for r in mine if r["seed"] == seed),
+            fit_seconds=sum(r["fit_seconds"] for r in ours if r["seed"] == seed),
             featurizer=featurizer_name,
         )
         for seed in seeds
     ]
+
+
+def _matches(record: dict, key: dict) -> bool:
+    return all(record.get(field) == value for field, value in key.items())
 
 
 def _labelled(dataset, tokenizer) -> LabelledMolecules:

@@ -46,6 +46,7 @@ def run_benchmark(
     finetune_rates=LEARNING_RATES,
     device=None,
     finetune_heads: list[str] | None = None,
+    finetune_choice_seeds: list[int] | None = None,
 ) -> list[dict]:
     """Run every (dataset, features, probe, seed); write results.json/.csv/.md and plots to
     ``out``.
@@ -58,8 +59,10 @@ def run_benchmark(
     With ``finetune``, each model is also fine-tuned (`exlm_chem.finetune`) at every rate of
     ``finetune_rates`` on every seed's split; the rate with the best validation metric averaged
     over the seeds is chosen, and its runs are the ``finetune`` results. ``finetune_heads``
-    (default: the settings' head) are chosen the same way, jointly with the rate. Every run is
-    kept in finetune_runs.json, so an interrupted grid resumes where it stopped.
+    (default: the settings' head) are chosen the same way, jointly with the rate.
+    ``finetune_choice_seeds`` (default: ``seeds``) are the seeds whose validation makes that
+    choice: only they run the whole grid, the others the chosen head and rate (a CPU budget).
+    Every run is kept in finetune_runs.json, so an interrupted grid resumes where it stopped.
     """
     if split not in SPLITS:
         raise InputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
@@ -204,6 +207,7 @@ def run_benchmark(
                     finetune_rates,
                     device,
                     finetune_heads,
+                    finetune_choice_seeds or seeds,
                 )
                 atomic_write_text(out / "results.json", json.dumps(records, indent=1))
     write_reports(records, out)
