@@ -239,23 +239,30 @@ def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shar
     assert again == records
 
 
-def test_benchmark_finetune_chooses_the_head_with_the_rate(tiny_model_dir, shared_data, tmp_path):
+def finetune_cls_and_layers_on_freesolv(model_dir, shared_data, tmp_path, seeds, **options):
+    """The suite's fine-tuning of a tiny model on FreeSolv, heads cls and layers at one rate,
+    two short epochs; results in tmp_path/out."""
     from exlm_chem.finetuning import FinetuneSettings
     from exlm_chem.moleculenet.suite import run_benchmark
 
-    records = run_benchmark(
+    return run_benchmark(
         ["freesolv"],
-        parse_features(f"exlm:{tiny_model_dir}"),
+        parse_features(f"exlm:{model_dir}"),
         [],
         tmp_path / "out",
         data_dir=shared_data / "moleculenet",
         split="random_scaffold",
-        seeds=[0, 1],
+        seeds=seeds,
         finetune=True,
         finetune_settings=FinetuneSettings(epochs=2, patience=1, batch_size=64),
         finetune_rates=[1e-3],
         finetune_heads=["cls", "layers"],
+        **options,
     )
+
+
+def test_benchmark_finetune_chooses_the_head_with_the_rate(tiny_model_dir, shared_data, tmp_path):
+    records = finetune_cls_and_layers_on_freesolv(tiny_model_dir, shared_data, tmp_path, [0, 1])
     runs = json.loads((tmp_path / "out" / "finetune_runs.json").read_text())
     assert sorted((r["head"], r["seed"]) for r in runs) == [
         ("cls", 0),
@@ -276,22 +283,8 @@ def test_benchmark_finetune_chooses_the_head_with_the_rate(tiny_model_dir, share
 def test_benchmark_finetune_runs_the_grid_on_the_choice_seeds_only(
     tiny_model_dir, shared_data, tmp_path
 ):
-    from exlm_chem.finetuning import FinetuneSettings
-    from exlm_chem.moleculenet.suite import run_benchmark
-
-    records = run_benchmark(
-        ["freesolv"],
-        parse_features(f"exlm:{tiny_model_dir}"),
-        [],
-        tmp_path / "out",
-        data_dir=shared_data / "moleculenet",
-        split="random_scaffold",
-        seeds=[0, 1, 2],
-        finetune=True,
-        finetune_settings=FinetuneSettings(epochs=2, patience=1, batch_size=64),
-        finetune_rates=[1e-3],
-        finetune_heads=["cls", "layers"],
-        finetune_choice_seeds=[1],
+    records = finetune_cls_and_layers_on_freesolv(
+        tiny_model_dir, shared_data, tmp_path, [0, 1, 2], finetune_choice_seeds=[1]
     )
     runs = json.loads((tmp_path / "out" / "finetune_runs.json").read_text())
     on_seed_1 = {r["head"]: r["valid_value"] for r in runs if r["seed"] == 1}

@@ -83,7 +83,6 @@ def benchmark(
     # details; the benchmark reports the molecules kept per dataset instead.
     logging.getLogger("deepchem").setLevel(logging.ERROR)
     seed_list = parse_seeds(seeds, "--seeds")
-    choice_seeds = parse_seeds(finetune_choice_seeds, "--finetune-choice-seeds")
     run_benchmark(
         parse_list(datasets, DATASETS, "datasets"),
         parse_features(features),
@@ -100,7 +99,7 @@ def benchmark(
         finetune_rates=parse_rates(finetune_lr),
         device=device,
         finetune_heads=parse_list(finetune_head, HEADS, "fine-tuning heads"),
-        finetune_choice_seeds=choice_seeds or None,
+        finetune_choice_seeds=parse_seeds(finetune_choice_seeds, "--finetune-choice-seeds"),
     )
     typer.echo(f"results in {out / 'results.md'}", err=True)
 
