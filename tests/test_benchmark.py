@@ -384,6 +384,23 @@ def test_linear_probe_keeps_per_task_the_input_scaling_that_scores_better_on_val
         )
 
 
+def test_linear_probe_on_one_blas_thread_fits_the_same_model_and_restores_the_threads():
+    from threadpoolctl import threadpool_info
+
+    from exlm_chem.moleculenet.probes import _fit_linear_probe
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((700, 64))
+    y = (X[:, :8].sum(1) + rng.standard_normal(700) > 1).astype(float)
+    before = [i["num_threads"] for i in threadpool_info()]
+    models = [_fit_linear_probe(True, X[:600], y[:600], X[600:], y[600:], n) for n in (1, None)]
+    assert [i["num_threads"] for i in threadpool_info()] == before
+    assert models[0].C == models[1].C
+    np.testing.assert_allclose(
+        models[0].predict_proba(X[600:]), models[1].predict_proba(X[600:]), atol=1e-8
+    )
+
+
 def test_probes_give_each_block_of_a_hybrid_the_same_total_variance():
     from exlm_chem.moleculenet.probes import _BlockScaler
 

@@ -13,6 +13,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from ..finetuning.train import is_better
 from ..fingerprints import block_weights
@@ -107,11 +108,22 @@ REGULARIZATION_LIMITS = (
 )  # how far the grid is extended while the best C sits on its edge
 
 
-def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid):
+def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid, blas_threads=1):
     """Logistic regression or ridge with the regularization that scores best on validation.
 
     The grid is extended by factors of 10 past whichever end holds the best value, so that
-    the choice never rests on the grid's edge (a strong baseline is not understated)."""
+    the choice never rests on the grid's edge (a strong baseline is not understated).
+
+    blas_threads: BLAS threads for the fits (None: the library's default). One is the
+    default because the products here are small (thousands of rows by hundreds of columns):
+    threads spend more time waiting for each other than multiplying, which made Tox21's
+    fits about ten times slower on a busy 2-core machine
+    (`benchmarks/bench_linear_probe.py`)."""
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        return _fit_linear_path(classification, X_train, y_train, X_valid, y_valid)
+
+
+def _fit_linear_path(classification, X_train, y_train, X_valid, y_valid):
     # Weakest C first, each fit starting from the previous solution: the path costs little
     # more than one fit.
     model = LogisticRegression(max_iter=2000, warm_start=True) if classification else Ridge()
