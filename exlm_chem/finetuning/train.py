@@ -129,18 +129,18 @@ def finetune(
 
     parameters = [*predictor.base.encoder.parameters(), *predictor.head.parameters()]
     optimizer = torch.optim.AdamW(
-        parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay
+        parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay, fused=True
     )
     steps_per_epoch = math.ceil(len(train.molecules) / settings.batch_size)
     total_steps = settings.epochs * steps_per_epoch
     selection = _selection(task_type, valid)
     rng = np.random.default_rng(settings.seed)
-    best_value, best_state, best_epoch, step, history = None, None, 0, 0, []
+    lengths = train.molecules.lengths.numpy()
+    best_value, best_loss, best_state, best_epoch, step, history = None, None, None, 0, 0, []
+    improved_epoch = 0
     for epoch in range(1, settings.epochs + 1):
         epoch_loss = torch.zeros((), device=device)  # read once per epoch: no sync per step
-        order = rng.permutation(len(train.molecules))
-        for first in range(0, len(order), settings.batch_size):
-            rows = order[first : first + settings.batch_size]
+        for rows in length_bucketed_batches(lengths, settings.batch_size, rng):
             ids = train.molecules.batch(rows).to(device, non_blocking=True)
             targets, weights = (t[rows].to(device) for t in (y_all, weight_all))
             labelled = labelled_all[rows].to(device)
@@ -161,14 +161,25 @@ def finetune(
             optimizer.step()
             step += 1
             epoch_loss += loss.detach() * len(rows)
-        value = _validation_value(predictor, valid, task_type, selection, precision)
+        value, loss = _validation_values(predictor, valid, task_type, selection, precision)
         history.append(
-            dict(epoch=epoch, train_loss=float(epoch_loss) / len(train.molecules), valid=value)
+            dict(
+                epoch=epoch,
+                train_loss=float(epoch_loss) / len(train.molecules),
+                valid=value,
+                valid_loss=loss,
+            )
         )
-        if is_better(value, best_value, selection):
-            best_value, best_epoch = value, epoch
+        # A small validation set's ROC-AUC saturates (often at 1.0) within a few epochs, while
+        # the outputs are still near-constant; on a tie the lower validation loss wins, so the
+        # run does not keep its earliest, least trained epoch. Patience counts from the last
+        # gain in the metric itself.
+        improved = is_better(value, best_value, selection)
+        if improved or (value == best_value and loss < best_loss):
+            best_value, best_loss, best_epoch = value, loss, epoch
             best_state = {k: v.detach().clone() for k, v in predictor.state_dict().items()}
-        elif epoch - best_epoch >= settings.patience:
+        improved_epoch = epoch if improved else improved_epoch
+        if epoch - improved_epoch >= settings.patience:
             break
     predictor.load_state_dict(best_state)
     predictor.eval()
@@ -184,6 +195,24 @@ def finetune(
     )
 
 
+def length_bucketed_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, chunk_batches: int = 50
+) -> list[np.ndarray]:
+    """One epoch's batches of row indices: a seeded permutation cut into chunks of
+    ``chunk_batches`` batches, each chunk sorted by length and cut into batches, the batch
+    order shuffled. A batch is padded to its longest molecule, and SMILES lengths have a long
+    tail (MoleculeNet: mean 39 tokens, longest 128 and more), so batches of random rows are
+    mostly padding; sorted chunks cut the tokens computed to less than half
+    (`benchmarks/bench_finetune_batches.py`)."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), batch_size * chunk_batches):
+        chunk = order[start : start + batch_size * chunk_batches]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def _selection(task_type: str, valid: LabelledMolecules) -> str:
     """What the epochs are chosen by: ROC-AUC where some validation task has both classes,
     RMSE for regression, otherwise the validation loss."""
@@ -196,13 +225,17 @@ def _selection(task_type: str, valid: LabelledMolecules) -> str:
     return "loss"
 
 
-def _validation_value(predictor, valid, task_type, selection, precision) -> float:
+def _validation_values(predictor, valid, task_type, selection, precision) -> tuple[float, float]:
+    """The validation metric the epochs are chosen by, and the validation loss (mean binary
+    cross-entropy over labelled entries; for regression the RMSE itself)."""
     prediction = predict_encoded(predictor, valid.molecules, precision)
-    if selection != "loss":
-        return score(task_type, np.nan_to_num(valid.y), valid.w, prediction)
-    p = np.clip(prediction, 1e-7, 1 - 1e-7)
     y, labelled = np.nan_to_num(valid.y), valid.w > 0
-    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p))[labelled].mean())
+    if task_type == "regression":
+        value = score(task_type, y, valid.w, prediction)
+        return value, value
+    p = np.clip(prediction, 1e-7, 1 - 1e-7)
+    loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p))[labelled].mean())
+    return (loss if selection == "loss" else score(task_type, y, valid.w, prediction)), loss
 
 
 def is_better(a: float, b: float | None, selection: str) -> bool:
