@@ -24,6 +24,8 @@ DEVICE=${DEVICE:-auto}
 HYBRID_READOUT=${HYBRID_READOUT:-layers}
 FINETUNE_HEAD=${FINETUNE_HEAD:-cls}  # cls, mean or layers; several (cls,layers): chosen on validation
 CHOICE_SEEDS=${CHOICE_SEEDS:-$SEEDS}  # the seeds whose validation chooses head and learning rate
+# Smallest sets first: on a CPU the whole fine-tuning part takes days, and what is done is kept.
+FINETUNE_DATASETS=${FINETUNE_DATASETS:-freesolv,esol,bace,clintox,sider,bbbp,lipo,tox21,toxcast}
 exlm=exlm${MODEL:+:$MODEL}
 random=random${MODEL:+:$MODEL}
 models="$exlm,$random"
@@ -45,7 +47,7 @@ exlm-chem benchmark --datasets "$DATASETS" --features "$frozen" --probe logreg,r
     --data-dir "$DATA/moleculenet" --split scaffold --seeds 0 --out "$OUT/deepchem_split" \
     --cache-dir runs/moleculenet-cache --resume
 if [ -z "${SKIP_FINETUNE:-}" ]; then
-    exlm-chem benchmark --datasets "$DATASETS,toxcast" --features "$models" --probe none \
+    exlm-chem benchmark --datasets "$FINETUNE_DATASETS" --features "$models" --probe none \
         --finetune --finetune-head "$FINETUNE_HEAD" --finetune-choice-seeds "$CHOICE_SEEDS" \
         --device "$DEVICE" "${common[@]}"
 fi
