@@ -498,6 +498,16 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_consistent_differenc
     lower_rmse = paired_bootstrap(chosen, "frozen", "exlm", "ecfp", ["esol"])
     assert lower_rmse["difference"] == pytest.approx(0.1) and lower_rmse["excludes_zero"]
     assert paired_bootstrap(chosen, "finetuned", "exlm", "ecfp", ["bbbp"]) is None
+    # A fine-tuned family against a frozen one (descriptors have no network to fine-tune).
+    rmse = 1.0 + rng.normal(0, 0.2, 5)
+    mixed = [_record("lipo", "rdkit2d", "rf", s, rmse[s], 1.0, "rmse") for s in range(5)]
+    mixed += [_record("lipo", "exlm", "finetune", s, rmse[s] - 0.2, 1.0, "rmse") for s in range(5)]
+    mixed_chosen = chosen_on_validation(mixed)
+    across = paired_bootstrap(
+        mixed_chosen, "finetuned", "exlm", "rdkit2d", ["lipo"], mode_b="frozen"
+    )
+    assert across["difference"] == pytest.approx(0.2) and across["excludes_zero"]
+    assert paired_bootstrap(mixed_chosen, "finetuned", "exlm", "rdkit2d", ["lipo"]) is None
     table = comparison_table(records)
     assert "| frozen | exlm vs ecfp | mean ROC-AUC | +0.030 |" in table
     assert "| frozen | exlm vs ecfp | esol RMSE | +0.100 |" in table

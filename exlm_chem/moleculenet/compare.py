@@ -49,18 +49,25 @@ def chosen_on_validation(records: list[dict]) -> pd.DataFrame:
 
 
 def paired_bootstrap(
-    chosen: pd.DataFrame, mode: str, a: str, b: str, datasets: list[str], seed: int = 0
+    chosen: pd.DataFrame,
+    mode: str,
+    a: str,
+    b: str,
+    datasets: list[str],
+    seed: int = 0,
+    mode_b: str | None = None,
 ) -> dict | None:
-    """Family ``a`` minus family ``b`` (in ``mode``) on the mean over ``datasets`` and seeds:
-    the difference and a 95% interval from resampling each dataset's seeds with replacement,
-    the same draws for both (paired). For RMSE the sign is flipped, so that a positive
-    difference always means ``a`` is better. None when a dataset lacks either family or their
-    seeds differ."""
+    """Family ``a`` minus family ``b`` (in ``mode``; ``b`` in ``mode_b`` when given, e.g. a
+    fine-tuned model against frozen descriptors) on the mean over ``datasets`` and seeds: the
+    difference and a 95% interval from resampling each dataset's seeds with replacement, the
+    same draws for both (paired). For RMSE the sign is flipped, so that a positive difference
+    always means ``a`` is better. None when a dataset lacks either family or their seeds
+    differ."""
     differences = []
     for dataset in datasets:
-        cells = chosen[(chosen["dataset"] == dataset) & (chosen["mode"] == mode)]
-        values_a = cells[cells["family"] == a].set_index("seed")["value"]
-        values_b = cells[cells["family"] == b].set_index("seed")["value"]
+        cells = chosen[chosen["dataset"] == dataset]
+        values_a = _seed_values(cells, a, mode)
+        values_b = _seed_values(cells, b, mode_b or mode)
         if values_a.empty or values_b.empty or set(values_a.index) != set(values_b.index):
             return None
         sign = 1.0 if cells["metric"].iloc[0] == "roc_auc" else -1.0
@@ -77,6 +84,12 @@ def paired_bootstrap(
         "high": float(high),
         "excludes_zero": bool(low > 0 or high < 0),
     }
+
+
+def _seed_values(cells: pd.DataFrame, family_name: str, mode: str) -> pd.Series:
+    """One dataset's test values of a family in a mode, indexed by seed."""
+    rows = cells[(cells["family"] == family_name) & (cells["mode"] == mode)]
+    return rows.set_index("seed")["value"]
 
 
 def comparison_table(records: list[dict]) -> str:
