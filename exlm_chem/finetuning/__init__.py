@@ -7,7 +7,8 @@ The protocol is the reference ExLM's for MoleculeNet (itself Uni-Mol's): the fir
 state through a RoBERTa classification head (or the mean of the token states through a linear
 layer); dropout in the head and in the encoder; AdamW with a linear warm-up over 6% of the run,
 then linear decay; gradient clipping; the validation metric after every epoch, training stopped
-after ``patience`` epochs without improvement and the best validation weights kept. The
+after ``patience`` epochs without improvement and the best validation weights kept (on a tie,
+those with the lower validation loss). Batches hold molecules of similar length. The
 learning rate is chosen from a small grid on validation data (`finetune_best_rate`, or over
 several splits with `choose_learning_rate`).
 
