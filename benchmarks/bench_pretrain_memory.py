@@ -27,7 +27,10 @@ each variant's speed to the first's:
   fragmentation of large blocks; each step faults its pages in afresh);
 - mmap-above-1mb-huge-pages: the same with glibc's transparent huge pages for those mappings
   (GLIBC_TUNABLES=glibc.malloc.hugetlb=1; 2 MB pages, 512 times fewer page faults);
-- fp32: no autocast (fp32 matrix products do not go through oneDNN's kernel cache).
+- fp32: no autocast (fp32 matrix products do not go through oneDNN's kernel cache);
+- mimalloc: Microsoft's mimalloc preloaded instead of glibc's malloc ($MIMALLOC_LIB, e.g. the
+  libmimalloc.so.3 of the cmeel-mimalloc wheel), the shipped settings otherwise (their glibc
+  calls then do nothing); mimalloc-purge-0: the same, freed memory returned at once.
 
 Results in benchmarks/results/bench_pretrain_memory.txt before the 300-step quiet run name the
 variants as they were then: `shipped` had no shape buckets and oneDNN's default cache.
@@ -69,6 +72,9 @@ VARIANTS = {
     "mmap-above-1mb": (MMAP_ABOVE_1MB, [], {}),
     "mmap-above-1mb-huge-pages": (MMAP_ABOVE_1MB, [], {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
     "fp32": ("", ["--precision", "fp32"], {}),
+    # $MIMALLOC_LIB: libmimalloc.so.3, e.g. from the cmeel-mimalloc wheel (cmeel.prefix/lib/).
+    "mimalloc": ("", [], {"LD_PRELOAD": "$MIMALLOC_LIB"}),
+    "mimalloc-purge-0": ("", [], {"LD_PRELOAD": "$MIMALLOC_LIB", "MIMALLOC_PURGE_DELAY": "0"}),
 }
 
 CHILD = """
@@ -79,6 +85,19 @@ from exlm_chem.cli import app
 sys.argv = ["exlm-chem"] + sys.argv[1:]
 app()
 """
+
+
+def expanded(environment: dict) -> dict:
+    """The variables with $NAME replaced by this process's; a variant that needs one that is
+    not set stops the benchmark."""
+    out = {}
+    for key, value in environment.items():
+        if value.startswith("$"):
+            if not os.environ.get(value[1:]):
+                sys.exit(f"{value[1:]} is not set (needed for {key})")
+            value = os.environ[value[1:]]
+        out[key] = value
+    return out
 
 
 def run_variant(name: str, args, out: Path) -> dict:
@@ -95,7 +114,7 @@ def run_variant(name: str, args, out: Path) -> dict:
         command += ["--val-corpus", str(args.val_corpus)]
     start = time.perf_counter()
     child = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, **environment}
+        command, capture_output=True, text=True, env={**os.environ, **expanded(environment)}
     )
     if child.returncode != 0:
         sys.exit(f"{name}: pretraining failed:\n{child.stderr[-3000:]}")
