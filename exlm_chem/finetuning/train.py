@@ -161,13 +161,13 @@ def finetune(
             optimizer.step()
             step += 1
             epoch_loss += loss.detach() * len(rows)
-        value, loss = _validation_values(predictor, valid, task_type, selection, precision)
+        value, valid_loss = _validation_values(predictor, valid, task_type, selection, precision)
         history.append(
             dict(
                 epoch=epoch,
                 train_loss=float(epoch_loss) / len(train.molecules),
                 valid=value,
-                valid_loss=loss,
+                valid_loss=valid_loss,
             )
         )
         # A small validation set's ROC-AUC saturates (often at 1.0) within a few epochs, while
@@ -175,8 +175,8 @@ def finetune(
         # run does not keep its earliest, least trained epoch. Patience counts from the last
         # gain in the metric itself.
         improved = is_better(value, best_value, selection)
-        if improved or (value == best_value and loss < best_loss):
-            best_value, best_loss, best_epoch = value, loss, epoch
+        if improved or (value == best_value and valid_loss < best_loss):
+            best_value, best_loss, best_epoch = value, valid_loss, epoch
             best_state = {k: v.detach().clone() for k, v in predictor.state_dict().items()}
         improved_epoch = epoch if improved else improved_epoch
         if epoch - improved_epoch >= settings.patience:

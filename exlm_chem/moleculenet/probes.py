@@ -116,9 +116,8 @@ def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid, blas_t
 
     blas_threads: BLAS threads for the fits (None: the library's default). One is the
     default because the products here are small (thousands of rows by hundreds of columns):
-    threads spend more time waiting for each other than multiplying, which made Tox21's
-    fits about ten times slower on a busy 2-core machine
-    (`benchmarks/bench_linear_probe.py`)."""
+    threads spend more time waiting for each other than multiplying (on a busy 2-core
+    machine: 3.6x slower in `benchmarks/bench_linear_probe.py`, about 20x on Tox21)."""
     with threadpool_limits(limits=blas_threads, user_api="blas"):
         return _fit_linear_path(classification, X_train, y_train, X_valid, y_valid)
 
