@@ -16,6 +16,7 @@ from ..environment import resolve_device, resolve_precision
 from ..errors import InputError
 from ..metrics import score
 from ..model import ExLMModel
+from ..training.batches import CHUNK_BATCHES
 from ..training.config import learning_rate as scheduled_rate
 from .data import LabelledMolecules, balancing_weights, check_targets
 from .predictor import HEADS, PropertyPredictor, autocast, predict_encoded
@@ -196,7 +197,10 @@ def finetune(
 
 
 def length_bucketed_batches(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, chunk_batches: int = 50
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    chunk_batches: int = CHUNK_BATCHES,
 ) -> list[np.ndarray]:
     """One epoch's batches of row indices: a seeded permutation cut into chunks of
     ``chunk_batches`` batches, each chunk sorted by length and cut into batches, the batch
