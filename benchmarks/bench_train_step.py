@@ -3,7 +3,9 @@
 Forward + backward + AdamW step of the `small` preset on batches of real ZINC SMILES,
 the two objectives interleaved step by step; medians over the timed steps. The memory
 allocator and kernel cache are set up as `exlm-chem pretrain` sets them up (`keep_freed_memory`,
-`limit_kernel_cache`).
+`limit_kernel_cache`). On a GPU it also reports `exlm_bf16_gpu_busy_fraction`: over the timed
+batches run back to back (bf16, no synchronisation between steps), the share of the GPU's
+timeline in which a kernel or copy runs (the profiler's device records).
 
     python benchmarks/bench_train_step.py --json
     python benchmarks/bench_train_step.py --device cuda --batch-tokens 32768 --json
@@ -37,20 +39,55 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_step(model, optimizer, ids, masks, bf16=False) -> float:
-    device = ids.device
+def run_step(model, optimizer, ids, masks, bf16=False) -> None:
+    """One optimizer step, without waiting for the device."""
     autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        torch.autocast(ids.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     )
-    synchronize(device)
-    start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     with autocast:
         loss = model(ids, masks).loss
     loss.backward()
     optimizer.step()
-    synchronize(device)
+
+
+def timed_step(model, optimizer, ids, masks, bf16=False) -> float:
+    synchronize(ids.device)
+    start = time.perf_counter()
+    run_step(model, optimizer, ids, masks, bf16)
+    synchronize(ids.device)
     return time.perf_counter() - start
+
+
+def covered_length(intervals) -> float:
+    """Length of the union of (start, end) intervals: the time in which at least one runs."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def gpu_busy_fraction(model, optimizer, device_batches) -> float:
+    """Share of the GPU's timeline, from the first kernel of back-to-back bf16 steps (no
+    synchronisation between them, as in pretraining) to the last, in which some kernel or copy
+    runs: what is left is the GPU waiting for Python and kernel launches."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    synchronize(device_batches[0][0].device)
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        for ids, masks in device_batches:
+            run_step(model, optimizer, ids, masks, bf16=True)
+        synchronize(ids.device)
+    on_gpu = [
+        (event.start_ns(), event.start_ns() + event.duration_ns())
+        for event in profiler.profiler.kineto_results.events()
+        if event.device_type() == DeviceType.CUDA
+    ]
+    span = max(end for _, end in on_gpu) - min(start for start, _ in on_gpu)
+    return covered_length(on_gpu) / span
 
 
 def dag_part_time(model, ids, masks) -> float:
@@ -144,6 +181,14 @@ def main() -> None:
         "bf16_speedup": round(median["exlm"] / median["exlm_bf16"], 3),
         "exlm_bf16_tokens_per_second": round(tokens / median["exlm_bf16"]),
     }
+    if device.type == "cuda":
+        device_batches = [
+            (ids.to(device), exlm.choose_masks(ids, torch.Generator().manual_seed(step)).to(device))
+            for step, ids in enumerate(batches[args.warmup :])
+        ]
+        result["exlm_bf16_gpu_busy_fraction"] = round(
+            gpu_busy_fraction(exlm, optimizers["exlm"], device_batches), 3
+        )
     print_result(result, args.json)
 
 

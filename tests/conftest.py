@@ -9,6 +9,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load_benchmark_script(name: str):
     """A script of benchmarks/ as a module (they are scripts, not a package)."""
+    # They import their sibling `common`, as when run as `python benchmarks/NAME.py`.
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.append(str(REPO / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -595,3 +595,11 @@ def test_pretraining_with_shape_buckets(corpus, tmp_path):
     with pytest.raises(InputError, match=r"--shape-bucket 8 \(now 1\)"):
         pretrain(resumed)
     assert pretrain(replace(resumed, shape_bucket=8)).step == 6
+
+
+def test_gpu_busy_time_counts_overlapping_kernels_once(benchmark_script):
+    covered_length = benchmark_script("bench_train_step").covered_length
+    # (0, 4) and (2, 6) overlap, (3, 5) lies inside them, (8, 9) and (9, 10) touch.
+    assert covered_length([(3, 5), (0, 4), (9, 10), (2, 6), (8, 9)]) == 8
+    assert covered_length([(5, 6), (0, 1)]) == 2
+    assert covered_length([]) == 0
