@@ -10,11 +10,15 @@ reads its peak resident memory (getrusage, logged with every metrics line) and i
 median tokens/s of the logged windows after the first), printed side by side with the ratio of
 each variant's speed to the first's:
 
-- shipped: the library's settings (freed memory kept for reuse between steps, handed back to
-  the OS every `TRIM_EVERY` steps; `--shape-bucket 8`: token and expanded lengths padded to
-  multiples of 8 and batches sized by the padded length, so that few batch shapes occur; and
-  oneDNN's kernel cache held to 64 entries, `limit_kernel_cache`: bf16 matrix products go
-  through oneDNN, which builds and keeps a kernel for every new shape);
+- shipped: the library's settings: mimalloc in place of glibc's malloc where it is installed
+  (`exlm-chem pretrain --allocator mimalloc`, the default on Linux), `--shape-bucket 8` (token
+  and expanded lengths padded to multiples of 8 and batches sized by the padded length, so
+  that few batch shapes occur) and oneDNN's kernel cache held to 64 entries
+  (`limit_kernel_cache`: bf16 matrix products go through oneDNN, which builds and keeps a
+  kernel for every new shape);
+- mimalloc-purge-0: the same, mimalloc returning freed memory to the OS at once;
+- glibc: glibc's malloc (`--allocator system`), freed memory kept for reuse between steps and
+  handed back to the OS every `TRIM_EVERY` steps; every variant below is glibc too:
 - every-shape: the settings before shape buckets (`--shape-bucket 1`, batches padded to their
   longest molecule only, and oneDNN's own cache of 1024 kernels);
 - glibc-defaults: no keeping or trimming (glibc's own mmap threshold and trimming);
@@ -27,13 +31,12 @@ each variant's speed to the first's:
   fragmentation of large blocks; each step faults its pages in afresh);
 - mmap-above-1mb-huge-pages: the same with glibc's transparent huge pages for those mappings
   (GLIBC_TUNABLES=glibc.malloc.hugetlb=1; 2 MB pages, 512 times fewer page faults);
-- fp32: no autocast (fp32 matrix products do not go through oneDNN's kernel cache);
-- mimalloc: Microsoft's mimalloc preloaded instead of glibc's malloc ($MIMALLOC_LIB, e.g. the
-  libmimalloc.so.3 of the cmeel-mimalloc wheel), the shipped settings otherwise (their glibc
-  calls then do nothing); mimalloc-purge-0: the same, freed memory returned at once.
+- fp32: no autocast (fp32 matrix products do not go through oneDNN's kernel cache).
 
-Results in benchmarks/results/bench_pretrain_memory.txt before the 300-step quiet run name the
-variants as they were then: `shipped` had no shape buckets and oneDNN's default cache.
+Results in benchmarks/results/bench_pretrain_memory.txt name the variants as they were when
+each was run: before the 300-step quiet run `shipped` had no shape buckets and oneDNN's
+default cache; before mimalloc became the default, `shipped` was glibc's malloc (now `glibc`),
+and `mimalloc` was glibc's settings with $MIMALLOC_LIB preloaded (now `shipped`).
 """
 
 from __future__ import annotations
@@ -57,24 +60,32 @@ MMAP_ABOVE_1MB = (
     "loop.keep_freed_memory = lambda: environment._libc().mallopt(-3, 1 << 20)\n"
     "loop.TRIM_EVERY = 10**9\n"
 )
+GLIBC = ["--allocator", "system"]
 # name: (Python run in the child before the command, extra arguments, environment variables)
 VARIANTS = {
     "shipped": ("", [], {}),
-    "every-shape": ("", ["--shape-bucket", "1"], {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"}),
+    "mimalloc-purge-0": ("", [], {"MIMALLOC_PURGE_DELAY": "0"}),
+    "glibc": ("", GLIBC, {}),
+    "every-shape": (
+        "",
+        [*GLIBC, "--shape-bucket", "1"],
+        {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"},
+    ),
     "glibc-defaults": (
         "loop.keep_freed_memory = lambda: None\nloop.TRIM_EVERY = 10**9\n",
-        [],
+        GLIBC,
         {},
     ),
-    "trim-every-step": ("loop.TRIM_EVERY = 1\n", [], {}),
-    "one-arena": ("", [], {"MALLOC_ARENA_MAX": "1"}),
-    "half-batches": ("", ["--batch-tokens", "3072", "--grad-accum", "2"], {}),
-    "mmap-above-1mb": (MMAP_ABOVE_1MB, [], {}),
-    "mmap-above-1mb-huge-pages": (MMAP_ABOVE_1MB, [], {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
-    "fp32": ("", ["--precision", "fp32"], {}),
-    # $MIMALLOC_LIB: libmimalloc.so.3, e.g. from the cmeel-mimalloc wheel (cmeel.prefix/lib/).
-    "mimalloc": ("", [], {"LD_PRELOAD": "$MIMALLOC_LIB"}),
-    "mimalloc-purge-0": ("", [], {"LD_PRELOAD": "$MIMALLOC_LIB", "MIMALLOC_PURGE_DELAY": "0"}),
+    "trim-every-step": ("loop.TRIM_EVERY = 1\n", GLIBC, {}),
+    "one-arena": ("", GLIBC, {"MALLOC_ARENA_MAX": "1"}),
+    "half-batches": ("", [*GLIBC, "--batch-tokens", "3072", "--grad-accum", "2"], {}),
+    "mmap-above-1mb": (MMAP_ABOVE_1MB, GLIBC, {}),
+    "mmap-above-1mb-huge-pages": (
+        MMAP_ABOVE_1MB,
+        GLIBC,
+        {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
+    ),
+    "fp32": ("", [*GLIBC, "--precision", "fp32"], {}),
 }
 
 CHILD = """
@@ -85,19 +96,6 @@ from exlm_chem.cli import app
 sys.argv = ["exlm-chem"] + sys.argv[1:]
 app()
 """
-
-
-def expanded(environment: dict) -> dict:
-    """The variables with $NAME replaced by this process's; a variant that needs one that is
-    not set stops the benchmark."""
-    out = {}
-    for key, value in environment.items():
-        if value.startswith("$"):
-            if not os.environ.get(value[1:]):
-                sys.exit(f"{value[1:]} is not set (needed for {key})")
-            value = os.environ[value[1:]]
-        out[key] = value
-    return out
 
 
 def run_variant(name: str, args, out: Path) -> dict:
@@ -114,13 +112,14 @@ def run_variant(name: str, args, out: Path) -> dict:
         command += ["--val-corpus", str(args.val_corpus)]
     start = time.perf_counter()
     child = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, **expanded(environment)}
+        command, capture_output=True, text=True, env={**os.environ, **environment}
     )
     if child.returncode != 0:
         sys.exit(f"{name}: pretraining failed:\n{child.stderr[-3000:]}")
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     windows = [m["tokens_per_second"] for m in lines if "tokens_per_second" in m][1:]
     return {
+        "allocator": json.loads((out / "run.json").read_text())["allocator"],
         "peak_rss_mb": round(max(m["peak_rss_mb"] for m in lines), 1),
         "tokens_per_second": round(statistics.median(windows), 1),
         "wall_s": round(time.perf_counter() - start, 1),

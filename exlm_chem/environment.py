@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 import resource
-from importlib.metadata import PackageNotFoundError, version
+import sys
+from importlib.metadata import PackageNotFoundError, files, version
 from pathlib import Path
 
 from .errors import InputError
@@ -152,6 +154,62 @@ def release_free_memory() -> None:
     libc = _libc()
     if libc:
         libc.malloc_trim(0)
+
+
+ALLOCATOR_VARIABLE = "EXLM_CHEM_ALLOCATOR"  # set in a process restarted under mimalloc
+
+
+def mimalloc_library() -> Path | None:
+    """libmimalloc from the cmeel-mimalloc wheel (a dependency on Linux), or None."""
+    try:
+        installed = files("cmeel-mimalloc") or []
+    except PackageNotFoundError:
+        return None
+    for file in installed:
+        if re.fullmatch(r"libmimalloc\.so\.\d+", file.name):
+            path = Path(file.locate())
+            if path.is_file():
+                return path
+    return None
+
+
+def restart_under_mimalloc() -> None:
+    """Run this command again, in this process, with mimalloc in place of glibc's malloc.
+
+    Batches of changing shapes fragment glibc's heap: over 300 steps of the `small` ExLM the
+    peak resident memory was 2,002 MB under glibc's malloc and 1,510 MB under mimalloc, at
+    1.08x the speed (benchmarks/bench_pretrain_memory.py). A preloaded library takes effect
+    only from a process's start, hence the restart (os.execve: same process id, arguments and
+    environment). Returns, doing nothing, where mimalloc is not installed or not Linux, in
+    the restarted process, and where this process was not started for the command in
+    ``sys.argv`` (a command run from Python, as the tests do, must not replace its caller).
+    """
+    library = mimalloc_library()
+    command = sys.argv[1:]
+    started_for_command = bool(command) and sys.orig_argv[-len(command) :] == command
+    if library is None or sys.platform != "linux" or os.environ.get(ALLOCATOR_VARIABLE):
+        return
+    if not started_for_command:
+        return
+    preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD")]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(
+        sys.executable,
+        sys.orig_argv,
+        {**os.environ, "LD_PRELOAD": preload, ALLOCATOR_VARIABLE: "mimalloc"},
+    )
+
+
+def allocator_in_use() -> str:
+    """mimalloc where this process has it loaded, else the C library's malloc."""
+    try:
+        with open("/proc/self/maps") as maps:
+            if "libmimalloc" in maps.read():
+                return "mimalloc"
+    except OSError:  # not Linux
+        pass
+    return "system malloc"
 
 
 def peak_rss_mb() -> float:

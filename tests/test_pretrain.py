@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from exlm_chem import InputError
+from exlm_chem.environment import allocator_in_use, mimalloc_library, restart_under_mimalloc
 from exlm_chem.model import load_model_directory
 from exlm_chem.model_card import export_model
 from exlm_chem.training.batches import epoch_batches
@@ -603,3 +604,20 @@ def test_gpu_busy_time_counts_overlapping_kernels_once(benchmark_script):
     assert covered_length([(3, 5), (0, 4), (9, 10), (2, 6), (8, 9)]) == 8
     assert covered_length([(5, 6), (0, 1)]) == 2
     assert covered_length([]) == 0
+
+
+@pytest.mark.skipif(mimalloc_library() is None, reason="cmeel-mimalloc is not installed")
+def test_the_pretrain_command_restarts_itself_under_mimalloc(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus.smi"
+    corpus.write_text("\n".join(["CCO", "CCN", "c1ccccc1O", "CC(=O)O", "CCCl"] * 4) + "\n")
+    command = [sys.executable, "-m", "exlm_chem", "pretrain", "--corpus", str(corpus)]
+    command += ["--preset", "tiny", "--max-steps", "2", "--val-size", "4"]
+    for allocator, expected in (("mimalloc", "mimalloc"), ("system", "system malloc")):
+        out = tmp_path / allocator
+        run = [*command, "--out", str(out), "--allocator", allocator]
+        subprocess.run(run, check=True, capture_output=True)
+        assert json.loads((out / "run.json").read_text())["allocator"] == expected
+    # A process not started for the command (here pytest) is never replaced: this returns.
+    monkeypatch.setattr(sys, "argv", ["exlm-chem", "pretrain", "--corpus", str(corpus)])
+    restart_under_mimalloc()
+    assert allocator_in_use() == "system malloc"

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..environment import (
+    allocator_in_use,
     describe_hardware,
     keep_freed_memory,
     limit_kernel_cache,
@@ -300,6 +301,7 @@ def _describe_run(config, model, precision, dist, corpus_stats, training_molecul
         "precision": precision,
         "world_size": dist.world_size,
         "hardware": describe_hardware(dist.device),
+        "allocator": allocator_in_use(),
         "corpus": {k: v for k, v in corpus_stats.items() if k != "token_counts"},
     }
     atomic_write_text(config.out / "run.json", json.dumps(run_info, indent=2))
