@@ -246,5 +246,6 @@ def describe_environment() -> dict[str, str]:
         "device": device,
         "cpu threads": str(torch.get_num_threads()),
         "cpu native bf16": "yes" if cpu_has_native_bf16() else "no",
+        "pretrain allocator": "mimalloc" if mimalloc_library() else "system malloc",
         "default model": str(default),
     }

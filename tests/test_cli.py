@@ -17,6 +17,7 @@ def test_help_and_info(run_cli):
     code, out, _ = run_cli("info")
     assert code == 0
     assert "torch:" in out and "rdkit:" in out and "deepchem:" in out and "default model:" in out
+    assert "pretrain allocator:" in out
 
 
 def test_tokenize_smiles_and_file(run_cli, tmp_path):
