@@ -69,10 +69,11 @@ def covered_length(intervals) -> float:
     return total
 
 
-def gpu_busy_fraction(model, optimizer, device_batches) -> float:
+def gpu_busy_fraction(model, optimizer, device_batches) -> float | None:
     """Share of the GPU's timeline, from the first kernel of back-to-back bf16 steps (no
     synchronisation between them, as in pretraining) to the last, in which some kernel or copy
-    runs: what is left is the GPU waiting for Python and kernel launches."""
+    runs: what is left is the GPU waiting for Python and kernel launches. None where the
+    profiler recorded nothing on the device (no CUPTI), so that the other figures still come."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -86,8 +87,10 @@ def gpu_busy_fraction(model, optimizer, device_batches) -> float:
         for event in profiler.profiler.kineto_results.events()
         if event.device_type() == DeviceType.CUDA
     ]
+    if not on_gpu:
+        return None
     span = max(end for _, end in on_gpu) - min(start for start, _ in on_gpu)
-    return covered_length(on_gpu) / span
+    return round(covered_length(on_gpu) / span, 3)
 
 
 def dag_part_time(model, ids, masks) -> float:
@@ -186,8 +189,8 @@ def main() -> None:
             (ids.to(device), exlm.choose_masks(ids, torch.Generator().manual_seed(step)).to(device))
             for step, ids in enumerate(batches[args.warmup :])
         ]
-        result["exlm_bf16_gpu_busy_fraction"] = round(
-            gpu_busy_fraction(exlm, optimizers["exlm"], device_batches), 3
+        result["exlm_bf16_gpu_busy_fraction"] = gpu_busy_fraction(
+            exlm, optimizers["exlm"], device_batches
         )
     print_result(result, args.json)
 
