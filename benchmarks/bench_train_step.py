@@ -144,7 +144,7 @@ def main() -> None:
     exlm = models["exlm"]
 
     times = {"exlm": [], "mlm": [], "exlm_bf16": [], "dag": []}
-    token_ratios, real_tokens = [], []
+    token_ratios, real_tokens, timed_batches = [], [], []
     for step, ids in enumerate(batches):
         masks = exlm.choose_masks(ids, torch.Generator().manual_seed(step))
         ids, masks = ids.to(device), masks.to(device)
@@ -162,6 +162,7 @@ def main() -> None:
         if step >= args.warmup:
             for key, value in sample.items():
                 times[key].append(value)
+            timed_batches.append((ids, masks))  # on the device, for the GPU-busy fraction
 
     median = {key: statistics.median(values) for key, values in times.items()}
     tokens = statistics.mean(real_tokens[args.warmup :])
@@ -185,12 +186,8 @@ def main() -> None:
         "exlm_bf16_tokens_per_second": round(tokens / median["exlm_bf16"]),
     }
     if device.type == "cuda":
-        device_batches = [
-            (ids.to(device), exlm.choose_masks(ids, torch.Generator().manual_seed(step)).to(device))
-            for step, ids in enumerate(batches[args.warmup :])
-        ]
         result["exlm_bf16_gpu_busy_fraction"] = gpu_busy_fraction(
-            exlm, optimizers["exlm"], device_batches
+            exlm, optimizers["exlm"], timed_batches
         )
     print_result(result, args.json)
 

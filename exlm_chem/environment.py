@@ -187,9 +187,8 @@ def restart_under_mimalloc() -> None:
     library = mimalloc_library()
     command = sys.argv[1:]
     started_for_command = bool(command) and sys.orig_argv[-len(command) :] == command
-    if library is None or sys.platform != "linux" or os.environ.get(ALLOCATOR_VARIABLE):
-        return
-    if not started_for_command:
+    restarted = bool(os.environ.get(ALLOCATOR_VARIABLE))
+    if library is None or sys.platform != "linux" or restarted or not started_for_command:
         return
     preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD")]))
     sys.stdout.flush()
