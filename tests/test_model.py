@@ -179,6 +179,20 @@ def test_rope_scores_depend_only_on_position_differences(half):
     assert not torch.isclose(score(*changed), base)
 
 
+def test_rotary_in_bfloat16_matches_float32():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 2, 4, 32, generator=g)
+    cos, sin = rotary_tables(torch.arange(50), torch.arange(50) % 4, 32, 10_000.0)
+    expected = apply_rotary(x, cos[:, None], sin[:, None])
+    # The rotation keeps each pair's norm: a check of the float32 path on its own.
+    pairs = expected.unflatten(-1, (2, 2, -1))
+    x_pairs = x.unflatten(-1, (2, 2, -1))
+    torch.testing.assert_close(pairs.square().sum(-2), x_pairs.square().sum(-2))
+    rotated = apply_rotary(x.bfloat16(), cos[:, None], sin[:, None])
+    assert rotated.dtype == torch.bfloat16
+    torch.testing.assert_close(rotated.float(), expected, rtol=0.02, atol=0.02)
+
+
 def test_transition_rows_sum_to_one_over_allowed_successors():
     torch.manual_seed(0)
     head = TransitionHead(hidden_size=16, num_heads=4, max_states=64)
