@@ -131,7 +131,7 @@ def main() -> None:
     hf_roberta_time(smiles[:2000], tokenizer, config, batch_size, device)  # warm-up
     on_gpu = device.type == "cuda"
     # Ours (fp32, bf16) and RoBERTa interleaved, `repeats` times: the machine's speed drifts,
-    # so each ratio is taken within one round and the median round reported.
+    # so each ratio is taken within one round, and each one's median over the rounds reported.
     rounds = []
     for _ in range(args.repeats):
         ours = timed(ours_embed, device)
@@ -140,10 +140,12 @@ def main() -> None:
         theirs = hf_roberta_time(
             smiles, tokenizer, config, batch_size, device, length_sorted=on_gpu
         )
-        rounds.append((theirs / ours, theirs / ours_bf16, ours, ours_bf16, theirs, ours_layers))
-    ratios = [r[0] for r in rounds]
-    ratio, bf16_ratio, ours, ours_bf16, theirs, _ = sorted(rounds)[len(rounds) // 2]
-    layers_over_mean = float(np.median([r[5] / r[2] for r in rounds]))
+        rounds.append((ours, ours_bf16, theirs, ours_layers))
+    ratios = [theirs / ours for ours, _, theirs, _ in rounds]
+    bf16_ratios = [theirs / ours_bf16 for _, ours_bf16, theirs, _ in rounds]
+    ratio, bf16_ratio = float(np.median(ratios)), float(np.median(bf16_ratios))
+    ours, ours_bf16, theirs = (float(np.median(column)) for column in list(zip(*rounds))[:3])
+    layers_over_mean = float(np.median([r[3] / r[0] for r in rounds]))
     fp32, bf16 = ours_embed(), ours_embed(precision="bf16")
 
     result = {
@@ -216,7 +218,7 @@ def main() -> None:
             "hf_roberta_positions_per_molecule": round(hf_positions / len(smiles), 1),
             "bf16_molecules_per_second": round(len(smiles) / ours_bf16),
             "bf16_ratio_vs_hf_roberta": round(bf16_ratio, 3),
-            "bf16_ratio_vs_hf_roberta_each_round": [round(r[1], 3) for r in rounds],
+            "bf16_ratio_vs_hf_roberta_each_round": [round(r, 3) for r in bf16_ratios],
             "bf16_mean_cosine_to_fp32": round(float(cosine.mean()), 6),
         }
     )

@@ -1,0 +1,105 @@
+"""Rotary positions two ways, in float32 and bfloat16: in place on strided quarter views (what
+`apply_rotary` does in float32) against a contiguous swapped copy (what it does in bfloat16),
+alone on model-sized tensors and inside a whole `embed` call, side by side in one run.
+
+    python benchmarks/bench_rotary.py --json
+
+Each figure is the median over interleaved rounds of (time of the other way) / (time of the
+shipped way): above 1 means the shipped choice is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from bench_embed import random_small_model
+from common import benchmark_smiles, print_result
+
+from exlm_chem import embed
+from exlm_chem.model import encoder
+from exlm_chem.model.encoder import rotary_tables
+
+shipped_rotary = encoder.apply_rotary
+
+
+def strided_in_place(x, cos, sin):
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    out = x * cos
+    quarters, x_quarters, sin_quarters = (t.unflatten(-1, (2, 2, -1)) for t in (out, x, sin))
+    quarters[..., 0, :].addcmul_(x_quarters[..., 1, :], sin_quarters[..., 0, :])
+    quarters[..., 1, :].addcmul_(x_quarters[..., 0, :], sin_quarters[..., 1, :])
+    return out
+
+
+def contiguous_copy(x, cos, sin):
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    x_quarters = x.unflatten(-1, (2, 2, -1))
+    swapped = torch.stack((x_quarters[..., 1, :], x_quarters[..., 0, :]), dim=-2).flatten(-3)
+    return x * cos + swapped * sin
+
+
+OTHER_WAY = {torch.float32: contiguous_copy, torch.bfloat16: strided_in_place}
+
+
+def seconds(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def median_ratio(shipped, other, rounds: int) -> float:
+    """Median over interleaved rounds of other / shipped, the order alternating."""
+    ratios = []
+    for i in range(rounds):
+        if i % 2:
+            b, a = seconds(other), seconds(shipped)
+        else:
+            a, b = seconds(shipped), seconds(other)
+        ratios.append(b / a)
+    return round(statistics.median(ratios), 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="molecules per embed call")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    smiles, source = benchmark_smiles(args.n, split="test")
+    model = random_small_model(smiles)
+    # One batch of 128 molecules of 43 states (the benchmark's mean): queries and keys together.
+    states, heads, head_dim = 128 * 43, model.config.num_heads, model.config.head_dim
+    positions = torch.randint(0, 60, (states,)), torch.randint(0, 4, (states,))
+    cos, sin = rotary_tables(*positions, head_dim, model.config.rope_base)
+    cos, sin = cos[:, None], sin[:, None]
+    result = {"n_molecules": len(smiles), "source": source, "threads": torch.get_num_threads()}
+    for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        x = torch.randn(states, 2, heads, head_dim).to(dtype)
+        other = OTHER_WAY[dtype]
+        torch.testing.assert_close(
+            other(x, cos, sin).float(), shipped_rotary(x, cos, sin).float(), rtol=0.02, atol=0.02
+        )
+        result[f"{name}_rotary_alone_other_over_shipped"] = median_ratio(
+            lambda: shipped_rotary(x, cos, sin), lambda: other(x, cos, sin), args.rounds * 4
+        )
+
+        def embed_with(rotary, precision=name):
+            encoder.apply_rotary = rotary
+            try:
+                embed(smiles, model, precision=precision, workers=0)
+            finally:
+                encoder.apply_rotary = shipped_rotary
+
+        embed_with(shipped_rotary)  # warm-up
+        result[f"{name}_embed_other_over_shipped"] = median_ratio(
+            lambda: embed_with(shipped_rotary), lambda: embed_with(other), args.rounds
+        )
+    print_result(result, args.json)
+
+
+if __name__ == "__main__":
+    main()
