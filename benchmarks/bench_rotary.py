@@ -62,6 +62,37 @@ def median_ratio(shipped, other, rounds: int) -> float:
     return round(statistics.median(ratios), 3)
 
 
+def measure(name: str, dtype, model, smiles, rounds: int) -> dict[str, float]:
+    """Both ratios for one precision: rotary alone on one batch's queries and keys (128
+    molecules of 43 states, the benchmark's mean), and a whole `embed` call."""
+    states, heads, head_dim = 128 * 43, model.config.num_heads, model.config.head_dim
+    positions = torch.randint(0, 60, (states,)), torch.randint(0, 4, (states,))
+    cos, sin = rotary_tables(*positions, head_dim, model.config.rope_base)
+    cos, sin = cos[:, None], sin[:, None]
+    x = torch.randn(states, 2, heads, head_dim).to(dtype)
+    other = OTHER_WAY[dtype]
+    torch.testing.assert_close(
+        other(x, cos, sin).float(), shipped_rotary(x, cos, sin).float(), rtol=0.02, atol=0.02
+    )
+
+    def embed_with(rotary):
+        encoder.apply_rotary = rotary
+        try:
+            embed(smiles, model, precision=name, workers=0)
+        finally:
+            encoder.apply_rotary = shipped_rotary
+
+    embed_with(shipped_rotary)  # warm-up
+    return {
+        f"{name}_rotary_alone_other_over_shipped": median_ratio(
+            lambda: shipped_rotary(x, cos, sin), lambda: other(x, cos, sin), rounds * 4
+        ),
+        f"{name}_embed_other_over_shipped": median_ratio(
+            lambda: embed_with(shipped_rotary), lambda: embed_with(other), rounds
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="molecules per embed call")
@@ -71,33 +102,9 @@ def main() -> None:
     torch.manual_seed(0)
     smiles, source = benchmark_smiles(args.n, split="test")
     model = random_small_model(smiles)
-    # One batch of 128 molecules of 43 states (the benchmark's mean): queries and keys together.
-    states, heads, head_dim = 128 * 43, model.config.num_heads, model.config.head_dim
-    positions = torch.randint(0, 60, (states,)), torch.randint(0, 4, (states,))
-    cos, sin = rotary_tables(*positions, head_dim, model.config.rope_base)
-    cos, sin = cos[:, None], sin[:, None]
     result = {"n_molecules": len(smiles), "source": source, "threads": torch.get_num_threads()}
     for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
-        x = torch.randn(states, 2, heads, head_dim).to(dtype)
-        other = OTHER_WAY[dtype]
-        torch.testing.assert_close(
-            other(x, cos, sin).float(), shipped_rotary(x, cos, sin).float(), rtol=0.02, atol=0.02
-        )
-        result[f"{name}_rotary_alone_other_over_shipped"] = median_ratio(
-            lambda: shipped_rotary(x, cos, sin), lambda: other(x, cos, sin), args.rounds * 4
-        )
-
-        def embed_with(rotary, precision=name):
-            encoder.apply_rotary = rotary
-            try:
-                embed(smiles, model, precision=precision, workers=0)
-            finally:
-                encoder.apply_rotary = shipped_rotary
-
-        embed_with(shipped_rotary)  # warm-up
-        result[f"{name}_embed_other_over_shipped"] = median_ratio(
-            lambda: embed_with(shipped_rotary), lambda: embed_with(other), args.rounds
-        )
+        result.update(measure(name, dtype, model, smiles, args.rounds))
     print_result(result, args.json)
 
 

@@ -20,6 +20,9 @@ from bench_embed import hf_roberta_time, random_small_model
 from common import benchmark_smiles, print_result
 
 from exlm_chem import embed
+from exlm_chem.embedding import default_batch_size
+
+CPU = torch.device("cpu")
 
 GROUPS = {
     "matmul": ("aten::addmm", "aten::mm", "aten::bmm"),
@@ -73,7 +76,7 @@ def shares(groups: dict[str, float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=default_batch_size(CPU))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -82,11 +85,11 @@ def main() -> None:
     model = random_small_model(smiles)
     tokenizer, config = model.tokenizer, model.config
     embed(smiles[:500], model, batch_size=args.batch_size)  # warm-up
-    hf_roberta_time(smiles[:500], tokenizer, config, args.batch_size)
+    hf_roberta_time(smiles[:500], tokenizer, config, args.batch_size, CPU)
 
     ours_wall, ours = profile(lambda: embed(smiles, model, batch_size=args.batch_size))
     theirs_wall, theirs = profile(
-        lambda: hf_roberta_time(smiles, tokenizer, config, args.batch_size)
+        lambda: hf_roberta_time(smiles, tokenizer, config, args.batch_size, CPU)
     )
     our_shares, their_shares = shares(ours), shares(theirs)
     result = {
