@@ -1,6 +1,7 @@
 """Rotary positions two ways, in float32 and bfloat16: in place on strided quarter views (what
 `apply_rotary` does in float32) against a contiguous swapped copy (what it does in bfloat16),
-alone on model-sized tensors and inside a whole `embed` call, side by side in one run.
+alone on model-sized tensors, inside a whole `embed` call and (bfloat16) inside a pretraining
+step under autocast, side by side in one run.
 
     python benchmarks/bench_rotary.py --json
 
@@ -11,11 +12,13 @@ shipped way): above 1 means the shipped choice is faster.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
 import torch
 from bench_embed import random_small_model
+from bench_train_step import run_step
 from common import benchmark_smiles, print_result
 
 from exlm_chem import embed
@@ -83,7 +86,7 @@ def measure(name: str, dtype, model, smiles, rounds: int) -> dict[str, float]:
             encoder.apply_rotary = shipped_rotary
 
     embed_with(shipped_rotary)  # warm-up
-    return {
+    ratios = {
         f"{name}_rotary_alone_other_over_shipped": median_ratio(
             lambda: shipped_rotary(x, cos, sin), lambda: other(x, cos, sin), rounds * 4
         ),
@@ -91,6 +94,30 @@ def measure(name: str, dtype, model, smiles, rounds: int) -> dict[str, float]:
             lambda: embed_with(shipped_rotary), lambda: embed_with(other), rounds
         ),
     }
+    if dtype == torch.bfloat16:
+        ratios["bf16_train_step_other_over_shipped"] = train_step_ratio(model, smiles, rounds)
+    return ratios
+
+
+def train_step_ratio(model, smiles, rounds: int) -> float:
+    """A pretraining step (forward, backward, AdamW) of about 6,000 tokens under bf16
+    autocast, where the projections hand bfloat16 queries and keys to the rotation."""
+    model = copy.deepcopy(model).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ids = model.tokenizer.encode_batch(smiles[:150])
+    masks = model.choose_masks(ids, torch.Generator().manual_seed(0))
+
+    def step_with(rotary):
+        encoder.apply_rotary = rotary
+        try:
+            run_step(model, optimizer, ids, masks, bf16=True)
+        finally:
+            encoder.apply_rotary = shipped_rotary
+
+    step_with(shipped_rotary)  # warm-up
+    return median_ratio(
+        lambda: step_with(shipped_rotary), lambda: step_with(strided_in_place), rounds * 2
+    )
 
 
 def main() -> None:
