@@ -66,8 +66,9 @@ def median_ratio(shipped, other, rounds: int) -> float:
 
 
 def measure(name: str, dtype, model, smiles, rounds: int) -> dict[str, float]:
-    """Both ratios for one precision: rotary alone on one batch's queries and keys (128
-    molecules of 43 states, the benchmark's mean), and a whole `embed` call."""
+    """The ratios for one precision: rotary alone on one batch's queries and keys (128
+    molecules of 43 states, the benchmark's mean), a whole `embed` call, and in bfloat16 a
+    training step."""
     states, heads, head_dim = 128 * 43, model.config.num_heads, model.config.head_dim
     positions = torch.randint(0, 60, (states,)), torch.randint(0, 4, (states,))
     cos, sin = rotary_tables(*positions, head_dim, model.config.rope_base)
