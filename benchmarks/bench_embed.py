@@ -12,7 +12,8 @@ Both transformers have random weights (speed does not depend on them): ours is t
 preset; RoBERTa gets the same depth, width, heads, feed-forward size and vocabulary, and is fed
 the molecules the way a typical user loop does (batches in input order, padded, fp32). Both
 read out the mean of the last layer; the `layers` read-out (every layer's mean) is timed
-against it in the same rounds.
+against it in the same rounds. Our time is `embed` end to end, RDKit canonicalization and
+tokenization included; RoBERTa's token ids are made before its timer starts.
 """
 
 from __future__ import annotations
