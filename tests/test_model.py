@@ -7,7 +7,13 @@ import torch
 from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, dag_log_likelihood
 from exlm_chem.model import dag_best_path
 from exlm_chem.model.dag import TransitionHead
-from exlm_chem.model.encoder import apply_rotary, rotary_tables
+from exlm_chem.model.encoder import (
+    apply_rotary,
+    attention,
+    attention_by_hand,
+    dropout,
+    rotary_tables,
+)
 from exlm_chem.model.expansion import choose_mask_positions, expand_states
 
 EXPAND = torch.tensor([1, 2, 3])  # <s>, </s>, <mask>
@@ -191,6 +197,44 @@ def test_rotary_in_bfloat16_matches_float32():
     rotated = apply_rotary(x.bfloat16(), cos[:, None], sin[:, None])
     assert rotated.dtype == torch.bfloat16
     torch.testing.assert_close(rotated.float(), expected, rtol=0.02, atol=0.02)
+
+
+def test_attention_by_hand_matches_the_fused_kernel_with_its_gradients():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 7, 8, generator=g) for _ in range(3))
+    mask = (torch.arange(7) < torch.tensor([[7], [4], [1]]))[:, None, None, :]
+    upstream = torch.randn(3, 2, 7, 8, generator=g)
+
+    def output_and_grads(function, dtype):
+        inputs = [t.detach().to(dtype).requires_grad_() for t in (q, k, v)]
+        out = function(*inputs, mask)
+        (out.float() * upstream).sum().backward()
+        return [out.float()] + [t.grad.float() for t in inputs]
+
+    fused = output_and_grads(torch.nn.functional.scaled_dot_product_attention, torch.float32)
+    for got, expected in zip(output_and_grads(attention_by_hand, torch.float32), fused):
+        torch.testing.assert_close(got, expected)
+    # Training in bfloat16 on a CPU takes the hand-written way: close to float32 all the same.
+    for got, expected in zip(output_and_grads(attention, torch.bfloat16), fused):
+        torch.testing.assert_close(got, expected, rtol=0.03, atol=0.03)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_drops_each_element_at_the_rate_and_keeps_the_mean(dtype):
+    torch.manual_seed(0)
+    x = torch.ones(1000, 400, dtype=dtype, requires_grad=True)
+    y = dropout(x, 0.1)
+    dropped = (y == 0).float()
+    # Four elements share a 64-bit draw: each of the four places drops at the rate (the
+    # standard error over 100,000 elements is 0.001).
+    for rate in dropped.view(-1, 4).mean(0):
+        assert abs(rate.item() - 0.1) < 0.005
+    assert abs(y.float().mean().item() - 1.0) < 0.01
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())  # the gradient goes through the same mask
+    assert torch.equal(dropout(x, 0.1, training=False), x)
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x, 0.1), y)  # reproducible from the seed
 
 
 def test_transition_rows_sum_to_one_over_allowed_successors():

@@ -15,6 +15,7 @@ from ..embedding import prepare_smiles
 from ..environment import resolve_device, resolve_precision
 from ..errors import InputError
 from ..model import ExLMModel
+from ..model.encoder import Dropout
 from ..model.io import load_model_directory, save_model
 from ..outputs import atomic_path, atomic_write_text
 from .data import EncodedMolecules
@@ -32,7 +33,7 @@ class RobertaHead(nn.Module):
 
     def __init__(self, hidden_size: int, outputs: int, dropout: float):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.out_proj = nn.Linear(hidden_size, outputs)
 
@@ -45,7 +46,7 @@ class LinearHead(nn.Module):
 
     def __init__(self, hidden_size: int, outputs: int, dropout: float):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out_proj = nn.Linear(hidden_size, outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,8 @@ scores depend only on differences of p1 and of p2. There is no other position em
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,6 +87,57 @@ def rotate_on_swapped_copy(x, cos, sin):
     return x * cos + swapped * sin
 
 
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Inverted dropout. On a CPU the mask comes from 16 random bits per element, four to one
+    64-bit draw: PyTorch's CPU dropout draws once per element, and that took a third of a
+    fine-tuning step (`benchmarks/bench_training_ops.py`). An element is dropped with probability
+    round(p * 65536) / 65536, within 1e-5 of p, and the kept ones are scaled to match."""
+    if not training or p == 0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training=True)
+    threshold = round(p * 65536)
+    draws = torch.empty(math.ceil(x.numel() / 4), dtype=torch.int64)
+    bits = draws.random_(-(2**63), 2**63 - 1).view(torch.int16)[: x.numel()]
+    keep = bits.view(x.shape) >= threshold - 32768
+    return x * keep * (65536 / (65536 - threshold))
+
+
+class Dropout(nn.Module):
+    """`dropout` as a layer, like `nn.Dropout`."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
+def attention(q, k, v, mask, dropout_p: float = 0.0):
+    """Scaled dot-product attention, (B, H, N, hd) -> (B, H, N, hd); ``mask`` (True: attend)
+    broadcasts to (B, H, N, N). PyTorch's fused kernel, except when training on a CPU in
+    bfloat16 or float16, where its backward is 4-8x slower than the same maths as two matrix
+    products (`benchmarks/bench_training_ops.py`), or with dropout, where PyTorch falls back to
+    those products anyway and drops out more slowly than `dropout`."""
+    if (
+        q.requires_grad
+        and q.device.type == "cpu"
+        and (dropout_p > 0 or q.dtype in (torch.bfloat16, torch.float16))
+    ):
+        return attention_by_hand(q, k, v, mask, dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+def attention_by_hand(q, k, v, mask, dropout_p: float = 0.0):
+    """Attention as two matrix products, with the softmax in float32."""
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return dropout(weights, dropout_p) @ v
+
+
 class SelfAttention(nn.Module):
     """Multi-head attention over packed states: projections run on the real states only,
     the attention itself on a padded (B, H, N, head_dim) layout."""
@@ -110,9 +163,7 @@ class SelfAttention(nn.Module):
         B, N = layout.shape
         q, k = qk.permute(2, 0, 3, 1, 4)
         v = v.transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=layout.attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        y = attention(q, k, v, layout.attn_mask, self.dropout if self.training else 0.0)
         return self.out(layout.pack(y.transpose(1, 2).reshape(B, N, D)))
 
 
@@ -128,7 +179,7 @@ class Block(nn.Module):
             nn.GELU(),
             nn.Linear(config.ffn_multiplier * d, d),
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x, cos, sin, layout):
         x = x + self.dropout(self.attention(self.norm1(x), cos, sin, layout))
@@ -142,7 +193,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(config.hidden_size)
 
