@@ -1,7 +1,7 @@
 """Two choices for training on a CPU, each against PyTorch's own operation, side by side in one
 run:
 - attention in bfloat16: `scaled_dot_product_attention` (the fused kernel) against two matrix
-  products with the softmax in float32 (what `attention` takes there), forward and backward;
+  products (what `attention` takes there), forward and backward;
 - dropout: `torch.nn.functional.dropout` against `dropout` (16 random bits per element, four to
   a 64-bit draw), forward and backward;
 each alone on fine-tuning and pretraining sized tensors, then inside whole steps under bf16
