@@ -89,9 +89,10 @@ def rotate_on_swapped_copy(x, cos, sin):
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Inverted dropout. On a CPU the mask comes from 16 random bits per element, four to one
-    64-bit draw: PyTorch's CPU dropout draws once per element, and that took a third of a
-    fine-tuning step (`benchmarks/bench_training_ops.py`). An element is dropped with probability
-    round(p * 65536) / 65536, within 1e-5 of p, and the kept ones are scaled to match."""
+    64-bit draw: PyTorch's CPU dropout draws once per element, 29% of the time of a profiled
+    fine-tuning step (`benchmarks/bench_training_ops.py` compares the two). An element is
+    dropped with probability round(p * 65536) / 65536, within 1e-5 of p, and the kept ones are
+    scaled to match."""
     if not training or p == 0:
         return x
     if x.device.type != "cpu":
