@@ -12,14 +12,11 @@ shipped way): above 1 means the shipped choice is faster.
 from __future__ import annotations
 
 import argparse
-import copy
-import statistics
-import time
 
 import torch
 from bench_embed import random_small_model
-from bench_train_step import run_step
-from common import benchmark_smiles, print_result
+from bench_train_step import pretrain_step
+from common import benchmark_smiles, median_ratio, print_result, replaced
 
 from exlm_chem import embed
 from exlm_chem.model import encoder
@@ -32,24 +29,6 @@ def other_way(x, cos, sin):
     """The way `apply_rotary` does not take for x's dtype."""
     rotate = rotate_on_swapped_copy if x.dtype == torch.float32 else rotate_on_quarter_views
     return rotate(x, cos.to(x.dtype), sin.to(x.dtype))
-
-
-def seconds(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
-def median_ratio(shipped, other, rounds: int) -> float:
-    """Median over interleaved rounds of other / shipped, the order alternating."""
-    ratios = []
-    for i in range(rounds):
-        if i % 2:
-            b, a = seconds(other), seconds(shipped)
-        else:
-            a, b = seconds(shipped), seconds(other)
-        ratios.append(b / a)
-    return round(statistics.median(ratios), 3)
 
 
 def measure(name: str, dtype, model, smiles, rounds: int) -> dict[str, float]:
@@ -66,11 +45,8 @@ def measure(name: str, dtype, model, smiles, rounds: int) -> dict[str, float]:
     )
 
     def embed_with(rotary):
-        encoder.apply_rotary = rotary
-        try:
+        with replaced(encoder, apply_rotary=rotary):
             embed(smiles, model, precision=name, workers=0)
-        finally:
-            encoder.apply_rotary = shipped_rotary
 
     embed_with(shipped_rotary)  # warm-up
     ratios = {
@@ -87,19 +63,13 @@ def measure(name: str, dtype, model, smiles, rounds: int) -> dict[str, float]:
 
 
 def train_step_ratio(model, smiles, rounds: int) -> float:
-    """A pretraining step (forward, backward, AdamW) of about 6,000 tokens under bf16
-    autocast, where the projections hand bfloat16 queries and keys to the rotation."""
-    model = copy.deepcopy(model).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ids = model.tokenizer.encode_batch(smiles[:150])
-    masks = model.choose_masks(ids, torch.Generator().manual_seed(0))
+    """A pretraining step under bf16 autocast, where the projections hand bfloat16 queries and
+    keys to the rotation."""
+    step = pretrain_step(model, smiles, bf16=True)
 
     def step_with(rotary):
-        encoder.apply_rotary = rotary
-        try:
-            run_step(model, optimizer, ids, masks, bf16=True)
-        finally:
-            encoder.apply_rotary = shipped_rotary
+        with replaced(encoder, apply_rotary=rotary):
+            step()
 
     step_with(shipped_rotary)  # warm-up
     return median_ratio(lambda: step_with(shipped_rotary), lambda: step_with(other_way), rounds * 2)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import statistics
 import time
 
@@ -49,6 +50,17 @@ def run_step(model, optimizer, ids, masks, bf16=False) -> None:
         loss = model(ids, masks).loss
     loss.backward()
     optimizer.step()
+
+
+def pretrain_step(model, smiles, bf16: bool = True):
+    """A pretraining step (forward, backward, AdamW) of a training copy of ``model`` on the
+    first 150 of ``smiles`` (about 6,000 tokens) with fixed masks, as a function of no
+    arguments."""
+    model = copy.deepcopy(model).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ids = model.tokenizer.encode_batch(smiles[:150])
+    masks = model.choose_masks(ids, torch.Generator().manual_seed(0))
+    return lambda: run_step(model, optimizer, ids, masks, bf16)
 
 
 def timed_step(model, optimizer, ids, masks, bf16=False) -> float:

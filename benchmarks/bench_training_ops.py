@@ -16,14 +16,12 @@ of the shipped way): above 1 means the shipped choice is faster.
 from __future__ import annotations
 
 import argparse
-import copy
 
 import torch
 import torch.nn.functional as F
 from bench_embed import random_small_model
-from bench_rotary import median_ratio
-from bench_train_step import run_step
-from common import benchmark_smiles, print_result
+from bench_train_step import pretrain_step
+from common import benchmark_smiles, median_ratio, print_result, replaced
 
 from exlm_chem.finetuning.data import EncodedMolecules
 from exlm_chem.finetuning.predictor import PropertyPredictor
@@ -74,27 +72,13 @@ def dropout_alone_ratio(shape: tuple[int, ...], rounds: int) -> float:
 
 def with_torch(names: tuple[str, ...], step):
     """Runs ``step`` with the encoder's ``names`` replaced by PyTorch's operations."""
-    for name in names:
-        setattr(encoder, name, TORCH[name])
-    try:
+    with replaced(encoder, **{name: TORCH[name] for name in names}):
         step()
-    finally:
-        for name in names:
-            setattr(encoder, name, SHIPPED[name])
 
 
 def step_ratio(step, names: tuple[str, ...], rounds: int) -> float:
     step()  # warm-up
     return median_ratio(step, lambda: with_torch(names, step), rounds)
-
-
-def pretrain_step(model, smiles):
-    """A pretraining step (forward, backward, AdamW) of 150 molecules, about 6,000 tokens."""
-    model = copy.deepcopy(model).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ids = model.tokenizer.encode_batch(smiles[:150])
-    masks = model.choose_masks(ids, torch.Generator().manual_seed(0))
-    return lambda: run_step(model, optimizer, ids, masks, bf16=True)
 
 
 def finetune_step(model, smiles):
@@ -123,7 +107,7 @@ def main() -> None:
     smiles, source = benchmark_smiles(2000)
     model = random_small_model(smiles)
     rounds = args.rounds
-    pretrain, finetune = pretrain_step(model, smiles), finetune_step(model, smiles)
+    pretrain, finetune = pretrain_step(model, smiles, bf16=True), finetune_step(model, smiles)
     result = {
         "source": source,
         "threads": torch.get_num_threads(),

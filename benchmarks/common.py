@@ -1,7 +1,9 @@
-"""Shared helpers for the benchmark scripts: where the data is, and a timing helper."""
+"""Shared helpers for the benchmark scripts: where the data is, timing helpers, and swapping
+one of the library's functions for another while a measurement runs."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -48,6 +50,38 @@ def median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def seconds(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def median_ratio(shipped, other, rounds: int) -> float:
+    """Median over interleaved rounds of other / shipped, the order alternating."""
+    ratios = []
+    for i in range(rounds):
+        if i % 2:
+            b, a = seconds(other), seconds(shipped)
+        else:
+            a, b = seconds(shipped), seconds(other)
+        ratios.append(b / a)
+    return round(statistics.median(ratios), 3)
+
+
+@contextlib.contextmanager
+def replaced(module, **functions):
+    """``module``'s attributes named by ``functions`` replaced by them inside the block, the
+    originals put back after it."""
+    originals = {name: getattr(module, name) for name in functions}
+    for name, function in functions.items():
+        setattr(module, name, function)
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(module, name, function)
 
 
 def print_result(result: dict, as_json: bool) -> None:
