@@ -24,6 +24,7 @@ DEVICE=${DEVICE:-auto}
 HYBRID_READOUT=${HYBRID_READOUT:-layers}
 FINETUNE_HEAD=${FINETUNE_HEAD:-cls}  # cls, mean or layers; several (cls,layers): chosen on validation
 CHOICE_SEEDS=${CHOICE_SEEDS:-$SEEDS}  # the seeds whose validation chooses head and learning rate
+FINETUNE_JOBS=${FINETUNE_JOBS:-1}  # fine-tuning runs at a time (CPU: 2 on 2 cores is 1.2x faster)
 # Smallest sets first: on a CPU the whole fine-tuning part takes days, and what is done is kept.
 FINETUNE_DATASETS=${FINETUNE_DATASETS:-freesolv,esol,bace,clintox,sider,bbbp,lipo,tox21,toxcast}
 exlm=exlm${MODEL:+:$MODEL}
@@ -45,7 +46,7 @@ exlm-chem benchmark --datasets toxcast --features "$frozen" --probe deepchem "${
 if [ -z "${SKIP_FINETUNE:-}" ]; then
     exlm-chem benchmark --datasets "$FINETUNE_DATASETS" --features "$models" --probe none \
         --finetune --finetune-head "$FINETUNE_HEAD" --finetune-choice-seeds "$CHOICE_SEEDS" \
-        --device "$DEVICE" "${common[@]}"
+        --finetune-jobs "$FINETUNE_JOBS" --device "$DEVICE" "${common[@]}"
 fi
 # The secondary view: DeepChem's deterministic scaffold split (one split, so no spread),
 # last: the 5 seeded splits, fine-tuning included, are the primary results.

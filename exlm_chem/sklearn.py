@@ -132,6 +132,7 @@ class _FinetunedEstimator(BaseEstimator):
     validation_fraction: share of the molecules held out for early stopping (and the rate),
     split by scaffold (``split="scaffold"``) or at random (``"random"``).
     device, precision: where and how to train (``auto`` precision: bf16 where native).
+    n_jobs: learning rates tried at a time, in worker processes on a CPU (None: one).
     random_state: seed of the split, the head and the batches.
     """
 
@@ -150,6 +151,7 @@ class _FinetunedEstimator(BaseEstimator):
         split: str = "scaffold",
         device=None,
         precision: str = "auto",
+        n_jobs: int | None = None,
         random_state: int = 0,
     ):
         self.model = model
@@ -163,6 +165,7 @@ class _FinetunedEstimator(BaseEstimator):
         self.split = split
         self.device = device
         self.precision = precision
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     def _fit(self, X, targets: np.ndarray):
@@ -196,7 +199,15 @@ class _FinetunedEstimator(BaseEstimator):
         valid = LabelledMolecules(encoded.subset(valid_rows), targets[valid_rows])
         tasks = [f"task_{t}" for t in range(targets.shape[1])]
         best, runs = finetune_best_rate(
-            base, train, valid, self._task_type, settings, rates, tasks, self.device
+            base,
+            train,
+            valid,
+            self._task_type,
+            settings,
+            rates,
+            tasks,
+            self.device,
+            self.n_jobs or 1,
         )
         self.predictor_ = best.predictor
         self.learning_rate_ = best.settings.learning_rate

@@ -283,8 +283,9 @@ def test_benchmark_finetune_chooses_the_head_with_the_rate(tiny_model_dir, share
 def test_benchmark_finetune_runs_the_grid_on_the_choice_seeds_only(
     tiny_model_dir, shared_data, tmp_path
 ):
+    # Two runs at a time: the grid's on seed 1, then seeds 0 and 2 at the choice.
     records = finetune_cls_and_layers_on_freesolv(
-        tiny_model_dir, shared_data, tmp_path, [0, 1, 2], finetune_choice_seeds=[1]
+        tiny_model_dir, shared_data, tmp_path, [0, 1, 2], finetune_choice_seeds=[1], finetune_jobs=2
     )
     runs = json.loads((tmp_path / "out" / "finetune_runs.json").read_text())
     on_seed_1 = {r["head"]: r["valid_value"] for r in runs if r["seed"] == 1}

@@ -2,6 +2,7 @@
 saves and loads; the finetune/predict commands and the scikit-learn estimators on top."""
 
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from exlm_chem.finetuning import (
     balancing_weights,
     choose_learning_rate,
     finetune,
+    finetune_each,
     load_predictor,
     predict_encoded,
     predict_smiles,
@@ -75,6 +77,30 @@ def test_early_stopping_stops_after_patience(model, amines):
     last_gain = max(i + 1 for i, v in enumerate(values) if i == 0 or v > max(values[:i]))
     assert result.epochs_run - last_gain == 2 and result.epochs_run < 40
     assert last_gain <= result.best_epoch <= result.epochs_run
+
+
+def test_runs_in_worker_processes_equal_runs_in_this_process(model, amines):
+    train, valid = amines
+    settings = FinetuneSettings(**{**FAST, "epochs": 3})
+    runs = [(train, valid, settings), (train, valid, replace(settings, learning_rate=1e-4, seed=1))]
+    threads = torch.get_num_threads()
+    jobs = 2
+    torch.set_num_threads(max(1, threads // jobs))  # the workers' share of the threads
+    try:
+        here = list(finetune_each(model, runs, "classification"))
+    finally:
+        torch.set_num_threads(threads)
+    there = list(finetune_each(model, runs, "classification", jobs=jobs))
+    assert [r.settings for r in there] == [settings for _, _, settings in runs]  # in order
+    for a, b in zip(here, there):
+        assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+        assert a.best_epoch == b.best_epoch and a.valid_score == b.valid_score
+        for name, value in a.predictor.state_dict().items():
+            assert torch.equal(value, b.predictor.state_dict()[name]), name
+    # The two runs differ (rate and seed): the comparison above can tell runs apart.
+    assert here[0].history[-1]["train_loss"] != here[1].history[-1]["train_loss"]
+    with pytest.raises(InputError, match="jobs"):
+        list(finetune_each(model, runs, "classification", jobs=0))
 
 
 def test_missing_labels_get_no_loss(model):

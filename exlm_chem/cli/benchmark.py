@@ -51,6 +51,11 @@ def benchmark(
     ),
     finetune_epochs: int = typer.Option(60, help="Fine-tuning: at most this many epochs."),
     finetune_patience: int = typer.Option(10, help="Fine-tuning: early-stopping patience."),
+    finetune_jobs: int = typer.Option(
+        1,
+        help="Fine-tuning runs at a time, in worker processes (CPU; each on its share of "
+        "the threads).",
+    ),
     device: str | None = typer.Option(
         None, help="Fine-tuning device: cpu, cuda, cuda:N or auto (default: cpu)."
     ),
@@ -100,6 +105,7 @@ def benchmark(
         device=device,
         finetune_heads=parse_list(finetune_head, HEADS, "fine-tuning heads"),
         finetune_choice_seeds=parse_seeds(finetune_choice_seeds, "--finetune-choice-seeds"),
+        finetune_jobs=finetune_jobs,
     )
     typer.echo(f"results in {out / 'results.md'}", err=True)
 

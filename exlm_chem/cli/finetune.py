@@ -54,6 +54,11 @@ def finetune(
     seed: int = typer.Option(0, help="Seed of the split, the head and the batches."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N or auto (default: cpu)."),
     precision: str = typer.Option("auto", help="auto (bf16 where native), fp32 or bf16."),
+    jobs: int = typer.Option(
+        1,
+        help="Learning rates tried at a time, in worker processes (CPU; each on its share "
+        "of the threads).",
+    ),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Leave out rows whose SMILES is invalid (else: an error)."
     ),
@@ -90,6 +95,7 @@ def finetune(
         device=device,
         overwrite=overwrite,
         skip_invalid=skip_invalid,
+        jobs=jobs,
     )
     chosen = report["chosen"]
     test = report["test_score"]

@@ -34,6 +34,7 @@ from .train import (
     choose_learning_rate,
     finetune,
     finetune_best_rate,
+    finetune_each,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "choose_learning_rate",
     "finetune",
     "finetune_best_rate",
+    "finetune_each",
     "load_predictor",
     "predict_encoded",
     "predict_smiles",

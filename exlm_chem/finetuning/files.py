@@ -58,6 +58,7 @@ def finetune_table(
     device=None,
     overwrite: bool = False,
     skip_invalid: bool = False,
+    jobs: int = 1,
 ) -> dict:
     """Fine-tune on the SMILES and target columns of a CSV/TSV file; save the model with the
     best validation metric (over ``learning_rates``) in ``out``, with a report (finetune.json)
@@ -109,7 +110,7 @@ def finetune_table(
         settings.seed,
     )
     best, runs = finetune_best_rate(
-        base, train, valid, task_type, settings, learning_rates, targets, device
+        base, train, valid, task_type, settings, learning_rates, targets, device, jobs
     )
     test_score = None
     if len(test.molecules):

@@ -15,7 +15,7 @@ from ..finetuning import (
     FinetuneSettings,
     LabelledMolecules,
     choose_learning_rate,
-    finetune,
+    finetune_each,
     predict_encoded,
 )
 from ..metrics import score
@@ -49,13 +49,15 @@ def finetune_results(
     device,
     heads: list[str] | None = None,
     choice_seeds: list[int] | None = None,
+    jobs: int = 1,
 ) -> list[dict]:
     """The records of ``seeds`` fine-tuned at the chosen head and rate.
 
     Every (head, rate) is run on each of ``choice_seeds`` (default: ``seeds``); the head and
     rate whose validation metric averaged over those seeds is best is chosen, and the other
     seeds are run at that choice only. Runs are kept in and resumed from ``runs_path``, so
-    seeds added later are chosen for by the same runs."""
+    seeds added later are chosen for by the same runs; ``jobs`` of them at a time (see
+    `finetune_each`)."""
     heads = heads or [settings.head]
     choice_seeds = list(choice_seeds or seeds)
     task_type = DATASETS[name].task_type
@@ -63,25 +65,35 @@ def finetune_results(
     runs = read_records(runs_path, "runs")
     key = dict(dataset=name, features=spec.name, featurizer=featurizer_name, split=split)
 
-    def run_missing(seed: int, choices: list[tuple[str, float]]) -> None:
-        keys = [dict(key, seed=seed, learning_rate=rate, head=head) for head, rate in choices]
+    def run_missing(run_seeds: list[int], choices: list[tuple[str, float]]) -> None:
+        keys = [
+            dict(key, seed=seed, learning_rate=rate, head=head)
+            for seed in run_seeds
+            for head, rate in choices
+        ]
         missing = [k for k in keys if not any(_matches(r, k) for r in runs)]
-        if not missing:
-            return
-        whole_parts = cached_split(splits, dataset, split, seed)
-        parts = [_labelled(part, model.tokenizer) for part in whole_parts]
-        for run_key in missing:
-            rate, head = run_key["learning_rate"], run_key["head"]
-            result = finetune(
-                model,
-                parts[0],
-                parts[1],
-                task_type,
-                replace(settings, learning_rate=rate, head=head, seed=seed),
-                device=device,
+        whole_parts = {
+            seed: cached_split(splits, dataset, split, seed)
+            for seed in {k["seed"] for k in missing}
+        }
+        parts = {
+            seed: [_labelled(part, model.tokenizer) for part in whole]
+            for seed, whole in whole_parts.items()
+        }
+        work = [
+            (
+                *parts[k["seed"]][:2],
+                replace(settings, learning_rate=k["learning_rate"], head=k["head"], seed=k["seed"]),
             )
-            test = whole_parts[2]
-            prediction = predict_encoded(result.predictor, parts[2].molecules, settings.precision)
+            for k in missing
+        ]
+        results = finetune_each(model, work, task_type, device=device, jobs=jobs)
+        for run_key, result in zip(missing, results):
+            seed, rate, head = run_key["seed"], run_key["learning_rate"], run_key["head"]
+            test = whole_parts[seed][2]
+            prediction = predict_encoded(
+                result.predictor, parts[seed][2].molecules, settings.precision
+            )
             run = dict(
                 run_key,
                 valid_value=result.valid_score,
@@ -110,8 +122,7 @@ def finetune_results(
             atomic_write_text(runs_path, json.dumps(runs, indent=1))
 
     grid = [(head, rate) for head in heads for rate in rates]
-    for seed in choice_seeds:
-        run_missing(seed, grid)
+    run_missing(choice_seeds, grid)
     mine = [
         r
         for r in runs
@@ -129,8 +140,7 @@ def finetune_results(
             r["valid_value"] if r["selection"] == selection else float("nan")
         )
     head, rate = choose_learning_rate(by_choice, selection)
-    for seed in seeds:
-        run_missing(seed, [(head, rate)])
+    run_missing(seeds, [(head, rate)])
     ours = [r for r in runs if _matches(r, key) and (r["head"], r["learning_rate"]) in grid]
     chosen_runs = {r["seed"]: r for r in ours if (r["head"], r["learning_rate"]) == (head, rate)}
     return [

@@ -47,6 +47,7 @@ def run_benchmark(
     device=None,
     finetune_heads: list[str] | None = None,
     finetune_choice_seeds: list[int] | None = None,
+    finetune_jobs: int = 1,
 ) -> list[dict]:
     """Run every (dataset, features, probe, seed); write results.json/.csv/.md and plots to
     ``out``.
@@ -63,6 +64,7 @@ def run_benchmark(
     ``finetune_choice_seeds`` (default: ``seeds``) are the seeds whose validation makes that
     choice: only they run the whole grid, the others the chosen head and rate (a CPU budget).
     Every run is kept in finetune_runs.json, so an interrupted grid resumes where it stopped.
+    ``finetune_jobs`` runs go at a time (on a CPU, see `exlm_chem.finetuning.finetune_each`).
     """
     if split not in SPLITS:
         raise InputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
@@ -208,6 +210,7 @@ def run_benchmark(
                     device,
                     finetune_heads,
                     finetune_choice_seeds or seeds,
+                    finetune_jobs,
                 )
                 atomic_write_text(out / "results.json", json.dumps(records, indent=1))
     write_reports(records, out)
