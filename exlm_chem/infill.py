@@ -141,6 +141,15 @@ def _length_combinations(template: Template) -> list[tuple[int, ...]]:
     return list(itertools.islice(combinations, MAX_LENGTH_COMBINATIONS))
 
 
+def _encode_length_combinations(model: ExLMModel, template: Template):
+    """The span-length combinations of ``template`` and their padded ids on the model's
+    device, one row per combination."""
+    combinations = _length_combinations(template)
+    tokens = [template.tokens(c) for c in combinations]
+    ids, _ = model.tokenizer.encode_tokens_with_report(tokens)
+    return combinations, ids.to(next(model.parameters()).device)
+
+
 def decode_dag(
     model: ExLMModel, template: Template, beam_size: int = BEAM_SIZE
 ) -> dict[tuple, float]:
@@ -150,10 +159,7 @@ def decode_dag(
     masked token, the model fills m masks with about m tokens), as `decode_mlm` tries every
     length; a filling's probabilities under the different numbers of masks are summed."""
     tokenizer = model.tokenizer
-    combinations = _length_combinations(template)
-    ids, _ = tokenizer.encode_tokens_with_report([template.tokens(c) for c in combinations])
-    device = next(model.parameters()).device
-    ids = ids.to(device)
+    combinations, ids = _encode_length_combinations(model, template)
     with torch.inference_mode():
         batch = expand_states(ids, model.config.k, model.expand_ids, PAD_ID)
         hidden = model.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
@@ -240,10 +246,7 @@ def decode_mlm(
     if model.config.k != 1:
         raise InputError("decode_mlm reads one state per mask: use it with a plain MLM")
     tokenizer = model.tokenizer
-    combinations = _length_combinations(template)
-    ids, _ = tokenizer.encode_tokens_with_report([template.tokens(c) for c in combinations])
-    device = next(model.parameters()).device
-    ids = ids.to(device)
+    combinations, ids = _encode_length_combinations(model, template)
     with torch.inference_mode():
         batch = expand_states(ids, 1, model.expand_ids, PAD_ID)  # k = 1: nothing expands
         hidden = model.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
