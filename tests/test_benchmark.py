@@ -10,7 +10,7 @@ from exlm_chem.metrics import score
 from exlm_chem.model import save_model
 from exlm_chem.moleculenet.datasets import DATASETS, split_dataset
 from exlm_chem.moleculenet.features import parse_features
-from exlm_chem.moleculenet.report import markdown_table
+from exlm_chem.moleculenet.report import markdown_table, wall_time_table
 from exlm_chem.moleculenet.suite import parse_list
 
 
@@ -84,6 +84,28 @@ def test_markdown_table_puts_features_side_by_side():
     assert "| bbbp | logreg | 0.750 ± 0.071 | 0.600 |" in table
 
 
+def test_wall_time_counts_each_featurization_once_and_every_fit():
+    rows = [
+        # (dataset, features, probe, seed, featurize_seconds, fit_seconds)
+        ("bbbp", "exlm", "logreg", 0, 30.0, 2.0),
+        ("bbbp", "exlm", "rf", 0, 30.0, 5.0),
+        ("bbbp", "exlm", "logreg", 1, 0.1, 3.0),  # resumed: the cache read
+        ("bbbp", "ecfp", "logreg", 0, 4.0, 1.0),
+        ("bbbp", "exlm", "finetune", 0, None, 100.0),  # fine-tuning records have no featurization
+        ("esol", "ecfp", "rf", 0, 2.0, 7.0),
+    ]
+    frame = pd.DataFrame(
+        [
+            dict(dataset=d, features=f, probe=p, seed=s, featurize_seconds=fs, fit_seconds=t)
+            for d, f, p, s, fs, t in rows
+        ]
+    )
+    table = wall_time_table(frame)
+    assert "| dataset | featurization | fit: logreg | fit: rf | fit: finetune | total |" in table
+    assert "| bbbp | 34 | 6 | 5 | 100 | 145 |" in table
+    assert "| esol | 2 |  | 7 |  | 9 |" in table
+
+
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory, shared_data):
     import gzip
@@ -135,6 +157,7 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
     assert (out / "results.md").read_text().count("| bbbp | logreg |") == 1
     assert all(np.isfinite(r["valid_value"]) for r in records)
     assert "| frozen | exlm:" in (out / "results.md").read_text()  # the paired comparisons
+    assert "| esol | " in (out / "results.md").read_text().split("Wall time per dataset")[1]
     assert (out / "results_roc_auc.png").exists() and (out / "results_rmse.png").exists()
     # A second run reuses the featurized datasets.
     cached = sorted(

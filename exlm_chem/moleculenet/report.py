@@ -28,11 +28,15 @@ def read_records(path: Path, what: str = "results") -> list[dict]:
 
 
 def write_reports(records: list[dict], out: Path) -> None:
-    """results.csv, results.md (mean +- std over seeds; then each family's read-out and probe
-    chosen on validation, compared by paired bootstrap) and a bar chart per metric."""
+    """results.csv, results.md (mean +- std over seeds; each family's read-out and probe chosen
+    on validation, compared by paired bootstrap; wall time per dataset) and a bar chart per
+    metric."""
     frame = pd.DataFrame(records)
     atomic_write_text(out / "results.csv", frame.to_csv(index=False))
-    atomic_write_text(out / "results.md", markdown_table(frame) + "\n" + comparison_table(records))
+    atomic_write_text(
+        out / "results.md",
+        "\n".join([markdown_table(frame), comparison_table(records), wall_time_table(frame)]),
+    )
     for metric, group in frame.groupby("metric"):
         plot_bars(group, out / f"results_{metric}.png", metric)
 
@@ -73,6 +77,29 @@ def markdown_table(frame) -> str:
                 lines.append(f"| **mean** | {probe} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def wall_time_table(frame) -> str:
+    """Seconds per dataset: featurization (each feature set once: the longest of its records,
+    since a resumed run reads the cache) apart from fitting, per probe, summed over feature
+    sets and seeds (fine-tuning: every run of the learning-rate grid)."""
+    frame = frame.copy()
+    if "featurize_seconds" not in frame:
+        frame["featurize_seconds"] = np.nan
+    probes = list(dict.fromkeys(frame["probe"]))
+    lines = [
+        "### Wall time per dataset (seconds)",
+        "",
+        "| dataset | featurization | " + " | ".join(f"fit: {p}" for p in probes) + " | total |",
+        "|---|---|" + "---|" * (len(probes) + 1),
+    ]
+    for dataset, rows in frame.groupby("dataset", sort=False):
+        featurize = rows.groupby("features")["featurize_seconds"].max().sum()
+        fits = rows.groupby("probe")["fit_seconds"].sum()
+        cells = [f"{fits[p]:.0f}" if p in fits else "" for p in probes]
+        total = featurize + fits.sum()
+        lines.append(f"| {dataset} | {featurize:.0f} | " + " | ".join(cells) + f" | {total:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_bars(frame, path: Path, metric: str) -> None:
