@@ -20,7 +20,11 @@ import argparse
 import json
 from pathlib import Path
 
-from exlm_chem.moleculenet.compare import chosen_on_validation, paired_bootstrap
+from exlm_chem.moleculenet.compare import (
+    chosen_on_validation,
+    datasets_with_both,
+    paired_bootstrap,
+)
 
 CLASSIFICATION = ["bbbp", "bace", "clintox", "tox21", "toxcast", "sider"]
 REGRESSION = ["esol", "freesolv", "lipo"]
@@ -29,9 +33,7 @@ REGRESSION = ["esol", "freesolv", "lipo"]
 def comparison(chosen, label, a, b, datasets, mode="frozen", mode_b=None, margin=0.0, strict=False):
     """One line of the goals: a - b on ``datasets`` where both have run; met when the
     difference is at least ``margin`` (``strict``: above it)."""
-    present = [
-        d for d in datasets if paired_bootstrap(chosen, mode, a, b, [d], mode_b=mode_b) is not None
-    ]
+    present = datasets_with_both(chosen, mode, a, b, datasets, mode_b)
     result = paired_bootstrap(chosen, mode, a, b, present, mode_b=mode_b) if present else None
     if result is None:
         return dict(goal=label, status="not run yet")

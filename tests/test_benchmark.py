@@ -535,3 +535,7 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_consistent_differenc
     table = comparison_table(records)
     assert "| frozen | exlm vs ecfp | mean ROC-AUC | +0.030 |" in table
     assert "| frozen | exlm vs ecfp | esol RMSE | +0.100 |" in table
+    # A set that only one family has reached yet (a suite under way): the mean is over the
+    # sets where both ran, and says so.
+    partial = comparison_table(records + [_record("tox21", "ecfp", "logreg", 0, 0.7, 0.7)])
+    assert "| frozen | exlm vs ecfp | mean ROC-AUC (2 of 3 sets: bbbp, bace) | +0.030 |" in partial

@@ -86,6 +86,16 @@ def paired_bootstrap(
     }
 
 
+def datasets_with_both(
+    chosen: pd.DataFrame, mode: str, a: str, b: str, datasets: list[str], mode_b: str | None = None
+) -> list[str]:
+    """The ``datasets`` on which families ``a`` and ``b`` have both run on the same seeds (a
+    suite under way has some sets done, not all)."""
+    return [
+        d for d in datasets if paired_bootstrap(chosen, mode, a, b, [d], mode_b=mode_b) is not None
+    ]
+
+
 def _seed_values(cells: pd.DataFrame, family_name: str, mode: str) -> pd.Series:
     """One dataset's test values of a family in a mode, indexed by seed."""
     rows = cells[(cells["family"] == family_name) & (cells["mode"] == mode)]
@@ -95,7 +105,8 @@ def _seed_values(cells: pd.DataFrame, family_name: str, mode: str) -> pd.Series:
 def comparison_table(records: list[dict]) -> str:
     """Markdown: the chosen (features, probe) and its test mean +- std per dataset, family and
     mode; then, per mode, the first family against each other one and each hybrid against
-    ECFP4, on the mean ROC-AUC over the classification sets and on each regression set."""
+    ECFP4, on the mean ROC-AUC over the classification sets (those where both have run) and on
+    each regression set."""
     chosen = chosen_on_validation(records)
     if chosen.empty:
         return ""
@@ -134,9 +145,12 @@ def comparison_table(records: list[dict]) -> str:
     for mode in dict.fromkeys(chosen["mode"]):
         for a, b in pairs:
             for label, datasets in comparisons:
-                result = datasets and paired_bootstrap(chosen, mode, a, b, datasets)
-                if not result:
+                present = datasets_with_both(chosen, mode, a, b, datasets)
+                if not present:
                     continue
+                result = paired_bootstrap(chosen, mode, a, b, present)
+                if len(present) < len(datasets):  # named, so that a partial mean is not misread
+                    label += f" ({len(present)} of {len(datasets)} sets: {', '.join(present)})"
                 lines.append(
                     f"| {mode} | {a} vs {b} | {label} | {result['difference']:+.3f} | "
                     f"[{result['low']:+.3f}, {result['high']:+.3f}] | "
