@@ -45,12 +45,12 @@ def main() -> None:
     valid = LabelledMolecules(data.molecules.subset(rows[args.n :]), data.y[args.n :])
     settings = FinetuneSettings(epochs=args.epochs, patience=args.epochs)
     runs = [
-        (train, valid, replace(settings, learning_rate=float(rate)))
+        (model, train, valid, replace(settings, learning_rate=float(rate)))
         for rate in args.rates.split(",")
     ]
 
     def grid(jobs: int) -> None:
-        list(finetune_each(model, runs, "classification", jobs=jobs))
+        list(finetune_each(runs, "classification", jobs=jobs))
 
     times = {1: [], args.jobs: []}
     for _ in range(args.rounds):

@@ -320,6 +320,46 @@ def test_benchmark_finetune_runs_the_grid_on_the_choice_seeds_only(
     assert sorted(r["seed"] for r in chosen) == [0, 1, 2] and {r["head"] for r in chosen} == {head}
 
 
+def test_benchmark_finetunes_every_model_of_a_dataset_together(
+    tiny_model_dir, shared_data, tmp_path
+):
+    from exlm_chem.finetuning import FinetuneSettings
+    from exlm_chem.moleculenet.suite import run_benchmark
+
+    def run() -> list[dict]:
+        return run_benchmark(
+            ["freesolv"],
+            parse_features(f"exlm:{tiny_model_dir},random:{tiny_model_dir}"),
+            [],
+            tmp_path / "out",
+            data_dir=shared_data / "moleculenet",
+            split="random_scaffold",
+            seeds=[0, 1],
+            finetune=True,
+            finetune_settings=FinetuneSettings(epochs=1, patience=1, batch_size=64),
+            finetune_rates=[1e-4, 1e-3],
+            finetune_choice_seeds=[0],
+            finetune_jobs=2,
+            resume=True,
+        )
+
+    records = run()
+    runs = json.loads((tmp_path / "out" / "finetune_runs.json").read_text())
+    assert len(runs) == 6  # per model: both rates on seed 0, then seed 1 at the chosen rate
+    for features in (f"exlm:{tiny_model_dir}", f"random:{tiny_model_dir}"):
+        mine = [r for r in runs if r["features"] == features]
+        grid = {r["learning_rate"]: r["valid_value"] for r in mine if r["seed"] == 0}
+        rate = min(grid, key=grid.get)  # each model's own choice (RMSE: lower is better)
+        assert [(r["seed"], r["learning_rate"]) for r in mine if r["seed"] == 1] == [(1, rate)]
+        chosen = [r for r in records if r["features"] == features and r["probe"] == "finetune"]
+        assert sorted(r["seed"] for r in chosen) == [0, 1]
+        assert {r["learning_rate"] for r in chosen} == {rate}
+    assert (
+        run() == records
+        and len(json.loads((tmp_path / "out" / "finetune_runs.json").read_text())) == 6
+    )
+
+
 def test_benchmark_rejects_choice_seeds_that_are_not_integers(run_cli, tmp_path):
     code, _, err = run_cli(
         "benchmark", "--features", "ecfp", "--finetune-choice-seeds", "0,x", "--out", tmp_path

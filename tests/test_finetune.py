@@ -82,16 +82,19 @@ def test_early_stopping_stops_after_patience(model, amines):
 def test_runs_in_worker_processes_equal_runs_in_this_process(model, amines):
     train, valid = amines
     settings = FinetuneSettings(**{**FAST, "epochs": 3})
-    runs = [(train, valid, settings), (train, valid, replace(settings, learning_rate=1e-4, seed=1))]
+    runs = [
+        (model, train, valid, settings),
+        (model, train, valid, replace(settings, learning_rate=1e-4, seed=1)),
+    ]
     threads = torch.get_num_threads()
     jobs = 2
     torch.set_num_threads(max(1, threads // jobs))  # the workers' share of the threads
     try:
-        here = list(finetune_each(model, runs, "classification"))
+        here = list(finetune_each(runs, "classification"))
     finally:
         torch.set_num_threads(threads)
-    there = list(finetune_each(model, runs, "classification", jobs=jobs))
-    assert [r.settings for r in there] == [settings for _, _, settings in runs]  # in order
+    there = list(finetune_each(runs, "classification", jobs=jobs))
+    assert [r.settings for r in there] == [run[-1] for run in runs]  # in order
     for a, b in zip(here, there):
         assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
         assert a.best_epoch == b.best_epoch and a.valid_score == b.valid_score
@@ -100,7 +103,7 @@ def test_runs_in_worker_processes_equal_runs_in_this_process(model, amines):
     # The two runs differ (rate and seed): the comparison above can tell runs apart.
     assert here[0].history[-1]["train_loss"] != here[1].history[-1]["train_loss"]
     with pytest.raises(InputError, match="jobs"):
-        list(finetune_each(model, runs, "classification", jobs=0))
+        list(finetune_each(runs, "classification", jobs=0))
 
 
 def test_missing_labels_get_no_loss(model):

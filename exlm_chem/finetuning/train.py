@@ -200,30 +200,31 @@ def finetune(
 
 
 def finetune_each(
-    model: ExLMModel,
-    runs: list[tuple[LabelledMolecules, LabelledMolecules, FinetuneSettings]],
+    runs: list[tuple[ExLMModel, LabelledMolecules, LabelledMolecules, FinetuneSettings]],
     task_type: str,
     tasks: list[str] | None = None,
     device=None,
     jobs: int = 1,
 ) -> Iterator[FinetuneResult]:
-    """`finetune` for each (train, valid, settings) of ``runs``, results in that order.
+    """`finetune` for each (model, train, valid, settings) of ``runs``, results in that order.
 
     jobs: runs at a time on a CPU, each in a worker process on its share of this process's
     threads. A small model's matrix products use two cores poorly: on 2 cores, two runs on one
     thread each finish 1.2x sooner than the same runs one after the other on two
     (`benchmarks/bench_finetune_jobs.py`). The results equal those of runs on that many
     threads in this process. On a GPU the runs go one after another."""
-    device = resolve_device(device) or next(model.parameters()).device
     if jobs < 1:
         raise InputError(f"jobs must be at least 1, not {jobs}")
+    if not runs:
+        return
+    device = resolve_device(device) or next(runs[0][0].parameters()).device
     if jobs == 1 or device.type != "cpu" or len(runs) < 2:
-        for train, valid, settings in runs:
+        for model, train, valid, settings in runs:
             yield finetune(model, train, valid, task_type, settings, tasks, device)
         return
     jobs = min(jobs, len(runs))
     threads = max(1, torch.get_num_threads() // jobs)
-    work = [(model, *run, task_type, tasks, threads) for run in runs]
+    work = [(*run, task_type, tasks, threads) for run in runs]
     yield from map_in_order(_finetune_with_threads, work, jobs, ahead=2)
 
 
@@ -314,8 +315,8 @@ def finetune_best_rate(
     the best validation metric, and every run's summary by rate."""
     settings = settings or FinetuneSettings()
     best, runs = None, {}
-    grid = [(train, valid, replace(settings, learning_rate=rate)) for rate in learning_rates]
-    for result in finetune_each(model, grid, task_type, tasks, device, jobs):
+    grid = [(model, train, valid, replace(settings, learning_rate=rate)) for rate in learning_rates]
+    for result in finetune_each(grid, task_type, tasks, device, jobs):
         rate = result.settings.learning_rate
         runs[rate] = result.summary()
         logger.info(

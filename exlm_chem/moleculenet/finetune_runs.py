@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +34,30 @@ def tunable(spec: FeatureSpec) -> bool:
     return spec.kind not in FIXED and spec.fingerprint is None
 
 
+@dataclass
+class ModelToTune:
+    """A model of the suite to fine-tune on one dataset: its features spec, weights, name for
+    the records, the dataset as its featurizer read it, its split cache and the seeds wanted."""
+
+    spec: FeatureSpec
+    model: ExLMModel
+    featurizer_name: str
+    dataset: object  # a DeepChem dataset (ids: the SMILES)
+    splits: dict
+    seeds: list[int]
+    parts: dict = field(default_factory=dict)  # seed -> (train, valid, test) LabelledMolecules
+
+    def labelled_parts(self, split: str, seed: int) -> list[LabelledMolecules]:
+        if seed not in self.parts:
+            whole = cached_split(self.splits, self.dataset, split, seed)
+            self.parts[seed] = [_labelled(part, self.model.tokenizer) for part in whole]
+        return self.parts[seed]
+
+
 def finetune_results(
     name: str,
-    spec: FeatureSpec,
-    model: ExLMModel,
-    featurizer_name: str,
-    dataset,
+    models: list[ModelToTune],
     split: str,
-    seeds: list[int],
-    splits: dict,
     runs_path: Path,
     settings: FinetuneSettings,
     rates,
@@ -51,54 +66,48 @@ def finetune_results(
     choice_seeds: list[int] | None = None,
     jobs: int = 1,
 ) -> list[dict]:
-    """The records of ``seeds`` fine-tuned at the chosen head and rate.
+    """The records of each model's seeds fine-tuned at its chosen head and rate.
 
-    Every (head, rate) is run on each of ``choice_seeds`` (default: ``seeds``); the head and
-    rate whose validation metric averaged over those seeds is best is chosen, and the other
-    seeds are run at that choice only. Runs are kept in and resumed from ``runs_path``, so
-    seeds added later are chosen for by the same runs; ``jobs`` of them at a time (see
-    `finetune_each`)."""
+    Every (head, rate) is run on each of ``choice_seeds`` (default: the model's seeds); the
+    head and rate whose validation metric averaged over those seeds is best is chosen, and the
+    other seeds are run at that choice only. Runs are kept in and resumed from ``runs_path``,
+    so seeds added later are chosen for by the same runs. Every model's grid goes in one batch
+    of runs and every model's other seeds in a second, ``jobs`` runs at a time (see
+    `finetune_each`): few workers idle at the end of a batch."""
     heads = heads or [settings.head]
-    choice_seeds = list(choice_seeds or seeds)
+    grid = [(head, rate) for head in heads for rate in rates]
     task_type = DATASETS[name].task_type
     metric = "roc_auc" if task_type == "classification" else "rmse"
     runs = read_records(runs_path, "runs")
-    key = dict(dataset=name, features=spec.name, featurizer=featurizer_name, split=split)
 
-    def run_missing(run_seeds: list[int], choices: list[tuple[str, float]]) -> None:
-        keys = [
-            dict(key, seed=seed, learning_rate=rate, head=head)
-            for seed in run_seeds
-            for head, rate in choices
+    def key(tuned: ModelToTune) -> dict:
+        return dict(
+            dataset=name, features=tuned.spec.name, featurizer=tuned.featurizer_name, split=split
+        )
+
+    def run_missing(wanted: list[tuple[ModelToTune, int, str, float]]) -> None:
+        missing = [
+            (tuned, dict(key(tuned), seed=seed, learning_rate=rate, head=head))
+            for tuned, seed, head, rate in wanted
         ]
-        missing = [k for k in keys if not any(_matches(r, k) for r in runs)]
-        whole_parts = {
-            seed: cached_split(splits, dataset, split, seed)
-            for seed in {k["seed"] for k in missing}
-        }
-        parts = {
-            seed: [_labelled(part, model.tokenizer) for part in whole]
-            for seed, whole in whole_parts.items()
-        }
+        missing = [(t, k) for t, k in missing if not any(_matches(r, k) for r in runs)]
         work = [
             (
-                *parts[k["seed"]][:2],
+                tuned.model,
+                *tuned.labelled_parts(split, k["seed"])[:2],
                 replace(settings, learning_rate=k["learning_rate"], head=k["head"], seed=k["seed"]),
             )
-            for k in missing
+            for tuned, k in missing
         ]
-        results = finetune_each(model, work, task_type, device=device, jobs=jobs)
-        for run_key, result in zip(missing, results):
-            seed, rate, head = run_key["seed"], run_key["learning_rate"], run_key["head"]
-            test = whole_parts[seed][2]
-            prediction = predict_encoded(
-                result.predictor, parts[seed][2].molecules, settings.precision
-            )
+        results = finetune_each(work, task_type, device=device, jobs=jobs)
+        for (tuned, run_key), result in zip(missing, results):
+            test = tuned.labelled_parts(split, run_key["seed"])[2]
+            prediction = predict_encoded(result.predictor, test.molecules, settings.precision)
             run = dict(
                 run_key,
                 valid_value=result.valid_score,
                 selection=result.selection,
-                value=score(task_type, test.y, test.w, prediction),
+                value=score(task_type, np.nan_to_num(test.y), test.w, prediction),
                 best_epoch=result.best_epoch,
                 epochs_run=result.epochs_run,
                 fit_seconds=round(result.seconds, 1),
@@ -107,10 +116,10 @@ def finetune_results(
                 "%s  %s  finetune  seed %d  %s head  lr %g: validation %s %.4f, test %s %.4f "
                 "(%d epochs, %.0f s)",
                 name,
-                spec.name,
-                seed,
-                head,
-                rate,
+                tuned.spec.name,
+                run_key["seed"],
+                run_key["head"],
+                run_key["learning_rate"],
                 result.selection,
                 result.valid_score,
                 metric,
@@ -121,45 +130,57 @@ def finetune_results(
             runs.append(run)
             atomic_write_text(runs_path, json.dumps(runs, indent=1))
 
-    grid = [(head, rate) for head in heads for rate in rates]
-    run_missing(choice_seeds, grid)
-    mine = [
-        r
-        for r in runs
-        if _matches(r, key)
-        and r["seed"] in choice_seeds
-        and (r["head"], r["learning_rate"]) in grid
-    ]
-    # Pooled over the seeds: the metric where every seed's validation set defines it, else the
-    # validation loss.
-    selection = metric if all(r["selection"] == metric for r in mine) else "loss"
-    # Keyed by (head, rate): both chosen by the rule that chooses a rate.
-    by_choice: dict[tuple[str, float], list[float]] = {}
-    for r in mine:
-        by_choice.setdefault((r["head"], r["learning_rate"]), []).append(
-            r["valid_value"] if r["selection"] == selection else float("nan")
-        )
-    head, rate = choose_learning_rate(by_choice, selection)
-    run_missing(seeds, [(head, rate)])
-    ours = [r for r in runs if _matches(r, key) and (r["head"], r["learning_rate"]) in grid]
-    chosen_runs = {r["seed"]: r for r in ours if (r["head"], r["learning_rate"]) == (head, rate)}
-    return [
-        dict(
-            dataset=name,
-            features=spec.name,
-            probe="finetune",
-            seed=seed,
-            split=split,
-            metric=metric,
-            value=chosen_runs[seed]["value"],
-            learning_rate=rate,
-            head=head,
-            valid_value=chosen_runs[seed]["valid_value"],
-            fit_seconds=sum(r["fit_seconds"] for r in ours if r["seed"] == seed),
-            featurizer=featurizer_name,
-        )
-        for seed in seeds
-    ]
+    def choice_seeds_of(tuned: ModelToTune) -> list[int]:
+        return list(choice_seeds or tuned.seeds)
+
+    run_missing(
+        [(t, seed, *choice) for t in models for seed in choice_seeds_of(t) for choice in grid]
+    )
+    choices = {}
+    for tuned in models:
+        mine = [
+            r
+            for r in runs
+            if _matches(r, key(tuned))
+            and r["seed"] in choice_seeds_of(tuned)
+            and (r["head"], r["learning_rate"]) in grid
+        ]
+        # Pooled over the seeds: the metric where every seed's validation set defines it, else
+        # the validation loss.
+        selection = metric if all(r["selection"] == metric for r in mine) else "loss"
+        # Keyed by (head, rate): both chosen by the rule that chooses a rate.
+        by_choice: dict[tuple[str, float], list[float]] = {}
+        for r in mine:
+            by_choice.setdefault((r["head"], r["learning_rate"]), []).append(
+                r["valid_value"] if r["selection"] == selection else float("nan")
+            )
+        choices[tuned.spec.name] = choose_learning_rate(by_choice, selection)
+    run_missing([(t, seed, *choices[t.spec.name]) for t in models for seed in t.seeds])
+    records = []
+    for tuned in models:
+        head, rate = choices[tuned.spec.name]
+        ours = [
+            r for r in runs if _matches(r, key(tuned)) and (r["head"], r["learning_rate"]) in grid
+        ]
+        chosen = {r["seed"]: r for r in ours if (r["head"], r["learning_rate"]) == (head, rate)}
+        records += [
+            dict(
+                dataset=name,
+                features=tuned.spec.name,
+                probe="finetune",
+                seed=seed,
+                split=split,
+                metric=metric,
+                value=chosen[seed]["value"],
+                learning_rate=rate,
+                head=head,
+                valid_value=chosen[seed]["valid_value"],
+                fit_seconds=sum(r["fit_seconds"] for r in ours if r["seed"] == seed),
+                featurizer=tuned.featurizer_name,
+            )
+            for seed in tuned.seeds
+        ]
+    return records
 
 
 def _matches(record: dict, key: dict) -> bool:

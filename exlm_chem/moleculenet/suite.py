@@ -13,7 +13,7 @@ from ..metrics import score
 from ..outputs import atomic_write_text
 from .datasets import DATASETS, SPLITS, cached_split, dropped_rows, load_dataset
 from .features import FeatureSpec, make_featurizer
-from .finetune_runs import finetune_results, tunable
+from .finetune_runs import ModelToTune, finetune_results, tunable
 from .probes import probe_predictions
 from .report import read_records, write_reports
 
@@ -89,6 +89,7 @@ def run_benchmark(
     for name in datasets:
         task_type = DATASETS[name].task_type
         metric = "roc_auc" if task_type == "classification" else "rmse"
+        to_tune: list[ModelToTune] = []
         for spec in features:
             featurizer = featurizers[spec.name]
             # Results under the same features name from other weights (a replaced default
@@ -195,24 +196,30 @@ def run_benchmark(
                 atomic_write_text(out / "results.json", json.dumps(records, indent=1))
             finetune_seeds = [seed for seed, probe in todo if probe == "finetune"]
             if finetune_seeds:
-                records += finetune_results(
-                    name,
-                    spec,
-                    featurizer.model,  # loaded (and for `random`, reinitialized) once
-                    str(featurizer),
-                    dataset,
-                    split,
-                    finetune_seeds,
-                    splits,
-                    out / "finetune_runs.json",
-                    finetune_settings or FinetuneSettings(),
-                    finetune_rates,
-                    device,
-                    finetune_heads,
-                    finetune_choice_seeds or seeds,
-                    finetune_jobs,
+                to_tune.append(
+                    ModelToTune(
+                        spec,
+                        featurizer.model,  # loaded (and for `random`, reinitialized) once
+                        str(featurizer),
+                        dataset,
+                        splits,
+                        finetune_seeds,
+                    )
                 )
-                atomic_write_text(out / "results.json", json.dumps(records, indent=1))
+        if to_tune:  # every model of this dataset together, after the probes
+            records += finetune_results(
+                name,
+                to_tune,
+                split,
+                out / "finetune_runs.json",
+                finetune_settings or FinetuneSettings(),
+                finetune_rates,
+                device,
+                finetune_heads,
+                finetune_choice_seeds or seeds,
+                finetune_jobs,
+            )
+            atomic_write_text(out / "results.json", json.dumps(records, indent=1))
     write_reports(records, out)
     return records
 
