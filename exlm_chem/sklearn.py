@@ -4,6 +4,7 @@ vectors out), `ExLMClassifier` and `ExLMRegressor` (the model fine-tuned end to 
 from __future__ import annotations
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -132,7 +133,8 @@ class _FinetunedEstimator(BaseEstimator):
     validation_fraction: share of the molecules held out for early stopping (and the rate),
     split by scaffold (``split="scaffold"``) or at random (``"random"``).
     device, precision: where and how to train (``auto`` precision: bf16 where native).
-    n_jobs: learning rates tried at a time, in worker processes on a CPU (None: one).
+    n_jobs: learning rates tried at a time, in worker processes on a CPU (None: one; -1: as
+    many as there are cores, as joblib counts them).
     random_state: seed of the split, the head and the batches.
     """
 
@@ -207,7 +209,7 @@ class _FinetunedEstimator(BaseEstimator):
             rates,
             tasks,
             self.device,
-            self.n_jobs or 1,
+            effective_n_jobs(self.n_jobs),
         )
         self.predictor_ = best.predictor
         self.learning_rate_ = best.settings.learning_rate

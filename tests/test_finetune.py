@@ -260,7 +260,7 @@ def test_sklearn_estimators_fit_predict_clone_and_pickle(model_dir):
     labels = np.where(y == 1, "amine", "alcohol")
     classifier = ExLMClassifier(
         model=model_dir, learning_rate=[3e-4, 1e-3], epochs=6, batch_size=16, split="random",
-        precision="fp32", n_jobs=2,  # the two rates in two worker processes
+        precision="fp32", n_jobs=-1,  # the two rates in worker processes, one per core
     )  # fmt: skip
     classifier.fit(smiles, labels)
     assert set(classifier.runs_) == {3e-4, 1e-3} and classifier.learning_rate_ in classifier.runs_
