@@ -65,12 +65,11 @@ def paired_bootstrap(
     differ."""
     differences = []
     for dataset in datasets:
-        cells = chosen[chosen["dataset"] == dataset]
-        values_a = _seed_values(cells, a, mode)
-        values_b = _seed_values(cells, b, mode_b or mode)
-        if values_a.empty or values_b.empty or set(values_a.index) != set(values_b.index):
+        paired = _paired_values(chosen, dataset, mode, a, b, mode_b)
+        if paired is None:
             return None
-        sign = 1.0 if cells["metric"].iloc[0] == "roc_auc" else -1.0
+        values_a, values_b, metric = paired
+        sign = 1.0 if metric == "roc_auc" else -1.0
         differences.append(sign * (values_a - values_b.loc[values_a.index]).to_numpy())
     rng = np.random.default_rng(seed)
     samples = np.mean(
@@ -91,9 +90,18 @@ def datasets_with_both(
 ) -> list[str]:
     """The ``datasets`` on which families ``a`` and ``b`` have both run on the same seeds (a
     suite under way has some sets done, not all)."""
-    return [
-        d for d in datasets if paired_bootstrap(chosen, mode, a, b, [d], mode_b=mode_b) is not None
-    ]
+    return [d for d in datasets if _paired_values(chosen, d, mode, a, b, mode_b) is not None]
+
+
+def _paired_values(chosen, dataset: str, mode: str, a: str, b: str, mode_b: str | None):
+    """One dataset's test values of ``a`` and of ``b`` by seed, and its metric; None when
+    either family lacks the dataset or their seeds differ."""
+    cells = chosen[chosen["dataset"] == dataset]
+    values_a = _seed_values(cells, a, mode)
+    values_b = _seed_values(cells, b, mode_b or mode)
+    if values_a.empty or values_b.empty or set(values_a.index) != set(values_b.index):
+        return None
+    return values_a, values_b, cells["metric"].iloc[0]
 
 
 def _seed_values(cells: pd.DataFrame, family_name: str, mode: str) -> pd.Series:
