@@ -4,23 +4,13 @@
 # folder) or benchmarks/results/, named *_cuda.json / .txt, for commit with the GPU's name.
 #
 # The lent GPU machines have torch but not RDKit, and no network. Prepare once, here:
-#   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu/whl .gpu/data/zinc
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#       --implementation cp --platform manylinux_2_28_x86_64 -d .gpu/whl rdkit==2026.9.1
-#   cp "$EXLM_DATA_DIR/zinc/moses_test.csv.gz" .gpu/data/zinc/
-# and carry .gpu in the call: bash benchmarks/gpu_check.sh
+#   EXLM_DATA_DIR=../shared/data bash benchmarks/gpu_prepare.sh
+# and bring .gpu/site.tar.xz and .gpu/zinc.tar.xz along: bash benchmarks/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=${OUT:-benchmarks/results}
 mkdir -p "$RESULTS"
-if ! python3 -c "import rdkit" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl
-    export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-if [ -d .gpu/data ]; then
-    export EXLM_DATA_DIR=$PWD/.gpu/data
-fi
+source benchmarks/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$RESULTS/gpu_name.txt"
 python3 -m pytest -q -p no:cacheprovider tests/test_model.py tests/test_finetune.py -k "cuda or gpu" \
     2>&1 | tee "$RESULTS/gpu_tests.txt"

@@ -11,6 +11,7 @@
 # Order: frozen probes on the classification sets ($FROZEN_FIRST), ToxCast, fine-tuning, then
 # the regression sets' frozen probes ($FROZEN_LATER: their random forests, every feature tried
 # at each split, are the slowest fits of the suite), then the DeepChem split.
+# $PARTS runs some of these parts only (a GPU machine runs `finetune`: gpu_finetune.sh).
 # Re-running continues where it stopped (--resume). results.md ends with each family's
 # read-out and probe chosen on validation and paired bootstrap intervals of the model against
 # every other family.
@@ -29,6 +30,7 @@ DEVICE=${DEVICE:-auto}
 HYBRID_READOUT=${HYBRID_READOUT:-layers}
 FINETUNE_HEAD=${FINETUNE_HEAD:-cls}  # cls, mean or layers; several (cls,layers): chosen on validation
 CHOICE_SEEDS=${CHOICE_SEEDS:-$SEEDS}  # the seeds whose validation chooses head and learning rate
+PARTS=${PARTS:-classification,toxcast,finetune,regression,deepchem_split}
 FINETUNE_JOBS=${FINETUNE_JOBS:-1}  # fine-tuning runs at a time (CPU: 2 on 2 cores is 1.2x faster)
 # Smallest sets first: on a CPU the whole fine-tuning part takes days, and what is done is kept.
 FINETUNE_DATASETS=${FINETUNE_DATASETS:-freesolv,esol,bace,clintox,sider,bbbp,lipo,tox21,toxcast}
@@ -46,16 +48,25 @@ if [ -n "$MLM" ] && [ -f "$MLM/config.json" ]; then
 fi
 common=(--data-dir "$DATA/moleculenet" --split random_scaffold --seeds "$SEEDS" --out "$OUT"
     --cache-dir runs/moleculenet-cache --resume)
-exlm-chem benchmark --datasets "$FROZEN_FIRST" --features "$frozen" --probe logreg,rf "${common[@]}"
-exlm-chem benchmark --datasets toxcast --features "$frozen" --probe deepchem "${common[@]}"
-if [ -z "${SKIP_FINETUNE:-}" ]; then
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
+if part classification; then
+    exlm-chem benchmark --datasets "$FROZEN_FIRST" --features "$frozen" --probe logreg,rf "${common[@]}"
+fi
+if part toxcast; then
+    exlm-chem benchmark --datasets toxcast --features "$frozen" --probe deepchem "${common[@]}"
+fi
+if part finetune; then
     exlm-chem benchmark --datasets "$FINETUNE_DATASETS" --features "$models" --probe none \
         --finetune --finetune-head "$FINETUNE_HEAD" --finetune-choice-seeds "$CHOICE_SEEDS" \
         --finetune-jobs "$FINETUNE_JOBS" --device "$DEVICE" "${common[@]}"
 fi
-exlm-chem benchmark --datasets "$FROZEN_LATER" --features "$frozen" --probe logreg,rf "${common[@]}"
+if part regression; then
+    exlm-chem benchmark --datasets "$FROZEN_LATER" --features "$frozen" --probe logreg,rf "${common[@]}"
+fi
 # The secondary view: DeepChem's deterministic scaffold split (one split, so no spread),
 # last: the 5 seeded splits, fine-tuning included, are the primary results.
-exlm-chem benchmark --datasets "$DATASETS" --features "$frozen" --probe logreg,rf \
-    --data-dir "$DATA/moleculenet" --split scaffold --seeds 0 --out "$OUT/deepchem_split" \
-    --cache-dir runs/moleculenet-cache --resume
+if part deepchem_split; then
+    exlm-chem benchmark --datasets "$DATASETS" --features "$frozen" --probe logreg,rf \
+        --data-dir "$DATA/moleculenet" --split scaffold --seeds 0 --out "$OUT/deepchem_split" \
+        --cache-dir runs/moleculenet-cache --resume
+fi

@@ -133,8 +133,8 @@ class _FinetunedEstimator(BaseEstimator):
     validation_fraction: share of the molecules held out for early stopping (and the rate),
     split by scaffold (``split="scaffold"``) or at random (``"random"``).
     device, precision: where and how to train (``auto`` precision: bf16 where native).
-    n_jobs: learning rates tried at a time, in worker processes on a CPU (None: one; -1: as
-    many as there are cores, as joblib counts them).
+    n_jobs: learning rates tried at a time, in worker processes (None: one; -1: as many as
+    there are cores, as joblib counts them); see `exlm_chem.finetuning.finetune_each`.
     random_state: seed of the split, the head and the batches.
     """
 

@@ -225,11 +225,12 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
 
 def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shared_data, tmp_path):
     from exlm_chem.finetuning import FinetuneSettings
+    from exlm_chem.moleculenet.finetune_runs import merge_runs
     from exlm_chem.moleculenet.suite import run_benchmark
 
     out = tmp_path / "out"
 
-    def run(resume: bool) -> list[dict]:
+    def run(resume: bool, out=out) -> list[dict]:
         return run_benchmark(
             ["freesolv"],
             parse_features(f"exlm:{tiny_model_dir}"),
@@ -260,6 +261,14 @@ def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shar
     # Resumed: nothing is trained again, the same results come back.
     again = run(resume=True)
     assert again == records
+    # Runs made in two places (a GPU machine's, say), merged: the suite takes them all up.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    merged = merge_runs(runs[:2], runs[1:])  # run 1 in both: kept once
+    assert merged == runs
+    (elsewhere / "finetune_runs.json").write_text(json.dumps(merged))
+    assert run(resume=True, out=elsewhere) == records
+    assert json.loads((elsewhere / "finetune_runs.json").read_text()) == runs
 
 
 def finetune_cls_and_layers_on_freesolv(model_dir, shared_data, tmp_path, seeds, **options):

@@ -294,6 +294,21 @@ def test_finetuning_on_the_gpu_matches_the_cpu_protocol(model, amines):
     assert result.valid_score > 0.9
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_runs_in_worker_processes_share_the_gpu(model, amines):
+    train, valid = amines
+    settings = FinetuneSettings(**FAST)
+    runs = [(model, train, valid, replace(settings, seed=seed)) for seed in range(3)]
+    results = list(finetune_each(runs, "classification", device="cuda", jobs=3))
+    assert [r.settings.seed for r in results] == [0, 1, 2]  # in order
+    for result in results:
+        assert next(result.predictor.parameters()).device.type == "cuda"
+        assert result.valid_score > 0.9
+    # Each run is the run this process makes (up to CUDA's non-deterministic sums).
+    here = finetune(model, train, valid, "classification", runs[1][-1], device="cuda")
+    assert here.valid_score == pytest.approx(results[1].valid_score, abs=0.05)
+
+
 def test_length_bucketed_batches_cover_every_row_once_with_little_padding():
     from exlm_chem.finetuning.train import length_bucketed_batches
 

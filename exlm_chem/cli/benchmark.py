@@ -53,8 +53,8 @@ def benchmark(
     finetune_patience: int = typer.Option(10, help="Fine-tuning: early-stopping patience."),
     finetune_jobs: int = typer.Option(
         1,
-        help="Fine-tuning runs at a time, in worker processes (CPU; each on its share of "
-        "the threads).",
+        help="Fine-tuning runs at a time, in worker processes (on a CPU each on its share "
+        "of the threads; on a GPU all on the device).",
     ),
     device: str | None = typer.Option(
         None, help="Fine-tuning device: cpu, cuda, cuda:N or auto (default: cpu)."

@@ -56,8 +56,8 @@ def finetune(
     precision: str = typer.Option("auto", help="auto (bf16 where native), fp32 or bf16."),
     jobs: int = typer.Option(
         1,
-        help="Learning rates tried at a time, in worker processes (CPU; each on its share "
-        "of the threads).",
+        help="Learning rates tried at a time, in worker processes (on a CPU each on its "
+        "share of the threads; on a GPU all on the device).",
     ),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Leave out rows whose SMILES is invalid (else: an error)."

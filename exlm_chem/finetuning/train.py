@@ -4,6 +4,7 @@ several splits (`choose_learning_rate`)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -208,31 +209,51 @@ def finetune_each(
 ) -> Iterator[FinetuneResult]:
     """`finetune` for each (model, train, valid, settings) of ``runs``, results in that order.
 
-    jobs: runs at a time on a CPU, each in a worker process on its share of this process's
-    threads. A small model's matrix products use two cores poorly: on 2 cores, two runs on one
-    thread each finish 1.2x sooner than the same runs one after the other on two
-    (`benchmarks/bench_finetune_jobs.py`). The results equal those of runs on that many
-    threads in this process. On a GPU the runs go one after another."""
+    jobs: runs at a time, each in a worker process. On a CPU each worker gets its share of
+    this process's threads: a small model's matrix products use two cores poorly, so on 2
+    cores two runs on one thread each finish 1.2x sooner than the same runs one after the
+    other on two (`benchmarks/bench_finetune_jobs.py`), and the results equal those of runs on
+    that many threads in this process. On a GPU every worker trains on the same device, which
+    one run's small batches leave mostly idle between kernel launches (how many runs pay
+    there is not measured yet). The predictors come back on ``device``."""
     if jobs < 1:
         raise InputError(f"jobs must be at least 1, not {jobs}")
     if not runs:
         return
     device = resolve_device(device) or next(runs[0][0].parameters()).device
-    if jobs == 1 or device.type != "cpu" or len(runs) < 2:
+    if jobs == 1 or len(runs) < 2:
         for model, train, valid, settings in runs:
             yield finetune(model, train, valid, task_type, settings, tasks, device)
         return
     jobs = min(jobs, len(runs))
-    threads = max(1, torch.get_num_threads() // jobs)
-    work = [(*run, task_type, tasks, threads) for run in runs]
-    yield from map_in_order(_finetune_with_threads, work, jobs, ahead=2)
+    # A GPU worker's thread only launches kernels and batches ids.
+    threads = max(1, torch.get_num_threads() // jobs) if device.type == "cpu" else 1
+    on_cpu = {id(run[0]): _on_cpu(run[0]) for run in runs}
+    work = [
+        (on_cpu[id(model)], train, valid, settings, task_type, tasks, threads, str(device))
+        for model, train, valid, settings in runs
+    ]
+    for result in map_in_order(_finetune_in_worker, work, jobs, ahead=2):
+        result.predictor.to(device)
+        yield result
 
 
-def _finetune_with_threads(work) -> FinetuneResult:
-    """One run of `finetune_each` in a worker process."""
-    model, train, valid, settings, task_type, tasks, threads = work
+def _on_cpu(model: ExLMModel) -> ExLMModel:
+    """``model`` itself when on the CPU, else a CPU copy: what is pickled to a worker."""
+    if next(model.parameters()).device.type == "cpu":
+        return model
+    return copy.deepcopy(model).cpu()
+
+
+def _finetune_in_worker(work) -> FinetuneResult:
+    """One run of `finetune_each` in a worker process; the predictor comes back on the CPU
+    (a CUDA tensor cannot be pickled to another process without IPC handles that die with
+    this one)."""
+    model, train, valid, settings, task_type, tasks, threads, device = work
     torch.set_num_threads(threads)
-    return finetune(model, train, valid, task_type, settings, tasks, "cpu")
+    result = finetune(model, train, valid, task_type, settings, tasks, device)
+    result.predictor.cpu()
+    return result
 
 
 def length_bucketed_batches(

@@ -64,7 +64,7 @@ def run_benchmark(
     ``finetune_choice_seeds`` (default: ``seeds``) are the seeds whose validation makes that
     choice: only they run the whole grid, the others the chosen head and rate (a CPU budget).
     Every run is kept in finetune_runs.json, so an interrupted grid resumes where it stopped.
-    ``finetune_jobs`` runs go at a time (on a CPU, see `exlm_chem.finetuning.finetune_each`).
+    ``finetune_jobs`` runs go at a time (see `exlm_chem.finetuning.finetune_each`).
     """
     if split not in SPLITS:
         raise InputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
