@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from exlm_chem.moleculenet.finetune_runs import merge_runs
-from exlm_chem.moleculenet.report import read_records
+from exlm_chem.errors import InputError
+from exlm_chem.moleculenet.report import merge_runs, read_records
 from exlm_chem.outputs import atomic_write_text
 
 
@@ -22,8 +23,14 @@ def main() -> None:
     parser.add_argument("fetched", type=Path)
     parser.add_argument("target", type=Path)
     args = parser.parse_args()
-    target = read_records(args.target, "runs")
-    merged = merge_runs(target, read_records(args.fetched, "runs"))
+    try:
+        if not args.fetched.is_file():
+            raise InputError(f"{args.fetched}: no such file")
+        target = read_records(args.target, "runs")
+        merged = merge_runs(target, read_records(args.fetched, "runs"))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     atomic_write_text(args.target, json.dumps(merged, indent=1))
     print(f"{len(merged) - len(target)} runs added to {args.target} ({len(merged)} in all)")
 

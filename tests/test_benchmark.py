@@ -225,7 +225,7 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
 
 def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shared_data, tmp_path):
     from exlm_chem.finetuning import FinetuneSettings
-    from exlm_chem.moleculenet.finetune_runs import merge_runs
+    from exlm_chem.moleculenet.report import merge_runs
     from exlm_chem.moleculenet.suite import run_benchmark
 
     out = tmp_path / "out"
@@ -588,3 +588,34 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_consistent_differenc
     # sets where both ran, and says so.
     partial = comparison_table(records + [_record("tox21", "ecfp", "logreg", 0, 0.7, 0.7)])
     assert "| frozen | exlm vs ecfp | mean ROC-AUC (2 of 3 sets: bbbp, bace) | +0.030 |" in partial
+
+
+def test_merge_finetune_runs_adds_the_runs_made_elsewhere_and_names_a_bad_file(
+    benchmark_script, tmp_path, monkeypatch, capsys
+):
+    merge = benchmark_script("merge_finetune_runs")
+
+    def run(*names) -> int:
+        monkeypatch.setattr("sys.argv", ["merge", *map(str, names)])
+        try:
+            merge.main()
+        except SystemExit as exc:
+            return exc.code
+        return 0
+
+    def a_run(seed, rate, value):
+        key = dict(dataset="bace", features="exlm", featurizer="exlm:abc", split="random_scaffold")
+        return dict(key, seed=seed, learning_rate=rate, head="cls", value=value)
+
+    ours, theirs, target = tmp_path / "ours.json", tmp_path / "theirs.json", tmp_path / "t.json"
+    ours.write_text(json.dumps([a_run(0, 1e-4, 0.8), a_run(1, 1e-4, 0.7)]))
+    # Their copy of seed 1's run differs: ours is kept; seed 2's run is new.
+    theirs.write_text(json.dumps([a_run(1, 1e-4, 0.6), a_run(2, 1e-4, 0.9)]))
+    target.write_text(ours.read_text())
+    assert run(theirs, target) == 0
+    merged = json.loads(target.read_text())
+    assert [(r["seed"], r["value"]) for r in merged] == [(0, 0.8), (1, 0.7), (2, 0.9)]
+    (tmp_path / "bad.json").write_text("{")
+    assert run(tmp_path / "bad.json", target) == 2
+    assert "bad.json" in capsys.readouterr().err
+    assert json.loads(target.read_text()) == merged  # untouched

@@ -27,6 +27,21 @@ def read_records(path: Path, what: str = "results") -> list[dict]:
     return records
 
 
+# What makes a run one run: the fields a resumed grid looks a run up by.
+RUN_KEY = ("dataset", "features", "featurizer", "split", "seed", "learning_rate", "head")
+
+
+def merge_runs(runs: list[dict], other: list[dict]) -> list[dict]:
+    """``runs`` followed by the runs of ``other`` (made elsewhere: a GPU machine's) that it
+    does not have; a run in both is kept as ``runs`` has it."""
+
+    def run_key(run: dict) -> tuple:
+        return tuple(run.get(field) for field in RUN_KEY)
+
+    have = {run_key(run) for run in runs}
+    return runs + [run for run in other if run_key(run) not in have]
+
+
 def write_reports(records: list[dict], out: Path) -> None:
     """results.csv, results.md (mean +- std over seeds; each family's read-out and probe chosen
     on validation, compared by paired bootstrap; wall time per dataset) and a bar chart per
