@@ -228,7 +228,8 @@ def finetune_each(
     jobs = min(jobs, len(runs))
     # A GPU worker's thread only launches kernels and batches ids.
     threads = max(1, torch.get_num_threads() // jobs) if device.type == "cpu" else 1
-    on_cpu = {id(run[0]): _on_cpu(run[0]) for run in runs}
+    # A CPU copy of each model is what is pickled to the workers (the caller's stays put).
+    on_cpu = {id(m): copy.deepcopy(m).cpu() for m, *_ in runs}
     work = [
         (on_cpu[id(model)], train, valid, settings, task_type, tasks, threads, str(device))
         for model, train, valid, settings in runs
@@ -236,13 +237,6 @@ def finetune_each(
     for result in map_in_order(_finetune_in_worker, work, jobs, ahead=2):
         result.predictor.to(device)
         yield result
-
-
-def _on_cpu(model: ExLMModel) -> ExLMModel:
-    """``model`` itself when on the CPU, else a CPU copy: what is pickled to a worker."""
-    if next(model.parameters()).device.type == "cpu":
-        return model
-    return copy.deepcopy(model).cpu()
 
 
 def _finetune_in_worker(work) -> FinetuneResult:
