@@ -16,7 +16,7 @@ DATA=${EXLM_DATA_DIR:-../shared/data}
 PYTHON_VERSION=${GPU_PYTHON_VERSION:-3.12}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p .gpu "$work/wheels" "$work/site" "$work/data"
+mkdir -p .gpu "$work/wheels" "$work/site"
 platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
     --platform manylinux2014_x86_64)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PYTHON_VERSION" \
