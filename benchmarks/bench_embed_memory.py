@@ -4,9 +4,10 @@
 
 For each size, writes a `.smi` file of that many molecules (the ZINC corpus, cycled, when
 present; randomized SMILES of data/drugs.csv otherwise), runs `exlm-chem embed` on it in a
-child process and samples the child's resident memory. Streaming means the peak is the same
-for every size: the script prints each peak and, per output format, the largest peak over the
-smallest (`rss_growth`, flat: close to 1).
+child process and samples the resident memory of the child and its preparation workers
+(`--workers`, summed: shared pages counted once per process, so an upper bound). Streaming
+means the peak is the same for every size: the script prints each peak and, per output
+format, the largest peak over the smallest (`rss_growth`, flat: close to 1).
 
 The model is a `tiny` network with random weights unless `--model DIR` is given: memory
 flatness is a property of the reading/writing loop, and the tiny network keeps a million
@@ -39,13 +40,23 @@ def resident_mb(pid: int) -> float | None:
     return None
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the embed command's preparation workers)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return [pid]
+    return [pid] + [p for child in children for p in process_tree(int(child))]
+
+
 def peak_rss_mb(command: list[str], interval: float = 0.2) -> tuple[float, float]:
-    """Run ``command``; its peak resident memory (MB, sampled) and wall time."""
+    """Run ``command``; the peak resident memory (MB, sampled) of it and its descendants
+    together, and its wall time."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0.0
     while child.poll() is None:
-        peak = max(peak, resident_mb(child.pid) or 0.0)
+        peak = max(peak, sum(resident_mb(pid) or 0.0 for pid in process_tree(child.pid)))
         time.sleep(interval)
     if child.returncode != 0:
         sys.exit(f"embed failed: {child.stderr.read()}")
@@ -57,6 +68,9 @@ def main() -> None:
     parser.add_argument("--molecules", default="100000,1000000", help="comma-separated input sizes")
     parser.add_argument("--model", help="model folder (default: a tiny random-weight model)")
     parser.add_argument("--formats", default="parquet,npy", help="output formats to measure")
+    parser.add_argument(
+        "--workers", type=int, help="embed's --workers (default: its own default for the machine)"
+    )
     parser.add_argument("--json", action="store_true", help="only the JSON line")
     args = parser.parse_args()
     sizes = [int(n) for n in args.molecules.split(",")]
@@ -65,6 +79,7 @@ def main() -> None:
     result = {
         "source": f"{source_name}, cycled",
         "model": "tiny, random weights" if args.model is None else args.model,
+        "workers": "embed's default" if args.workers is None else args.workers,
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -95,6 +110,8 @@ def main() -> None:
                     str(model_dir),
                     "--overwrite",
                 ]
+                if args.workers is not None:
+                    command += ["--workers", str(args.workers)]
                 peak, seconds = peak_rss_mb(command)
                 peaks.append(peak)
                 result[f"{fmt}_{n}_peak_rss_mb"] = round(peak)
