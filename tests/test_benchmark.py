@@ -619,3 +619,20 @@ def test_merge_finetune_runs_adds_the_runs_made_elsewhere_and_names_a_bad_file(
     assert run(tmp_path / "bad.json", target) == 2
     assert "bad.json" in capsys.readouterr().err
     assert json.loads(target.read_text()) == merged  # untouched
+
+
+def test_descriptors_beside_the_model_join_the_molecules_both_hold(benchmark_script):
+    import deepchem as dc
+
+    side_by_side = benchmark_script("hybrid_descriptors").side_by_side
+
+    first = dc.data.NumpyDataset(
+        np.array([[1.0], [2.0], [3.0]]), np.array([0, 1, 0]), ids=np.array(["a", "b", "c"])
+    )
+    second = dc.data.NumpyDataset(
+        np.array([[30.0, 31.0], [10.0, 11.0]]), np.array([9, 9]), ids=np.array(["c", "a"])
+    )
+    both = side_by_side(first, second)
+    assert list(both.ids) == ["a", "c"]  # first's order; "b" has no second row
+    np.testing.assert_array_equal(both.X, [[1.0, 10.0, 11.0], [3.0, 30.0, 31.0]])
+    np.testing.assert_array_equal(both.y.ravel(), [0, 0])  # first's labels
