@@ -22,7 +22,7 @@ import deepchem as dc
 import numpy as np
 from common import print_result, shared_data_dir
 
-from exlm_chem.metrics import score
+from exlm_chem.metrics import metric_name, score
 from exlm_chem.moleculenet.datasets import DATASETS, load_dataset, split_dataset
 from exlm_chem.moleculenet.features import make_featurizer, parse_features
 from exlm_chem.moleculenet.probes import probe_predictions
@@ -82,7 +82,7 @@ def main() -> None:
         sign = 1 if task_type == "classification" else -1  # positive: the hybrid is better
         gains = [sign * (j - a) for j, a in zip(joined, alone)]
         result["datasets"][name] = dict(
-            metric="roc_auc" if task_type == "classification" else "rmse",
+            metric=metric_name(task_type),
             rdkit2d=round(float(np.mean(alone)), 4),
             hybrid=round(float(np.mean(joined)), 4),
             gain_per_seed=[round(g, 4) for g in gains],

@@ -64,6 +64,7 @@ def score_model(name, model, datasets, seeds, data_dir, cache_dir, done=(), save
     """Records of one model on every dataset; datasets in ``done`` are skipped and ``save`` is
     called with each dataset's records as soon as they are complete (resumable per dataset)."""
     from exlm_chem.featurizer import ExLMFeaturizer
+    from exlm_chem.metrics import metric_name
     from exlm_chem.moleculenet.datasets import DATASETS, load_dataset, split_dataset
 
     featurizer = ExLMFeaturizer(model=model, pooling=POOLING)
@@ -91,7 +92,7 @@ def score_model(name, model, datasets, seeds, data_dir, cache_dir, done=(), save
                         dataset=dataset_name,
                         seed=seed,
                         readout=readout,
-                        metric="roc_auc" if task_type == "classification" else "rmse",
+                        metric=metric_name(task_type),
                         value=float(np.mean(scores)) if scores else float("nan"),
                         tasks_scored=len(scores),
                         fit_seconds=round(time.perf_counter() - start, 1),

@@ -6,6 +6,11 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 
+def metric_name(task_type: str) -> str:
+    """The metric `score` computes for a task type: ROC-AUC for classification, else RMSE."""
+    return "roc_auc" if task_type == "classification" else "rmse"
+
+
 def score(task_type: str, y, w, prediction) -> float:
     """Mean ROC-AUC over tasks with both classes among the labelled test rows, or RMSE."""
     y, w, prediction = (np.asarray(a).reshape(len(y), -1) for a in (y, w, prediction))

@@ -15,7 +15,7 @@ from ..embedding import prepare_smiles
 from ..environment import describe_hardware
 from ..errors import InputError
 from ..io import read_labelled_table, read_molecules
-from ..metrics import score
+from ..metrics import metric_name, score
 from ..model import load_model
 from ..outputs import atomic_path, atomic_write_text, check_output_file, molecule_file_stem
 from ..splits import split_rows
@@ -116,7 +116,7 @@ def finetune_table(
     if len(test.molecules):
         prediction = predict_encoded(best.predictor, test.molecules, settings.precision)
         test_score = score(task_type, np.nan_to_num(test.y), test.w, prediction)
-    metric = "roc_auc" if task_type == "classification" else "rmse"
+    metric = metric_name(task_type)
     report = dict(
         data=str(path),
         targets=targets,

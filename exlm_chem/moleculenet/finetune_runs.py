@@ -18,7 +18,7 @@ from ..finetuning import (
     finetune_each,
     predict_encoded,
 )
-from ..metrics import score
+from ..metrics import metric_name, score
 from ..model import ExLMModel
 from ..outputs import atomic_write_text
 from .datasets import DATASETS, cached_split
@@ -77,7 +77,7 @@ def finetune_results(
     heads = heads or [settings.head]
     grid = [(head, rate) for head in heads for rate in rates]
     task_type = DATASETS[name].task_type
-    metric = "roc_auc" if task_type == "classification" else "rmse"
+    metric = metric_name(task_type)
     runs = read_records(runs_path, "runs")
 
     def key(tuned: ModelToTune) -> dict:

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from ..finetuning.train import is_better
 from ..fingerprints import block_weights
-from ..metrics import score
+from ..metrics import metric_name, score
 
 PROBES = ("logreg", "rf", "mlp", "deepchem")
 
@@ -47,7 +47,7 @@ def probe_predictions(
         return _deepchem_predictions(task_type, train, valid, test, seed, scaler)
     n_tasks = train.y.shape[1]
     classification = task_type == "classification"
-    metric = "roc_auc" if classification else "rmse"
+    metric = metric_name(task_type)
     # Each input is prepared once: each task takes its labelled rows of the same arrays.
     inputs = [[scaler.transform(d.X) for d in (train, valid, test)]]
     if probe == "logreg":

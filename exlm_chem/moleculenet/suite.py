@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..finetuning import LEARNING_RATES, FinetuneSettings
-from ..metrics import score
+from ..metrics import metric_name, score
 from ..outputs import atomic_write_text
 from .datasets import DATASETS, SPLITS, cached_split, dropped_rows, load_dataset
 from .features import FeatureSpec, make_featurizer
@@ -88,7 +88,7 @@ def run_benchmark(
     reported: set = set()
     for name in datasets:
         task_type = DATASETS[name].task_type
-        metric = "roc_auc" if task_type == "classification" else "rmse"
+        metric = metric_name(task_type)
         to_tune: list[ModelToTune] = []
         for spec in features:
             featurizer = featurizers[spec.name]
