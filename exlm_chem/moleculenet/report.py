@@ -1,5 +1,5 @@
 """The suite's records and reports: results to resume from; results.csv, a markdown table of
-features side by side, bar charts."""
+features side by side, a chart per metric."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..outputs import atomic_path, atomic_write_text
-from .compare import comparison_table
+from .compare import chosen_on_validation, comparison_table
 
 
 def read_records(path: Path, what: str = "results") -> list[dict]:
@@ -44,16 +44,16 @@ def merge_runs(runs: list[dict], other: list[dict]) -> list[dict]:
 
 def write_reports(records: list[dict], out: Path) -> None:
     """results.csv, results.md (mean +- std over seeds; each family's read-out and probe chosen
-    on validation, compared by paired bootstrap; wall time per dataset) and a bar chart per
-    metric."""
+    on validation, compared by paired bootstrap; wall time per dataset) and a chart per metric
+    of the families chosen on validation."""
     frame = pd.DataFrame(records)
     atomic_write_text(out / "results.csv", frame.to_csv(index=False))
     atomic_write_text(
         out / "results.md",
         "\n".join([markdown_table(frame), comparison_table(records), wall_time_table(frame)]),
     )
-    for metric, group in frame.groupby("metric"):
-        plot_bars(group, out / f"results_{metric}.png", metric)
+    for metric in frame["metric"].unique():
+        plot_chosen(records, out / f"results_{metric}.png", metric)
 
 
 def markdown_table(frame) -> str:
@@ -117,30 +117,56 @@ def wall_time_table(frame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_bars(frame, path: Path, metric: str) -> None:
+def plot_chosen(records: list[dict], path: Path, metric: str) -> None:
+    """One panel per dataset of ``metric``, one row per family and mode: the test value of the
+    read-out and probe chosen on validation, each seed a dot, the mean a bar with +- one
+    standard deviation. Where no record has a validation value (older results), every
+    (features, probe) is a row of its own."""
     # pyplot only here, after choosing the file-only backend: no display needed.
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = frame.groupby(["dataset", "features", "probe"])["value"].mean().reset_index()
-    summary["label"] = summary["features"] + " / " + summary["probe"]
-    datasets = list(dict.fromkeys(summary["dataset"]))
-    labels = list(dict.fromkeys(summary["label"]))
-    width = 0.8 / max(len(labels), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(datasets)), 4))
-    for i, label in enumerate(labels):
-        rows = summary[summary["label"] == label].set_index("dataset")
-        ax.bar(
-            [d + i * width for d in range(len(datasets))],
-            [rows["value"].get(name, np.nan) for name in datasets],
-            width,
-            label=label,
-        )
-    ax.set_xticks([d + width * (len(labels) - 1) / 2 for d in range(len(datasets))], datasets)
-    ax.set_ylabel(metric)
-    ax.legend(fontsize=7)
+    frame = chosen_on_validation(records)
+    if frame.empty:
+        frame = pd.DataFrame(records)
+        frame["label"] = frame["features"] + " / " + frame["probe"]
+    else:  # the frozen rows first, then the fine-tuned, each family in the records' order
+        frame["label"] = frame["family"] + ", " + frame["mode"]
+        frame = frame.sort_values("mode", key=lambda mode: mode == "finetuned", kind="stable")
+    frame = frame[frame["metric"] == metric]
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    labels = list(dict.fromkeys(frame["label"]))
+    columns = min(3, len(datasets))
+    rows = -(-len(datasets) // columns)
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(3.2 * columns + 2.5, 0.28 * len(labels) * rows + 1.0),
+        sharey=True,
+        squeeze=False,
+    )
+    colors = plt.get_cmap("tab10")
+    for ax, dataset in zip(axes.flat, datasets):
+        part = frame[frame["dataset"] == dataset]
+        for y, label in enumerate(labels):
+            values = part.loc[part["label"] == label, "value"].to_numpy()
+            if len(values) == 0:
+                continue
+            color = colors(y % 10)
+            ax.scatter(values, np.full(len(values), y), s=8, color=color, alpha=0.4)
+            std = values.std(ddof=1) if len(values) > 1 else 0.0
+            ax.errorbar(values.mean(), y, xerr=std, fmt="o", color=color, ms=4, capsize=2)
+        ax.set_title(dataset, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(datasets) :]:
+        ax.axis("off")
+    axes[0, 0].set_yticks(range(len(labels)), labels)
+    axes[0, 0].invert_yaxis()
+    better = "higher" if metric == "roc_auc" else "lower"
+    fig.supxlabel(f"test {metric} ({better} is better)", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -87,6 +87,7 @@ def run_benchmark(
     done = {_result_key(r) for r in records}
     reported: set = set()
     for name in datasets:
+        before = list(records)
         task_type = DATASETS[name].task_type
         metric = metric_name(task_type)
         to_tune: list[ModelToTune] = []
@@ -220,7 +221,10 @@ def run_benchmark(
                 finetune_jobs,
             )
             atomic_write_text(out / "results.json", json.dumps(records, indent=1))
-    write_reports(records, out)
+        if records != before:  # after each dataset: a run of days keeps its reports current
+            write_reports(records, out)
+    if not (out / "results.md").exists():
+        write_reports(records, out)
     return records
 
 
