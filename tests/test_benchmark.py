@@ -636,3 +636,34 @@ def test_descriptors_beside_the_model_join_the_molecules_both_hold(benchmark_scr
     assert list(both.ids) == ["a", "c"]  # first's order; "b" has no second row
     np.testing.assert_array_equal(both.X, [[1.0, 10.0, 11.0], [3.0, 30.0, 31.0]])
     np.testing.assert_array_equal(both.y.ravel(), [0, 0])  # first's labels
+
+
+def test_suite_cost_projects_the_parts_not_run_from_the_sets_done(benchmark_script):
+    suite_cost = benchmark_script("suite_cost").suite_cost
+
+    def frozen(dataset, features, seconds):
+        return [
+            dict(
+                dataset=dataset,
+                features=features,
+                probe=probe,
+                seed=seed,
+                fit_seconds=seconds,
+                featurize_seconds=7.0,
+            )
+            for probe in ("logreg", "rf")
+            for seed in range(5)
+        ]
+
+    records = frozen("bbbp", "exlm[mean]", 2.0) + frozen("bbbp", "exlm[mean]&ecfp", 1.0)
+    records += frozen("bbbp", "ecfp", 100.0)  # another family: not the model's cost
+    records += frozen("bace", "exlm[mean]", 2.0)  # one of its two feature sets: not done
+    runs = [dict(dataset="bbbp", features="exlm", fit_seconds=80.0) for _ in range(11)]
+    runs += [dict(dataset="bbbp", features="mlm", fit_seconds=999.0)]
+    bbbp, bace = suite_cost(records, runs, {"bbbp": 1000, "bace": 500}, datasets=["bbbp", "bace"])
+    assert bbbp["projected"] == [] and bbbp["featurize"] == 14.0
+    assert bbbp["frozen_fit"] == 30.0 and bbbp["finetune"] == 880.0
+    assert bace["projected"] == ["featurize", "frozen_fit", "finetune"]
+    assert bace["frozen_fit"] == 15.0  # bbbp's seconds per molecule, half the molecules
+    assert bace["finetune"] == pytest.approx(440.0)  # per training molecule and run
+    assert bace["total"] == pytest.approx(7.0 + 15.0 + 440.0)
