@@ -52,8 +52,9 @@ def write_reports(records: list[dict], out: Path) -> None:
         out / "results.md",
         "\n".join([markdown_table(frame), comparison_table(records), wall_time_table(frame)]),
     )
+    chart_rows = _chart_rows(records)
     for metric in frame["metric"].unique():
-        plot_chosen(records, out / f"results_{metric}.png", metric)
+        plot_chosen(chart_rows, out / f"results_{metric}.png", metric)
 
 
 def markdown_table(frame) -> str:
@@ -117,25 +118,31 @@ def wall_time_table(frame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_chosen(records: list[dict], path: Path, metric: str) -> None:
-    """One panel per dataset of ``metric``, one row per family and mode: the test value of the
-    read-out and probe chosen on validation, each seed a dot, the mean a bar with +- one
-    standard deviation. Where no record has a validation value (older results), every
-    (features, probe) is a row of its own."""
+def _chart_rows(records: list[dict]) -> pd.DataFrame:
+    """The records the charts show, each with its row's ``label``: per family and mode, the
+    read-out and probe chosen on validation; where no record has a validation value (older
+    results), every (features, probe)."""
+    frame = chosen_on_validation(records)
+    if frame.empty:
+        frame = pd.DataFrame(records)
+        frame["label"] = frame["features"] + " / " + frame["probe"]
+        return frame
+    # The frozen rows first, then the fine-tuned, each family in the records' order.
+    frame["label"] = frame["family"] + ", " + frame["mode"]
+    return frame.sort_values("mode", key=lambda mode: mode == "finetuned", kind="stable")
+
+
+def plot_chosen(chart_rows: pd.DataFrame, path: Path, metric: str) -> None:
+    """One panel per dataset of ``metric``, one row per label of ``chart_rows`` (see
+    `_chart_rows`): its test values, each seed a dot, the mean with +- one standard
+    deviation."""
     # pyplot only here, after choosing the file-only backend: no display needed.
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frame = chosen_on_validation(records)
-    if frame.empty:
-        frame = pd.DataFrame(records)
-        frame["label"] = frame["features"] + " / " + frame["probe"]
-    else:  # the frozen rows first, then the fine-tuned, each family in the records' order
-        frame["label"] = frame["family"] + ", " + frame["mode"]
-        frame = frame.sort_values("mode", key=lambda mode: mode == "finetuned", kind="stable")
-    frame = frame[frame["metric"] == metric]
+    frame = chart_rows[chart_rows["metric"] == metric]
     datasets = list(dict.fromkeys(frame["dataset"]))
     labels = list(dict.fromkeys(frame["label"]))
     columns = min(3, len(datasets))
