@@ -110,12 +110,11 @@ def _seed_values(cells: pd.DataFrame, family_name: str, mode: str) -> pd.Series:
     return rows.set_index("seed")["value"]
 
 
-def comparison_table(records: list[dict]) -> str:
-    """Markdown: the chosen (features, probe) and its test mean +- std per dataset, family and
-    mode; then, per mode, the first family against each other one and each hybrid against
-    ECFP4, on the mean ROC-AUC over the classification sets (those where both have run) and on
-    each regression set."""
-    chosen = chosen_on_validation(records)
+def comparison_table(chosen: pd.DataFrame) -> str:
+    """Markdown from `chosen_on_validation`'s frame: the chosen (features, probe) and its test
+    mean +- std per dataset, family and mode; then, per mode, the first family against each
+    other one and each hybrid against ECFP4, on the mean ROC-AUC over the classification sets
+    (those where both have run) and on each regression set."""
     if chosen.empty:
         return ""
     lines = [

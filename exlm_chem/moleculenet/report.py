@@ -47,12 +47,13 @@ def write_reports(records: list[dict], out: Path) -> None:
     on validation, compared by paired bootstrap; wall time per dataset) and a chart per metric
     of the families chosen on validation."""
     frame = pd.DataFrame(records)
+    chosen = chosen_on_validation(records)
     atomic_write_text(out / "results.csv", frame.to_csv(index=False))
     atomic_write_text(
         out / "results.md",
-        "\n".join([markdown_table(frame), comparison_table(records), wall_time_table(frame)]),
+        "\n".join([markdown_table(frame), comparison_table(chosen), wall_time_table(frame)]),
     )
-    chart_rows = _chart_rows(records)
+    chart_rows = _chart_rows(records, chosen)
     for metric in frame["metric"].unique():
         plot_chosen(chart_rows, out / f"results_{metric}.png", metric)
 
@@ -118,11 +119,11 @@ def wall_time_table(frame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _chart_rows(records: list[dict]) -> pd.DataFrame:
+def _chart_rows(records: list[dict], chosen: pd.DataFrame) -> pd.DataFrame:
     """The records the charts show, each with its row's ``label``: per family and mode, the
-    read-out and probe chosen on validation; where no record has a validation value (older
-    results), every (features, probe)."""
-    frame = chosen_on_validation(records)
+    read-out and probe chosen on validation (``chosen``, from `chosen_on_validation`); where no
+    record has a validation value (older results), every (features, probe)."""
+    frame = chosen.copy()
     if frame.empty:
         frame = pd.DataFrame(records)
         frame["label"] = frame["features"] + " / " + frame["probe"]
