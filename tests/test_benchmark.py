@@ -592,6 +592,40 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_consistent_differenc
     assert "| frozen | exlm vs ecfp | mean ROC-AUC (2 of 3 sets: bbbp, bace) | +0.030 |" in partial
 
 
+def test_reports_show_each_family_chosen_on_validation_frozen_before_fine_tuned(tmp_path):
+    from exlm_chem.moleculenet.compare import chosen_on_validation
+    from exlm_chem.moleculenet.report import _chart_rows, write_reports
+
+    records = []
+    for dataset in ("bbbp", "bace"):
+        for seed in range(3):
+            records += [
+                _record(dataset, "exlm", "finetune", seed, 0.85, 0.80),
+                _record(dataset, "exlm[mean]", "logreg", seed, 0.90, 0.60),
+                _record(dataset, "exlm[cls]", "logreg", seed, 0.75, 0.70),  # chosen
+                _record(dataset, "ecfp", "rf", seed, 0.80, 0.70),
+            ]
+    records += [_record("esol", "ecfp", "rf", seed, 1.2, 1.1, "rmse") for seed in range(3)]
+    rows = _chart_rows(records, chosen_on_validation(records))
+    assert list(dict.fromkeys(rows["label"])) == ["exlm, frozen", "ecfp, frozen", "exlm, finetuned"]
+    assert set(rows.loc[rows["label"] == "exlm, frozen", "features"]) == {"exlm[cls]"}
+
+    write_reports([dict(r, fit_seconds=2.0) for r in records], tmp_path)
+    assert len(pd.read_csv(tmp_path / "results.csv")) == len(records)
+    report = (tmp_path / "results.md").read_text()
+    assert "### roc_auc (higher is better)" in report and "### rmse (lower is better)" in report
+    assert "| frozen | exlm vs ecfp | mean ROC-AUC | -0.050 |" in report
+    assert "| bbbp | 0 | 6 | 12 | 6 | 24 |" in report  # fits per probe: finetune, logreg, rf
+    for metric in ("roc_auc", "rmse"):
+        assert (tmp_path / f"results_{metric}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "results.csv",
+        "results.md",
+        "results_rmse.png",
+        "results_roc_auc.png",
+    ]
+
+
 def test_merge_finetune_runs_adds_the_runs_made_elsewhere_and_names_a_bad_file(
     benchmark_script, tmp_path, monkeypatch, capsys
 ):
