@@ -40,8 +40,9 @@ def comparison(chosen, label, a, b, datasets, mode="frozen", mode_b=None, margin
     return dict(
         goal=label,
         datasets=present,
-        difference=round(result["difference"], 4),
-        interval=[round(result["low"], 4), round(result["high"], 4)],
+        # Unrounded: printed to 3 places once, as results.md prints them.
+        difference=result["difference"],
+        interval=[result["low"], result["high"]],
         margin=margin,
         met=result["difference"] > margin if strict else result["difference"] >= margin,
         interval_excludes_zero=result["excludes_zero"],
