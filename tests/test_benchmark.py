@@ -486,6 +486,21 @@ def test_probes_give_each_block_of_a_hybrid_the_same_total_variance():
     assert plain.var(0).sum() == pytest.approx(144, rel=1e-6)
 
 
+def test_readable_rows_are_the_rows_the_model_featurizer_keeps():
+    from exlm_chem.moleculenet.features import ReadableRows, make_featurizer
+
+    featurizer = make_featurizer(parse_features("exlm")[0])
+    # Valid, unparsable (ring not closed), empty, whitespace inside, a salt, a dative bond.
+    smiles = ["CCO", "C1CC", "", "C C", "[Na+].[Cl-]", "C[N+](C)(C)[O-]", "[NH3]->[Pt]"]
+    vectors = featurizer.featurize(smiles)
+    rows = ReadableRows(featurizer).featurize(smiles)
+    kept = [np.size(v) > 0 for v in vectors]
+    assert [np.size(r) > 0 for r in rows] == kept
+    assert any(kept) and not all(kept)
+    assert ReadableRows(featurizer).featurize(["CCO", "CCN"]).shape == (2, 1)
+    assert str(ReadableRows(featurizer)) == f"rows_{featurizer}"
+
+
 def test_rdkit_descriptors_are_finite_for_every_molecule():
     from exlm_chem.moleculenet.features import make_featurizer
 

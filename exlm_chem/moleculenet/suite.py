@@ -12,7 +12,7 @@ from ..finetuning import LEARNING_RATES, FinetuneSettings
 from ..metrics import metric_name, score
 from ..outputs import atomic_write_text
 from .datasets import DATASETS, SPLITS, cached_split, dropped_rows, load_dataset
-from .features import FeatureSpec, make_featurizer
+from .features import FeatureSpec, ReadableRows, make_featurizer
 from .finetune_runs import ModelToTune, finetune_results, tunable
 from .probes import probe_predictions
 from .report import read_records, write_reports
@@ -131,7 +131,10 @@ def run_benchmark(
             if not todo:
                 continue
             start = time.perf_counter()
-            _, dataset = load_dataset(name, featurizer, data_dir, cache_dir)
+            # Fine-tuning alone needs the rows, not the vectors.
+            only_finetune = all(probe == "finetune" for _, probe in todo)
+            loading = ReadableRows(featurizer) if only_finetune else featurizer
+            _, dataset = load_dataset(name, loading, data_dir, cache_dir)
             featurize_seconds = round(time.perf_counter() - start, 1)
             logger.info(
                 "%s / %s: %d molecules featurized (or read from the cache) in %.0f s",
@@ -144,7 +147,7 @@ def run_benchmark(
                 name,
                 spec.name,
                 dropped_rows(name, data_dir, dataset.ids),
-                getattr(featurizer, "counts", None),
+                getattr(loading, "counts", None),
                 reported,
             )
             splits, seed_free = {}, {}
