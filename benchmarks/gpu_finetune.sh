@@ -13,7 +13,8 @@
 #
 # Prepare once, here: EXLM_DATA_DIR=../shared/data bash benchmarks/gpu_prepare.sh
 # On the GPU machine, with .gpu/site.tar.xz and .gpu/moleculenet.tar.xz:
-#   BUDGET=480 FINETUNE_DATASETS=toxcast,lipo JOBS=toxcast:16,lipo:8 bash benchmarks/gpu_finetune.sh
+#   BUDGET=420 FINETUNE_DATASETS=toxcast JOBS=toxcast:22 bash benchmarks/gpu_finetune.sh
+# (in a call of 600 s: unpacking, imports and stopping the workers take about 130 s more)
 # Back here: stop the CPU suite if it runs (it rewrites finetune_runs.json), merge each file:
 #   python benchmarks/merge_finetune_runs.py FETCHED/finetune_runs_toxcast.json \
 #       benchmarks/results/moleculenet_v2protocol/finetune_runs.json
@@ -21,8 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=${OUT:-runs/gpu_finetune}
 SUITE=benchmarks/results/moleculenet_v2protocol
-DATASETS=${FINETUNE_DATASETS:-toxcast,lipo}
-BUDGET=${BUDGET:-480}
+DATASETS=${FINETUNE_DATASETS:-toxcast}
+BUDGET=${BUDGET:-420}
 mkdir -p "$RESULTS"
 source benchmarks/gpu_env.sh
 # Fine-tuning needs none of DeepChem's optional model families; the GPU image's versions of
