@@ -6,7 +6,7 @@
 # mostly idle and a set's second batch of runs (the other seeds) waits for its first (the
 # grid). Under CUDA's multi-process service where it starts, so that the runs' kernels share
 # the GPU at once instead of taking turns. Each set's finished runs are kept in a copy of the
-# suite's finetune_runs.json, copied to $OUT as finetune_runs_SET.json every 15 s, so that a
+# suite's finetune_runs.json, copied to $OUT as finetune_runs_SET.json every 5 s, so that a
 # call stopped at its time limit still brings back what finished; logs and the GPU's name too.
 #
 # DEVICE=cpu (with a stand-in nvidia-smi on PATH) runs the same script on a CPU, as a dry run.
@@ -77,7 +77,7 @@ for name in ${DATASETS//,/ }; do
     pids+=($!)
 done
 while kill -0 "${pids[@]}" 2>/dev/null; do
-    sleep 15
+    sleep 5
     snapshot
 done
 status=0
