@@ -4,9 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from exlm_chem import ExLMConfig, ExLMModel, InputError, SmilesTokenizer
-from exlm_chem.metrics import score
+from exlm_chem.metrics import roc_auc, score
 from exlm_chem.model import save_model
 from exlm_chem.moleculenet.datasets import DATASETS, split_dataset
 from exlm_chem.moleculenet.features import parse_features
@@ -24,6 +26,31 @@ def test_score_skips_tasks_without_both_classes_and_missing_labels():
     assert score(
         "regression", np.array([1.0, 2.0]), np.ones(2), np.array([1.0, 4.0])
     ) == pytest.approx(np.sqrt(2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    labels=st.lists(st.sampled_from([0.0, 1.0]), min_size=2, max_size=60),
+    data=st.data(),
+)
+def test_roc_auc_is_scikit_learns_with_ties_and_either_label_order(labels, data):
+    from sklearn.metrics import roc_auc_score
+
+    assume(len(set(labels)) == 2)
+    # Scores from a few values, so that ties within and across the classes are common.
+    scores = data.draw(
+        st.lists(
+            st.sampled_from([0.0, 0.25, 0.5, 0.9, 1e-9]), min_size=len(labels), max_size=len(labels)
+        )
+    )
+    assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert roc_auc(labels, -np.asarray(scores)) == pytest.approx(
+        1 - roc_auc(labels, scores), abs=1e-12
+    )
+
+
+def test_roc_auc_reads_labels_of_any_two_values():
+    assert roc_auc([-1, 1, 1, -1], [0.1, 0.9, 0.4, 0.4]) == pytest.approx(0.875)
 
 
 def test_parsers_reject_unknown_names():
