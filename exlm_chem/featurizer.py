@@ -21,6 +21,15 @@ from .parallel import WorkerPool
 logger = logging.getLogger(__name__)
 
 
+def rows_for_deepchem(vectors: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A featurizer's output as DeepChem's loaders take it: the vectors as they are when every
+    molecule is valid, else an object array with an empty array for each invalid one (the
+    loaders drop those rows)."""
+    if valid.all():
+        return vectors
+    return np.asarray([v if ok else np.array([]) for v, ok in zip(vectors, valid)], dtype=object)
+
+
 class ExLMFeaturizer(MolecularFeaturizer):
     """One ExLM embedding per molecule, computed in length-sorted batches.
 
@@ -112,21 +121,18 @@ class ExLMFeaturizer(MolecularFeaturizer):
         summary = result.summary(model.config.max_length)
         if summary:
             logger.warning("ExLMFeaturizer: %s", summary)
-        if valid.all():
-            return vectors
-        failed = np.flatnonzero(~valid)
-        shown = ", ".join(f"{i} ({result.errors[i]})" for i in failed[:10]) + (
-            " ..." if len(failed) > 10 else ""
-        )
-        logger.warning(
-            "ExLMFeaturizer: %d of %d molecules cannot be featurized, given empty arrays: %s",
-            len(failed),
-            len(smiles),
-            shown,
-        )
-        return np.asarray(
-            [v if ok else np.array([]) for v, ok in zip(vectors, valid)], dtype=object
-        )
+        if not valid.all():
+            failed = np.flatnonzero(~valid)
+            shown = ", ".join(f"{i} ({result.errors[i]})" for i in failed[:10]) + (
+                " ..." if len(failed) > 10 else ""
+            )
+            logger.warning(
+                "ExLMFeaturizer: %d of %d molecules cannot be featurized, given empty arrays: %s",
+                len(failed),
+                len(smiles),
+                shown,
+            )
+        return rows_for_deepchem(vectors, valid)
 
     def _featurize(self, datapoint, **kwargs) -> np.ndarray:
         return self.featurize([datapoint])[0]

@@ -20,7 +20,7 @@ import numpy as np
 from .. import defaults
 from ..embedding import prepare_smiles
 from ..errors import InputError
-from ..featurizer import ExLMFeaturizer
+from ..featurizer import ExLMFeaturizer, rows_for_deepchem
 from ..model import check_pooling, load_model
 
 # kind, then :DIR for a model folder, then [READ-OUT]: exlm[cls], mlm:runs/mlm/model[mean+cls]
@@ -108,12 +108,8 @@ class ReadableRows(dc.feat.MolecularFeaturizer):
         if isinstance(datapoints, str):
             datapoints = [datapoints]
         errors = prepare_smiles(list(datapoints), self.tokenizer, self.canonicalize).errors
-        if all(error is None for error in errors):
-            return np.zeros((len(errors), 1), dtype=np.float32)
-        empty = np.array([], dtype=np.float32)
-        return np.asarray(
-            [np.zeros(1, np.float32) if e is None else empty for e in errors], dtype=object
-        )
+        valid = np.array([error is None for error in errors], dtype=bool)
+        return rows_for_deepchem(np.zeros((len(errors), 1), dtype=np.float32), valid)
 
     def __str__(self) -> str:
         return self.name
