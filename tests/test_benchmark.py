@@ -285,6 +285,9 @@ def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shar
     }
     assert pooled[rate] == min(pooled.values())  # RMSE: lower is better
     assert all(np.isfinite(r["value"]) and r["value"] < 10 for r in chosen)
+    # Each run's checkpoint was written in the cache and deleted once the run was recorded.
+    checkpoints = out / "cache" / "finetune-checkpoints" / "freesolv"
+    assert checkpoints.is_dir() and not list(checkpoints.iterdir())
     # Resumed: nothing is trained again, the same results come back.
     again = run(resume=True)
     assert again == records

@@ -106,6 +106,52 @@ def test_runs_in_worker_processes_equal_runs_in_this_process(model, amines):
         list(finetune_each(runs, "classification", jobs=0))
 
 
+def test_an_interrupted_run_continues_from_its_checkpoint_as_if_never_stopped(
+    model, amines, tmp_path, monkeypatch
+):
+    from exlm_chem.finetuning import train as train_module
+
+    train, valid = amines
+    settings = FinetuneSettings(**{**FAST, "epochs": 6})
+    whole = finetune(model, train, valid, "classification", settings)
+    checkpoint = tmp_path / "run.pt"
+    # Stopped (as by Ctrl-C or the end of a job's time) in the validation of epoch 4: the
+    # checkpoint holds epoch 3.
+    validate, calls = train_module._validation_values, []
+
+    def stopped_at_epoch_4(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return validate(*args)
+
+    monkeypatch.setattr(train_module, "_validation_values", stopped_at_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(
+            model,
+            train,
+            valid,
+            "classification",
+            settings,
+            checkpoint=checkpoint,
+            checkpoint_seconds=0,
+        )
+    monkeypatch.setattr(train_module, "_validation_values", validate)
+    assert checkpoint.exists()
+    continued = finetune(model, train, valid, "classification", settings, checkpoint=checkpoint)
+    assert continued.history == whole.history and continued.best_epoch == whole.best_epoch
+    for name, value in whole.predictor.state_dict().items():
+        assert torch.equal(value, continued.predictor.state_dict()[name]), name
+    # A finished run's checkpoint gives its result back without training.
+    again = finetune(model, train, valid, "classification", settings, checkpoint=checkpoint)
+    assert again.history == whole.history and again.seconds == continued.seconds
+    # Another run's checkpoint is refused, naming the file.
+    with pytest.raises(InputError, match="run.pt: a checkpoint of another fine-tuning run"):
+        finetune(
+            model, train, valid, "classification", replace(settings, seed=1), checkpoint=checkpoint
+        )
+
+
 def test_missing_labels_get_no_loss(model):
     smiles, y = amine_task(range(1, 30, 2))
     second = np.where(np.arange(len(y)) % 2 == 0, 1 - y, np.nan)  # half the labels missing
@@ -222,6 +268,52 @@ def test_finetune_and_predict_commands(run_cli, model_dir, amine_csv, tmp_path):
     assert code == 2 and "already exists" in err
     code, _, err = run_cli("finetune", amine_csv, "--target", "is_amine", "--out", out)
     assert code == 2 and "--overwrite" in err
+    # A finished run leaves no checkpoints, and has nothing to resume.
+    assert not (out / "checkpoints").exists()
+    code, _, err = run_cli("finetune", amine_csv, "--target", "is_amine", "--out", out, "--resume")
+    assert code == 2 and "no stopped run to resume" in err
+
+
+def test_a_stopped_finetune_command_resumes(run_cli, model_dir, amine_csv, tmp_path, monkeypatch):
+    import json
+
+    from exlm_chem.finetuning import files
+
+    args = (
+        "finetune", amine_csv, "--target", "is_amine", "--model", model_dir, "--split", "random",
+        "--lr", "1e-3,3e-4", "--epochs", "4", "--batch-size", "16", "--precision", "fp32",
+    )  # fmt: skip
+    code, _, err = run_cli(*args, "--out", tmp_path / "whole")
+    assert code == 0, err
+    whole = json.loads((tmp_path / "whole" / "finetune.json").read_text())
+    # Stopped after training, before the model is saved: both rates' runs are checkpointed.
+    out = tmp_path / "stopped"
+    save = files.save_predictor
+
+    def stopped(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files, "save_predictor", stopped)
+    code, _, _ = run_cli(*args, "--out", out)
+    assert code == 130  # as Ctrl-C
+    monkeypatch.setattr(files, "save_predictor", save)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "lr-0.0003.pt",
+        "lr-0.001.pt",
+    ]
+    code, _, err = run_cli(*args, "--out", out)
+    assert code == 2 and "--resume to continue" in err
+    code, _, err = run_cli(*args, "--out", out, "--resume")
+    assert code == 0, err
+    resumed = json.loads((out / "finetune.json").read_text())
+
+    def without_seconds(report):
+        runs = [report["chosen"], *report["runs_by_learning_rate"].values()]
+        return [{k: v for k, v in run.items() if k != "seconds"} for run in runs]
+
+    assert without_seconds(resumed) == without_seconds(whole)
+    assert resumed["test_score"] == whole["test_score"]
+    assert not (out / "checkpoints").exists()
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,11 @@ def finetune(
         False, "--skip-invalid", help="Leave out rows whose SMILES is invalid (else: an error)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace what is in OUT."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue a stopped run from the checkpoints in OUT (same data and options).",
+    ),
 ) -> None:
     """Fine-tune a model end to end on a labelled table; keep the best validation run."""
     from ..finetuning import FinetuneSettings
@@ -96,6 +101,7 @@ def finetune(
         overwrite=overwrite,
         skip_invalid=skip_invalid,
         jobs=jobs,
+        resume=resume,
     )
     chosen = report["chosen"]
     test = report["test_score"]

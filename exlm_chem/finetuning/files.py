@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from . import (
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "finetune.json"
+CHECKPOINT_FOLDER = "checkpoints"  # in the output folder while a run is under way
 
 
 def infer_task_type(y: np.ndarray) -> str:
@@ -59,6 +61,7 @@ def finetune_table(
     overwrite: bool = False,
     skip_invalid: bool = False,
     jobs: int = 1,
+    resume: bool = False,
 ) -> dict:
     """Fine-tune on the SMILES and target columns of a CSV/TSV file; save the model with the
     best validation metric (over ``learning_rates``) in ``out``, with a report (finetune.json)
@@ -67,11 +70,29 @@ def finetune_table(
     The rows are split once (``split``, ``settings.seed``) into train, validation (early
     stopping and the learning rate) and test (reported only; ``test_fraction=0`` keeps none).
     An invalid SMILES raises InputError naming its line, or is left out with ``skip_invalid``.
+
+    While it runs, each rate's run keeps a checkpoint in ``out/checkpoints`` (removed at the
+    end); ``resume`` continues a stopped call from them, with the same data and settings.
     """
     settings = settings or FinetuneSettings()
     path, out = Path(path), Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise InputError(f"{out}: already exists; pass --overwrite to replace what is in it")
+    checkpoints = out / CHECKPOINT_FOLDER
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not (overwrite or resume):
+        stopped = checkpoints.is_dir()
+        raise InputError(
+            f"{out}: already exists; pass "
+            + ("--resume to continue the run stopped there, or " if stopped else "")
+            + "--overwrite to replace what is in it"
+        )
+    if resume and out.is_dir() and any(out.iterdir()) and not checkpoints.is_dir():
+        raise InputError(
+            f"{out}: holds no stopped run to resume (no {CHECKPOINT_FOLDER} folder); pass "
+            "--overwrite to replace what is in it"
+        )
+    if overwrite and not resume and checkpoints.is_dir():
+        shutil.rmtree(checkpoints)
     smiles, y = read_labelled_table(path, targets, smiles_column)
     if task_type == "auto":
         task_type = infer_task_type(y)
@@ -110,7 +131,7 @@ def finetune_table(
         settings.seed,
     )
     best, runs = finetune_best_rate(
-        base, train, valid, task_type, settings, learning_rates, targets, device, jobs
+        base, train, valid, task_type, settings, learning_rates, targets, device, jobs, checkpoints
     )
     test_score = None
     if len(test.molecules):
@@ -140,6 +161,7 @@ def finetune_table(
     )
     save_predictor(best.predictor, out, about=dict(trained_on=str(path), metric=metric))
     atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2))
+    shutil.rmtree(checkpoints)
     return report
 
 

@@ -3,6 +3,7 @@ head and rate chosen on validation averaged over the seeds (all, or the ones nam
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field, replace
@@ -65,6 +66,7 @@ def finetune_results(
     heads: list[str] | None = None,
     choice_seeds: list[int] | None = None,
     jobs: int = 1,
+    checkpoint_dir: Path | None = None,
 ) -> list[dict]:
     """The records of each model's seeds fine-tuned at its chosen head and rate.
 
@@ -73,7 +75,9 @@ def finetune_results(
     other seeds are run at that choice only. Runs are kept in and resumed from ``runs_path``,
     so seeds added later are chosen for by the same runs. Every model's grid goes in one batch
     of runs and every model's other seeds in a second, ``jobs`` runs at a time (see
-    `finetune_each`): few workers idle at the end of a batch."""
+    `finetune_each`): few workers idle at the end of a batch. A run saves its state in
+    ``checkpoint_dir`` as it goes (a file named after its key), continues from it when started
+    again, and deletes it once the run is in ``runs_path``."""
     heads = heads or [settings.head]
     grid = [(head, rate) for head in heads for rate in rates]
     task_type = DATASETS[name].task_type
@@ -99,8 +103,9 @@ def finetune_results(
             )
             for tuned, k in missing
         ]
-        results = finetune_each(work, task_type, device=device, jobs=jobs)
-        for (tuned, run_key), result in zip(missing, results):
+        checkpoints = [_checkpoint_path(checkpoint_dir, k) for _, k in missing]
+        results = finetune_each(work, task_type, device=device, jobs=jobs, checkpoints=checkpoints)
+        for (tuned, run_key), result, checkpoint in zip(missing, results, checkpoints):
             test = tuned.labelled_parts(split, run_key["seed"])[2]
             prediction = predict_encoded(result.predictor, test.molecules, settings.precision)
             run = dict(
@@ -129,6 +134,8 @@ def finetune_results(
             )
             runs.append(run)
             atomic_write_text(runs_path, json.dumps(runs, indent=1))
+            if checkpoint is not None:
+                checkpoint.unlink(missing_ok=True)
 
     def choice_seeds_of(tuned: ModelToTune) -> list[int]:
         return list(choice_seeds or tuned.seeds)
@@ -181,6 +188,16 @@ def finetune_results(
             for seed in tuned.seeds
         ]
     return records
+
+
+def _checkpoint_path(directory: Path | None, run_key: dict) -> Path | None:
+    """Where a run keeps its checkpoint: named by a digest of its key (features names hold
+    paths)."""
+    if directory is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(json.dumps(run_key, sort_keys=True).encode()).hexdigest()[:20]
+    return directory / f"{digest}.pt"
 
 
 def _matches(record: dict, key: dict) -> bool:

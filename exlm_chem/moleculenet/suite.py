@@ -63,7 +63,8 @@ def run_benchmark(
     (default: the settings' head) are chosen the same way, jointly with the rate.
     ``finetune_choice_seeds`` (default: ``seeds``) are the seeds whose validation makes that
     choice: only they run the whole grid, the others the chosen head and rate (a CPU budget).
-    Every run is kept in finetune_runs.json, so an interrupted grid resumes where it stopped.
+    Every run is kept in finetune_runs.json, so an interrupted grid resumes where it stopped,
+    and a run stopped part-way continues from its checkpoint in ``cache_dir``.
     ``finetune_jobs`` runs go at a time (see `exlm_chem.finetuning.finetune_each`).
     """
     if split not in SPLITS:
@@ -222,6 +223,7 @@ def run_benchmark(
                 finetune_heads,
                 finetune_choice_seeds or seeds,
                 finetune_jobs,
+                cache_dir / "finetune-checkpoints" / name,
             )
             atomic_write_text(out / "results.json", json.dumps(records, indent=1))
         if records != before:  # after each dataset: a run of days keeps its reports current
