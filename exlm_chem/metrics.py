@@ -34,5 +34,7 @@ def roc_auc(labels, scores) -> float:
     positive = labels == labels.max()
     n_positive = int(positive.sum())
     n_negative = len(labels) - n_positive
+    if n_negative == 0:  # as roc_auc_score: the area is undefined
+        raise ValueError("ROC-AUC needs labels of both classes; these hold one")
     rank_sum = rankdata(scores)[positive].sum()  # tied scores share their mean rank
     return float((rank_sum - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))

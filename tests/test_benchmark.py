@@ -51,6 +51,8 @@ def test_roc_auc_is_scikit_learns_with_ties_and_either_label_order(labels, data)
 
 def test_roc_auc_reads_labels_of_any_two_values():
     assert roc_auc([-1, 1, 1, -1], [0.1, 0.9, 0.4, 0.4]) == pytest.approx(0.875)
+    with pytest.raises(ValueError, match="both classes"):
+        roc_auc([1, 1, 1], [0.1, 0.9, 0.4])
 
 
 def test_parsers_reject_unknown_names():
