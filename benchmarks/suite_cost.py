@@ -3,7 +3,9 @@ the seconds spent featurizing its read-outs, fitting the frozen probes on them (
 with ECFP4 included) and fine-tuning it (every run of the learning-rate grid), read from a
 suite's results.json and finetune_runs.json; the parts not run yet are projected from the
 parts done, in seconds per molecule (fine-tuning: per training molecule and run, from the
-sets of the same task type), and marked ``~``.
+sets of the same task type), and marked ``~``. Fine-tuning runs made on a GPU (``device``
+cuda in finetune_runs.json) count at the CPU's seconds per training molecule and epoch, from
+the same set's CPU runs (else its task type's), times their epochs: also marked ``~``.
 
 Times are summed as recorded, so a run paused for a while counts in full (the suite README
 lists those), and the rates come from the machine that ran the parts. Molecule counts are the
@@ -61,6 +63,8 @@ def suite_cost(
         ]
         features = {r["features"] for r in mine}
         tuned = [r for r in runs if r["dataset"] == name and r["features"] == model]
+        on_cpu = [r for r in tuned if r.get("device", "cpu") == "cpu"]
+        train_molecules = TRAIN_FRACTION * molecules[name]
         rows.append(
             dict(
                 dataset=name,
@@ -74,7 +78,14 @@ def suite_cost(
                 ),
                 frozen_fit=sum(r["fit_seconds"] for r in mine),
                 finetune_runs=len(tuned),
-                finetune=sum(r["fit_seconds"] for r in tuned),
+                finetune=sum(r["fit_seconds"] for r in on_cpu),
+                cpu_epoch_rate=(
+                    sum(r["fit_seconds"] for r in on_cpu)
+                    / (train_molecules * sum(r["epochs_run"] for r in on_cpu))
+                    if on_cpu
+                    else None
+                ),
+                gpu_epochs=sum(r["epochs_run"] for r in tuned if r not in on_cpu),
             )
         )
     # Complete parts set the rates: the most feature sets any dataset has, all seeds of each.
@@ -82,8 +93,19 @@ def suite_cost(
     for row in rows:
         row["frozen_done"] = row["feature_sets"] == most and row["frozen_records"] >= most * seeds
         row["finetune_done"] = row["finetune_runs"] >= runs_per_set
-    for row in rows:
+    for row in rows:  # GPU runs at the CPU's rate first: the projections below read them
         row["projected"] = []
+        if row["gpu_epochs"] and row["finetune_done"]:
+            rate = row["cpu_epoch_rate"] or _median(
+                [
+                    r["cpu_epoch_rate"]
+                    for r in rows
+                    if r["cpu_epoch_rate"] and r["task_type"] == row["task_type"]
+                ]
+            )
+            row["finetune"] += rate * row["gpu_epochs"] * TRAIN_FRACTION * row["molecules"]
+            row["projected"].append("finetune")
+    for row in rows:
         same_kind = [r for r in rows if r["task_type"] == row["task_type"]]
         if not row["frozen_done"]:
             for part in ("featurize", "frozen_fit"):
@@ -91,10 +113,11 @@ def suite_cost(
                 row[part] = _median(done) * row["molecules"]
             row["projected"] += ["featurize", "frozen_fit"]
         if not row["finetune_done"]:
+            # From the sets measured in full on the CPU.
             done = [
                 r["finetune"] / (TRAIN_FRACTION * r["molecules"] * r["finetune_runs"])
                 for r in same_kind
-                if r["finetune_done"]
+                if r["finetune_done"] and not r["gpu_epochs"]
             ]
             row["finetune"] = _median(done) * TRAIN_FRACTION * row["molecules"] * runs_per_set
             row["projected"].append("finetune")

@@ -741,9 +741,17 @@ def test_suite_cost_projects_the_parts_not_run_from_the_sets_done(benchmark_scri
     records = frozen("bbbp", "exlm[mean]", 2.0) + frozen("bbbp", "exlm[mean]&ecfp", 1.0)
     records += frozen("bbbp", "ecfp", 100.0)  # another family: not the model's cost
     records += frozen("bace", "exlm[mean]", 2.0)  # one of its two feature sets: not done
-    runs = [dict(dataset="bbbp", features="exlm", fit_seconds=80.0) for _ in range(11)]
-    runs += [dict(dataset="bbbp", features="mlm", fit_seconds=999.0)]
-    bbbp, bace = suite_cost(records, runs, {"bbbp": 1000, "bace": 500}, datasets=["bbbp", "bace"])
+    runs = [dict(dataset="bbbp", features="exlm", fit_seconds=80.0, epochs_run=8)] * 11
+    runs += [dict(dataset="bbbp", features="mlm", fit_seconds=999.0, epochs_run=8)]
+    # clintox: 3 runs on this CPU, 8 on a GPU (their seconds are not this CPU's).
+    runs += [dict(dataset="clintox", features="exlm", fit_seconds=100.0, epochs_run=10)] * 3
+    gpu = dict(dataset="clintox", features="exlm", fit_seconds=5.0, epochs_run=20, device="cuda")
+    runs += [gpu] * 8
+    molecules = {"bbbp": 1000, "bace": 500, "clintox": 500}
+    bbbp, bace, clintox = suite_cost(records, runs, molecules, datasets=list(molecules))
+    # 300 s over 400 training molecules x 30 epochs on the CPU; the GPU ran 160 epochs.
+    assert clintox["finetune"] == pytest.approx(300.0 + 300.0 / (400 * 30) * 400 * 160)
+    assert "finetune" in clintox["projected"]
     assert bbbp["projected"] == [] and bbbp["featurize"] == 14.0
     assert bbbp["frozen_fit"] == 30.0 and bbbp["finetune"] == 880.0
     assert bace["projected"] == ["featurize", "frozen_fit", "finetune"]

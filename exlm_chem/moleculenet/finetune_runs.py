@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..environment import describe_hardware, resolve_device
 from ..finetuning import (
     EncodedMolecules,
     FinetuneSettings,
@@ -95,6 +96,8 @@ def finetune_results(
             for tuned, seed, head, rate in wanted
         ]
         missing = [(t, k) for t, k in missing if not any(_matches(r, k) for r in runs)]
+        if not missing:
+            return
         work = [
             (
                 tuned.model,
@@ -103,6 +106,8 @@ def finetune_results(
             )
             for tuned, k in missing
         ]
+        place = resolve_device(device) or next(missing[0][0].model.parameters()).device
+        hardware = describe_hardware(place)
         checkpoints = [_checkpoint_path(checkpoint_dir, k) for _, k in missing]
         results = finetune_each(work, task_type, device=device, jobs=jobs, checkpoints=checkpoints)
         for (tuned, run_key), result, checkpoint in zip(missing, results, checkpoints):
@@ -116,6 +121,10 @@ def finetune_results(
                 best_epoch=result.best_epoch,
                 epochs_run=result.epochs_run,
                 fit_seconds=round(result.seconds, 1),
+                # The seconds are this machine's, ``jobs`` runs at a time.
+                device=place.type,
+                hardware=hardware,
+                jobs=jobs,
             )
             logger.info(
                 "%s  %s  finetune  seed %d  %s head  lr %g: validation %s %.4f, test %s %.4f "
