@@ -1,6 +1,7 @@
 """Fine-tuning an encoder end to end on labelled molecules, and predicting with the result:
 `data` (molecules tokenized once, labels, class balancing), `predictor` (the heads, the
-fine-tuned model, saving and loading), `train` (the protocol), `files` (a labelled table in,
+fine-tuned model, saving and loading), `train` (the protocol, one run), `checkpoint` (a run's
+state, to continue it), `grid` (several runs, a grid of rates), `files` (a labelled table in,
 a fine-tuned model folder out; predictions for a molecule file).
 
 The protocol is the reference ExLM's for MoleculeNet (itself Uni-Mol's): the first ``<s>``
@@ -19,6 +20,7 @@ of a task with 3% of them count as much as its negatives.
 """
 
 from .data import EncodedMolecules, LabelledMolecules, balancing_weights, check_targets
+from .grid import LEARNING_RATES, choose_learning_rate, finetune_best_rate, finetune_each
 from .predictor import (
     HEADS,
     PropertyPredictor,
@@ -27,15 +29,7 @@ from .predictor import (
     predict_smiles,
     save_predictor,
 )
-from .train import (
-    LEARNING_RATES,
-    FinetuneResult,
-    FinetuneSettings,
-    choose_learning_rate,
-    finetune,
-    finetune_best_rate,
-    finetune_each,
-)
+from .train import FinetuneResult, FinetuneSettings, finetune
 
 __all__ = [
     "HEADS",
