@@ -22,7 +22,7 @@ from common import REPO, print_result, shared_data_dir
 from rdkit import Chem, RDLogger
 
 from exlm_chem.environment import resolve_precision
-from exlm_chem.finetuning.data import EncodedMolecules
+from exlm_chem.finetuning.data import EncodedMolecules, LabelledMolecules
 from exlm_chem.finetuning.predictor import PropertyPredictor, autocast
 from exlm_chem.finetuning.train import length_bucketed_batches
 from exlm_chem.model.io import load_model
@@ -36,6 +36,18 @@ def molecules(n: int) -> tuple[list[str], str]:
         return [s for s in smiles if Chem.MolFromSmiles(s) is not None][:n], "BBBP"
     drugs = pd.read_csv(REPO / "data" / "drugs.csv")["smiles"].tolist()
     return [drugs[i % len(drugs)] for i in range(n)], "data/drugs.csv repeated"
+
+
+def random_labels(model, n: int) -> tuple[LabelledMolecules, LabelledMolecules, str]:
+    """``n`` training molecules of `molecules` and a quarter as many for validation, with
+    seeded random 0/1 labels: a fine-tuning workload whose cost does not depend on a task."""
+    smiles, source = molecules(n + n // 4)
+    labels = torch.randint(0, 2, (len(smiles),), generator=torch.Generator().manual_seed(0))
+    data = LabelledMolecules.from_smiles(smiles, labels.numpy(), model.tokenizer)
+    rows = torch.arange(len(smiles))
+    train = LabelledMolecules(data.molecules.subset(rows[:n]), data.y[:n])
+    valid = LabelledMolecules(data.molecules.subset(rows[n:]), data.y[n:])
+    return train, valid, source
 
 
 def main() -> None:

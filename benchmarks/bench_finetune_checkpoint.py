@@ -16,12 +16,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_finetune_batches import molecules
+from bench_finetune_batches import random_labels
 from common import print_result, seconds
 from rdkit import RDLogger
 
 from exlm_chem.environment import describe_hardware
-from exlm_chem.finetuning import FinetuneSettings, LabelledMolecules, finetune
+from exlm_chem.finetuning import FinetuneSettings, finetune
 from exlm_chem.model.io import load_model
 
 
@@ -36,12 +36,7 @@ def main() -> None:
     RDLogger.DisableLog("rdApp.*")
 
     model = load_model()
-    smiles, source = molecules(args.n + args.n // 4)
-    labels = torch.randint(0, 2, (len(smiles),), generator=torch.Generator().manual_seed(0))
-    data = LabelledMolecules.from_smiles(smiles, labels.numpy(), model.tokenizer)
-    rows = torch.arange(len(smiles))
-    train = LabelledMolecules(data.molecules.subset(rows[: args.n]), data.y[: args.n])
-    valid = LabelledMolecules(data.molecules.subset(rows[args.n :]), data.y[args.n :])
+    train, valid, source = random_labels(model, args.n)
     settings = FinetuneSettings(epochs=args.epochs, patience=args.epochs)
 
     with tempfile.TemporaryDirectory() as folder:
