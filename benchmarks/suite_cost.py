@@ -64,6 +64,8 @@ def suite_cost(
         features = {r["features"] for r in mine}
         tuned = [r for r in runs if r["dataset"] == name and r["features"] == model]
         on_cpu = [r for r in tuned if r.get("device", "cpu") == "cpu"]
+        on_gpu = [r for r in tuned if r.get("device", "cpu") != "cpu"]
+        cpu_seconds = sum(r["fit_seconds"] for r in on_cpu)
         train_molecules = TRAIN_FRACTION * molecules[name]
         rows.append(
             dict(
@@ -78,14 +80,13 @@ def suite_cost(
                 ),
                 frozen_fit=sum(r["fit_seconds"] for r in mine),
                 finetune_runs=len(tuned),
-                finetune=sum(r["fit_seconds"] for r in on_cpu),
+                finetune=cpu_seconds,
                 cpu_epoch_rate=(
-                    sum(r["fit_seconds"] for r in on_cpu)
-                    / (train_molecules * sum(r["epochs_run"] for r in on_cpu))
+                    cpu_seconds / (train_molecules * sum(r["epochs_run"] for r in on_cpu))
                     if on_cpu
                     else None
                 ),
-                gpu_epochs=sum(r["epochs_run"] for r in tuned if r not in on_cpu),
+                gpu_epochs=sum(r["epochs_run"] for r in on_gpu),
             )
         )
     # Complete parts set the rates: the most feature sets any dataset has, all seeds of each.

@@ -79,14 +79,15 @@ def finetune_table(
     checkpoints = out / CHECKPOINT_FOLDER
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not (overwrite or resume):
+    holds_files = out.is_dir() and any(out.iterdir())
+    if holds_files and not (overwrite or resume):
         stopped = checkpoints.is_dir()
         raise InputError(
             f"{out}: already exists; pass "
             + ("--resume to continue the run stopped there, or " if stopped else "")
             + "--overwrite to replace what is in it"
         )
-    if resume and out.is_dir() and any(out.iterdir()) and not checkpoints.is_dir():
+    if resume and holds_files and not checkpoints.is_dir():
         raise InputError(
             f"{out}: holds no stopped run to resume (no {CHECKPOINT_FOLDER} folder); pass "
             "--overwrite to replace what is in it"
