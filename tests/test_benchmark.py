@@ -506,6 +506,23 @@ def test_linear_probe_on_one_blas_thread_fits_the_same_model_and_restores_the_th
     )
 
 
+def test_ridge_probe_stays_quiet_on_ill_conditioned_features_and_still_fits():
+    import warnings
+
+    from exlm_chem.moleculenet.probes import _fit_linear_probe
+
+    rng = np.random.default_rng(0)
+    # Float32 columns 1e4 times smaller than the rest, which the target also needs: the path
+    # goes to its weakest alpha, where the system is ill-conditioned in float32.
+    large, small = rng.standard_normal((900, 50)), rng.standard_normal((900, 50)) * 1e-4
+    X = np.hstack([large, small]).astype(np.float32)
+    y = large[:, 0] + small[:, 0] * 1e3 + 0.01 * rng.standard_normal(900)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = _fit_linear_probe(False, X[:600], y[:600], X[600:], y[600:])
+    assert np.corrcoef(model.predict(X[600:]), y[600:])[0, 1] > 0.99
+
+
 def test_probes_give_each_block_of_a_hybrid_the_same_total_variance():
     from exlm_chem.moleculenet.probes import _BlockScaler
 
