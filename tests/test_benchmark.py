@@ -506,21 +506,36 @@ def test_linear_probe_on_one_blas_thread_fits_the_same_model_and_restores_the_th
     )
 
 
-def test_ridge_probe_stays_quiet_on_ill_conditioned_features_and_still_fits():
+def _ill_conditioned_regression(rng):
+    """Float32 columns 1e4 times smaller than the rest, which the target also needs: the path
+    goes to its weakest alpha, where the system is ill-conditioned in float32."""
+    large, small = rng.standard_normal((900, 50)), rng.standard_normal((900, 50)) * 1e-4
+    X = np.hstack([large, small]).astype(np.float32)
+    y = large[:, 0] + small[:, 0] * 1e3 + 0.01 * rng.standard_normal(900)
+    return X[:600], y[:600], X[600:], y[600:]
+
+
+def _singular_wide_regression(rng):
+    """More bits than molecules, every molecule twice and a noiseless target: ridge's dual
+    system is singular at the weakest alpha."""
+    rows = rng.integers(0, 2, (100, 1000)).astype(np.float32)
+    X = np.vstack([rows, rows])
+    y = X[:, :5].sum(1)
+    return X, y, rows[:50], y[:50]
+
+
+@pytest.mark.parametrize("make_data", [_ill_conditioned_regression, _singular_wide_regression])
+def test_ridge_probe_stays_quiet_at_the_weak_end_of_its_path_and_still_fits(make_data):
     import warnings
 
     from exlm_chem.moleculenet.probes import _fit_linear_probe
 
-    rng = np.random.default_rng(0)
-    # Float32 columns 1e4 times smaller than the rest, which the target also needs: the path
-    # goes to its weakest alpha, where the system is ill-conditioned in float32.
-    large, small = rng.standard_normal((900, 50)), rng.standard_normal((900, 50)) * 1e-4
-    X = np.hstack([large, small]).astype(np.float32)
-    y = large[:, 0] + small[:, 0] * 1e3 + 0.01 * rng.standard_normal(900)
+    X_train, y_train, X_valid, y_valid = make_data(np.random.default_rng(0))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model = _fit_linear_probe(False, X[:600], y[:600], X[600:], y[600:])
-    assert np.corrcoef(model.predict(X[600:]), y[600:])[0, 1] > 0.99
+        model = _fit_linear_probe(False, X_train, y_train, X_valid, y_valid)
+    assert model.alpha <= 1e-3  # the weak end was reached (and chosen)
+    assert np.corrcoef(model.predict(X_valid), y_valid)[0, 1] > 0.99
 
 
 def test_probes_give_each_block_of_a_hybrid_the_same_total_variance():

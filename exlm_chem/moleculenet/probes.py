@@ -133,10 +133,12 @@ def _fit_linear_path(classification, X_train, y_train, X_valid, y_valid):
     def fit(c: float) -> None:
         model.set_params(**({"C": c} if classification else {"alpha": 1 / c}))
         with warnings.catch_warnings():
-            # Ridge warns of an ill-conditioned system at the path's weakest alphas on
-            # collinear features (concatenated layers, descriptors); that fit is scored on
-            # validation like every other, so the warning only fills the suite's log.
+            # At the path's weakest alphas ridge warns of an ill-conditioned system (collinear
+            # features: concatenated layers, descriptors) or a singular one (more fingerprint
+            # bits than molecules, some molecules alike); that fit is scored on validation
+            # like every other, so the warnings only fill the suite's log.
             warnings.simplefilter("ignore", LinAlgWarning)
+            warnings.filterwarnings("ignore", "Singular matrix in solving dual problem")
             model.fit(X_train, y_train)
         if not classification:
             value = -score("regression", y_valid, np.ones_like(y_valid), model.predict(X_valid))
