@@ -671,6 +671,43 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_consistent_differenc
     assert "| frozen | exlm vs ecfp | mean ROC-AUC (2 of 3 sets: bbbp, bace) | +0.030 |" in partial
 
 
+def test_model_card_section_shows_each_family_as_chosen_on_validation_and_replaces_itself():
+    from exlm_chem.moleculenet.card import evaluation_section, with_section
+
+    records = []
+    for seed in range(3):
+        records += [
+            # cls is best on validation, mean on test: the card shows cls's test value.
+            _record("bbbp", "exlm[mean]", "logreg", seed, 0.90, 0.60),
+            _record("bbbp", "exlm[cls]", "logreg", seed, 0.70 + 0.03 * seed, 0.70),
+            _record("bbbp", "ecfp", "rf", seed, 0.80, 0.70),
+            _record("bbbp", "exlm", "finetune", seed, 0.75, 0.80),
+            _record("bace", "exlm[cls]", "logreg", seed, 0.60, 0.70),
+            _record("esol", "exlm[cls]", "rf", seed, 1.5, 1.1, "rmse"),
+            _record("esol", "rdkit2d", "rf", seed, 0.9, 0.8, "rmse"),
+        ]
+    records = [dict(r, split="random_scaffold") for r in records]
+    section = evaluation_section(records, "results.json")
+    rows = {line.split(" | ")[0]: line for line in section.splitlines() if line.startswith("| ")}
+    assert "| features | bbbp | bace | esol | mean ROC-AUC (2 sets) |" in section
+    assert rows["| this model, frozen"] == "| this model, frozen | 0.730 | 0.600 | 1.500 | 0.665 |"
+    # Fine-tuned only on BBBP, ECFP4 only on BBBP: no mean over sets they lack.
+    assert rows["| this model, fine-tuned"] == "| this model, fine-tuned | 0.750 |  |  |  |"
+    assert rows["| ECFP4, frozen"] == "| ECFP4, frozen | 0.800 |  |  |  |"
+    assert rows["| RDKit 2D descriptors, frozen"].endswith("|  |  | 0.900 |  |")
+    assert "3 seeded scaffold splits" in section
+    with pytest.raises(InputError, match="mlm"):
+        evaluation_section(records, "results.json", "mlm")
+
+    card = "# model\n\n## Limits\n\n- small\n\n## Licence\n\nMIT\n"
+    once = with_section(card, section)
+    assert once.startswith(card) and once.endswith(section)
+    newer = section.replace("0.730", "0.731")
+    assert with_section(once, newer) == with_section(card, newer)  # replaced, not appended
+    middle = card.replace("## Licence", section + "\n## Licence")
+    assert with_section(middle, newer) == card.replace("## Licence", newer + "\n## Licence")
+
+
 def test_reports_show_each_family_chosen_on_validation_frozen_before_fine_tuned(tmp_path):
     from exlm_chem.moleculenet.compare import chosen_on_validation
     from exlm_chem.moleculenet.report import _chart_rows, write_reports
