@@ -506,36 +506,50 @@ def test_linear_probe_on_one_blas_thread_fits_the_same_model_and_restores_the_th
     )
 
 
-def _ill_conditioned_regression(rng):
-    """Float32 columns 1e4 times smaller than the rest, which the target also needs: the path
-    goes to its weakest alpha, where the system is ill-conditioned in float32."""
-    large, small = rng.standard_normal((900, 50)), rng.standard_normal((900, 50)) * 1e-4
-    X = np.hstack([large, small]).astype(np.float32)
-    y = large[:, 0] + small[:, 0] * 1e3 + 0.01 * rng.standard_normal(900)
-    return X[:600], y[:600], X[600:], y[600:]
-
-
-def _singular_wide_regression(rng):
-    """More bits than molecules, every molecule twice and a noiseless target: ridge's dual
-    system is singular at the weakest alpha."""
-    rows = rng.integers(0, 2, (100, 1000)).astype(np.float32)
-    X = np.vstack([rows, rows])
-    y = X[:, :5].sum(1)
-    return X, y, rows[:50], y[:50]
-
-
-@pytest.mark.parametrize("make_data", [_ill_conditioned_regression, _singular_wide_regression])
-def test_ridge_probe_stays_quiet_at_the_weak_end_of_its_path_and_still_fits(make_data):
+def test_ridge_probe_stays_quiet_at_the_weak_end_of_its_path_and_still_fits():
     import warnings
 
-    from exlm_chem.moleculenet.probes import _fit_linear_probe
+    import deepchem as dc
 
-    X_train, y_train, X_valid, y_valid = make_data(np.random.default_rng(0))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        model = _fit_linear_probe(False, X_train, y_train, X_valid, y_valid)
-    assert model.alpha <= 1e-3  # the weak end was reached (and chosen)
-    assert np.corrcoef(model.predict(X_valid), y_valid)[0, 1] > 0.99
+    from exlm_chem.moleculenet.probes import probe_predictions
+
+    # More bits than molecules, every molecule three times and noiseless targets: at the path's
+    # weakest alphas ridge's systems are ill-conditioned (float32) or singular (the dual).
+    rows = np.random.default_rng(0).integers(0, 2, (100, 1000)).astype(np.float32)
+    X = np.vstack([rows, rows, rows])
+    y = np.column_stack([X[:, :5].sum(1), X[:, 5:9].sum(1)])
+    parts = [
+        dc.data.NumpyDataset(X[r], y[r], np.ones_like(y[r]))
+        for r in np.split(np.arange(300), [200, 250])
+    ]
+    for jobs in (1, 2):  # the filters must hold in the worker threads too
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            valid, _ = probe_predictions("logreg", "regression", *parts, seed=0, jobs=jobs)
+        for t in range(2):
+            assert np.corrcoef(valid[:, t], parts[1].y[:, t])[0, 1] > 0.99
+
+
+def test_linear_probe_fits_tasks_in_threads_with_the_same_predictions():
+    import deepchem as dc
+    from threadpoolctl import threadpool_info
+
+    from exlm_chem.moleculenet.probes import probe_predictions
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((500, 48)).astype(np.float32)
+    y = (X[:, :6] + rng.normal(0, 1, (500, 6)) > 0.5).astype(np.float32)
+    w = (rng.random((500, 6)) > 0.2).astype(np.float32)  # missing labels, as in Tox21
+    y[:, 5] = 0  # a task with one class in training
+    parts = [dc.data.NumpyDataset(X[r], y[r], w[r]) for r in np.split(np.arange(500), [350, 425])]
+    before = [i["num_threads"] for i in threadpool_info()]
+    one, two = (
+        probe_predictions("logreg", "classification", *parts, seed=0, jobs=jobs) for jobs in (1, 3)
+    )
+    assert [i["num_threads"] for i in threadpool_info()] == before
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    assert one[1].shape == (75, 6) and np.all(one[1][:, 5] == 0)
 
 
 def test_probes_give_each_block_of_a_hybrid_the_same_total_variance():

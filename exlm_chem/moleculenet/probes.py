@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import deepchem as dc
 import numpy as np
@@ -20,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from ..finetuning.train import is_better
 from ..fingerprints import block_weights
 from ..metrics import metric_name, score
+from ..parallel import default_workers
 
 PROBES = ("logreg", "rf", "mlp", "deepchem")
 
@@ -31,7 +33,7 @@ def _task_rows(dataset, X, t):
 
 
 def probe_predictions(
-    probe: str, task_type: str, train, valid, test, seed: int, blocks=None
+    probe: str, task_type: str, train, valid, test, seed: int, blocks=None, jobs: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit one probe per task on the labelled training rows; the predictions on the validation
     and test parts, (n_valid, n_tasks) and (n_test, n_tasks).
@@ -43,37 +45,62 @@ def probe_predictions(
     The linear probe also fits the features as they are, and keeps, per task, whichever input
     scores better on validation: the same rule for every feature set. Standardizing helps
     numbers in different units (descriptors) but lifts a fingerprint bit set in one molecule
-    of a thousand to about 30, so that the rarest substructures dominate the penalty."""
+    of a thousand to about 30, so that the rarest substructures dominate the penalty.
+
+    jobs: tasks fitted at a time by the linear probe (None: one per core, as
+    `exlm_chem.parallel.default_workers` counts them), each on one BLAS thread, so the
+    predictions do not depend on it; the random forest spreads its trees over the cores
+    itself."""
     scaler = _BlockScaler(blocks).fit(train.X)
     if probe == "deepchem":
         return _deepchem_predictions(task_type, train, valid, test, seed, scaler)
-    n_tasks = train.y.shape[1]
-    classification = task_type == "classification"
-    metric = metric_name(task_type)
     # Each input is prepared once: each task takes its labelled rows of the same arrays.
     inputs = [[scaler.transform(d.X) for d in (train, valid, test)]]
     if probe == "logreg":
         inputs.append([np.asarray(d.X, dtype=np.float64) for d in (train, valid, test)])
-    outputs = [np.zeros((len(valid.X), n_tasks)), np.zeros((len(test.X), n_tasks))]
-    for t in range(n_tasks):
-        y_train = train.y[train.w[:, t] > 0, t]
-        if classification and len(np.unique(y_train)) < 2:
-            for out in outputs:  # one class only: its rate
-                out[:, t] = y_train.mean() if len(y_train) else 0.0
-            continue
-        labelled = valid.w[:, t] > 0
-        best = None  # (validation value, model, validation prediction, test input)
-        for train_X, valid_X, test_X in inputs:
-            X_train, y_train = _task_rows(train, train_X, t)
-            X_valid, y_valid = _task_rows(valid, valid_X, t)
-            model = _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed)
-            valid_prediction = _predict(model, valid_X, classification)
-            value = score(task_type, y_valid, np.ones_like(y_valid), valid_prediction[labelled])
-            if best is None or is_better(value, best[0], metric):
-                best = (value, model, valid_prediction, test_X)
-        _, model, outputs[0][:, t], test_X = best
-        outputs[1][:, t] = _predict(model, test_X, classification)
-    return outputs[0], outputs[1]
+
+    def fit_task(t: int) -> tuple[np.ndarray, np.ndarray]:
+        return _task_predictions(probe, task_type, train, valid, inputs, t, seed)
+
+    tasks = range(train.y.shape[1])
+    jobs = 1 if probe != "logreg" else jobs or default_workers()
+    with warnings.catch_warnings():  # here, not per fit: the filters are global, not per thread
+        # At the path's weakest alphas ridge warns of an ill-conditioned system (collinear
+        # features: concatenated layers, descriptors) or a singular one (more fingerprint bits
+        # than molecules, some molecules alike); that fit is scored on validation like every
+        # other, so the warnings only fill the suite's log.
+        warnings.simplefilter("ignore", LinAlgWarning)
+        warnings.filterwarnings("ignore", "Singular matrix in solving dual problem")
+        if jobs > 1 and len(tasks) > 1:
+            # Threads: no start-up, nothing to pickle; the GIL holds the gain to 1.2x on 2
+            # cores (`benchmarks/bench_probe_tasks.py`; worker processes 1.5x once started).
+            with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(jobs) as pool:
+                columns = list(pool.map(fit_task, tasks))
+        else:
+            columns = [fit_task(t) for t in tasks]
+    return np.stack([c[0] for c in columns], 1), np.stack([c[1] for c in columns], 1)
+
+
+def _task_predictions(probe, task_type, train, valid, inputs, t, seed):
+    """Task ``t``'s validation and test predictions from the probe fitted on its labelled
+    training rows (of whichever input scores better on validation)."""
+    classification = task_type == "classification"
+    y_train = train.y[train.w[:, t] > 0, t]
+    if classification and len(np.unique(y_train)) < 2:  # one class only: its rate
+        rate = y_train.mean() if len(y_train) else 0.0
+        return np.full(len(valid.X), rate), np.full(len(inputs[0][2]), rate)
+    labelled = valid.w[:, t] > 0
+    best = None  # (validation value, model, validation prediction, test input)
+    for train_X, valid_X, test_X in inputs:
+        X_train, y_train = _task_rows(train, train_X, t)
+        X_valid, y_valid = _task_rows(valid, valid_X, t)
+        model = _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed)
+        valid_prediction = _predict(model, valid_X, classification)
+        value = score(task_type, y_valid, np.ones_like(y_valid), valid_prediction[labelled])
+        if best is None or is_better(value, best[0], metric_name(task_type)):
+            best = (value, model, valid_prediction, test_X)
+    _, model, valid_prediction, test_X = best
+    return valid_prediction, _predict(model, test_X, classification)
 
 
 def _predict(model, X, classification: bool) -> np.ndarray:
@@ -132,14 +159,7 @@ def _fit_linear_path(classification, X_train, y_train, X_valid, y_valid):
 
     def fit(c: float) -> None:
         model.set_params(**({"C": c} if classification else {"alpha": 1 / c}))
-        with warnings.catch_warnings():
-            # At the path's weakest alphas ridge warns of an ill-conditioned system (collinear
-            # features: concatenated layers, descriptors) or a singular one (more fingerprint
-            # bits than molecules, some molecules alike); that fit is scored on validation
-            # like every other, so the warnings only fill the suite's log.
-            warnings.simplefilter("ignore", LinAlgWarning)
-            warnings.filterwarnings("ignore", "Singular matrix in solving dual problem")
-            model.fit(X_train, y_train)
+        model.fit(X_train, y_train)
         if not classification:
             value = -score("regression", y_valid, np.ones_like(y_valid), model.predict(X_valid))
         elif len(np.unique(y_valid)) == 2:
