@@ -9,12 +9,12 @@ files. The predictions must be identical: each fit runs on one BLAS thread eithe
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from common import print_result, shared_data_dir
+from common import print_result, seconds, shared_data_dir
 
 from exlm_chem.moleculenet.datasets import load_dataset, split_dataset
 from exlm_chem.moleculenet.features import make_featurizer, parse_features
@@ -38,19 +38,17 @@ def main() -> None:
         tasks, dataset = load_dataset(args.dataset, featurizer, data / "moleculenet", Path(cache))
     parts = split_dataset(dataset, "random_scaffold", 0)
 
-    def run(jobs):
-        start = time.perf_counter()
-        predictions = probe_predictions("logreg", "classification", *parts, seed=0, jobs=jobs)
-        return time.perf_counter() - start, predictions
+    predictions = {}
+
+    def run(jobs: int) -> None:
+        predictions[jobs] = probe_predictions("logreg", "classification", *parts, seed=0, jobs=jobs)
 
     workers = default_workers()
     times = {1: [], workers: []}
-    predictions = {}
     for _ in range(args.repeats):
         for jobs in times:
-            seconds, predictions[jobs] = run(jobs)
-            times[jobs].append(seconds)
-    median = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+            times[jobs].append(seconds(lambda j=jobs: run(j)))
+    median = {jobs: statistics.median(values) for jobs, values in times.items()}
     result = {
         "dataset": args.dataset,
         "tasks": len(tasks),
