@@ -621,3 +621,94 @@ def test_the_pretrain_command_restarts_itself_under_mimalloc(tmp_path, monkeypat
     monkeypatch.setattr(sys, "argv", ["exlm-chem", "pretrain", "--corpus", str(corpus)])
     restart_under_mimalloc()
     assert allocator_in_use() == "system malloc"
+
+
+def test_a_prepared_corpus_trains_as_its_files_do_without_rdkit(corpus, tmp_path, run_cli):
+    code, _, err = run_cli("prepare-corpus", corpus, "--out", tmp_path / "prepared")
+    assert code == 0 and "160 molecules kept of 162 read (2 rejected by RDKit" in err
+    from_file = pretrain(tiny(corpus, tmp_path / "from-file", max_steps=6))
+    # The training machine needs no RDKit: a process in which `import rdkit` fails.
+    script = (
+        "import sys; sys.modules['rdkit'] = None\n"
+        "from pathlib import Path\n"
+        "from exlm_chem.training.config import PretrainConfig\n"
+        "from exlm_chem.training.loop import pretrain\n"
+        f"pretrain(PretrainConfig(corpus=[Path({str(tmp_path / 'prepared')!r})], "
+        f"out=Path({str(tmp_path / 'from-folder')!r}), preset='tiny', max_steps=6, "
+        "batch_tokens=512, log_every=2, val_every=6, checkpoint_every=4, val_size=16, "
+        "precision='fp32', seed=3))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_same_weights(tmp_path / "from-file" / "model", tmp_path / "from-folder" / "model")
+    assert from_file.step == 6
+    run = json.loads((tmp_path / "from-folder" / "run.json").read_text())
+    assert run["corpus"]["invalid_rdkit"] == 2 and run["corpus"]["kept"] == 160 - 16
+    assert sorted(p.name for p in (tmp_path / "prepared").iterdir()) == [
+        "data.npy",
+        "lengths.npy",
+        "offsets.npy",
+        "sources.json",
+        "sources.npy",
+        "stats.json",
+    ]  # used in place: the hold-out went to the run's own corpus folder
+
+
+def test_a_prepared_validation_corpus_gives_its_first_molecules(corpus, tmp_path):
+    from exlm_chem.training.corpus import PackedCorpus, prepare_corpus
+
+    prepare_corpus([corpus], tmp_path / "train")
+    prepare_corpus([corpus], tmp_path / "val")
+    pretrain(tiny(tmp_path / "train", tmp_path / "run", max_steps=2, val_corpus=tmp_path / "val"))
+    (validation,) = (tmp_path / "run" / "corpus").glob("validation-*")
+    part, whole = PackedCorpus.load(validation), PackedCorpus.load(tmp_path / "val")
+    assert part.smiles(range(len(part))) == whole.smiles(range(16))
+
+
+def test_prepared_corpus_refusals(corpus, tmp_path, run_cli):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "notes.txt").write_text("not a corpus")
+    assert run_cli("prepare-corpus", corpus, "--out", tmp_path / "prepared")[0] == 0
+    cases = [
+        (["prepare-corpus", corpus, "--out", tmp_path / "prepared"], "pass --overwrite"),
+        (["prepare-corpus", corpus, "--out", tmp_path / "plain"], "is not a prepared corpus"),
+        (["prepare-corpus", tmp_path / "no.smi", "--out", tmp_path / "x"], "no.smi: file not"),
+        (
+            ["pretrain", "--corpus", tmp_path / "plain", "--out", tmp_path / "a"],
+            "plain: a folder but not a prepared corpus",
+        ),
+        (
+            [
+                "pretrain",
+                "--corpus",
+                tmp_path / "prepared",
+                "--corpus",
+                corpus,
+                "--out",
+                tmp_path / "b",
+            ],  # fmt: skip
+            "a prepared corpus folder comes alone",
+        ),
+        (
+            [
+                "pretrain",
+                "--corpus",
+                tmp_path / "prepared",
+                "--canonicalize",
+                "--out",
+                tmp_path / "c",
+            ],  # fmt: skip
+            "give --canonicalize and --smiles-column to exlm-chem prepare-corpus",
+        ),
+        (
+            ["pretrain", "--corpus", tmp_path / "prepared", "--out", tmp_path / "prepared"],
+            "inside the run folder",
+        ),
+    ]
+    for args, message in cases:
+        tiny_run = ["--preset", "tiny", "--max-steps", "1"] if args[0] == "pretrain" else []
+        code, _, err = run_cli(*args, *tiny_run)
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob("*.partial-*"))
+    code, _, _ = run_cli("prepare-corpus", corpus, "--out", tmp_path / "prepared", "--overwrite")
+    assert code == 0

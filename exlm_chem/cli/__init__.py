@@ -9,10 +9,21 @@ from .benchmark import benchmark
 from .embed import embed
 from .finetune import finetune, predict
 from .infill import infill
-from .pretrain import export, pretrain
+from .pretrain import export, prepare_corpus, pretrain
 
 # In the order `exlm-chem --help` lists them.
-for command in (info, tokenize, embed, infill, pretrain, export, finetune, predict, benchmark):
+for command in (
+    info,
+    tokenize,
+    embed,
+    infill,
+    prepare_corpus,
+    pretrain,
+    export,
+    finetune,
+    predict,
+    benchmark,
+):
     app.command()(command)
 
 __all__ = ["app", "main"]

@@ -21,7 +21,9 @@ def _default(name: str):
 
 def pretrain(
     corpus: list[Path] = typer.Option(
-        ..., help="Corpus file(s): any molecule file format; repeat the option for several."
+        ...,
+        help="Corpus file(s): any molecule file format; repeat the option for several. Or one "
+        "folder made by exlm-chem prepare-corpus.",
     ),
     out: Path = typer.Option(
         ..., help="Run folder: checkpoints, logs, the final model in OUT/model."
@@ -148,6 +150,42 @@ def pretrain(
         typer.echo(
             f"done: {result.step} steps, {result.tokens:,} tokens; model in {result.out / 'model'}"
         )
+
+
+def prepare_corpus(
+    corpus: list[Path] = typer.Argument(
+        ..., help="Corpus file(s): any molecule file format, with an optional source column."
+    ),
+    out: Path = typer.Option(..., help="Folder to write the prepared corpus to."),
+    smiles_column: str | None = typer.Option(None, help="SMILES column of CSV/TSV corpora."),
+    canonicalize: bool = typer.Option(False, help="RDKit-canonicalize the corpus."),
+    workers: int | None = typer.Option(
+        None, help="Processes preparing the corpus (default: one per core, at most 8; 0: this one)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a prepared corpus already in OUT."
+    ),
+) -> None:
+    """Check a corpus with RDKit and tokenize it once, for `pretrain --corpus OUT` (which then
+    needs no RDKit: another machine, a GPU, many runs)."""
+    from ..parallel import default_workers
+    from ..training.corpus import prepare_corpus as prepare
+
+    show_progress_messages()
+    stats = prepare(
+        corpus,
+        out,
+        smiles_column=smiles_column,
+        canonicalize=canonicalize,
+        workers=default_workers() if workers is None else workers,
+        overwrite=overwrite,
+    )
+    typer.echo(
+        f"{out}: {stats.kept:,} molecules kept of {stats.read:,} read ({stats.invalid_rdkit:,} "
+        f"rejected by RDKit, {stats.untokenizable:,} untokenizable, {stats.empty:,} empty), "
+        f"{len(stats.token_counts)} distinct tokens",
+        err=True,
+    )
 
 
 def export(

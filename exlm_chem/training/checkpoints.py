@@ -70,7 +70,7 @@ def check_run_folder(out: Path, resume: bool, inputs: list[Path]) -> None:
     if out.exists() and not os.access(out, os.W_OK):
         raise InputError(f"{out}: output folder is not writable")
     for source in inputs:
-        if out.resolve() in Path(source).resolve().parents:
+        if out.resolve() in (Path(source).resolve(), *Path(source).resolve().parents):
             raise InputError(
                 f"{source}: a corpus inside the run folder {out} could be overwritten; keep "
                 "runs and data apart"

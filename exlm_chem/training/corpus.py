@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -191,6 +192,54 @@ def pack_corpus(
         raise InputError(f"{names}: no valid SMILES (read {stats.read} records)")
     stats.token_counts = dict(token_counts.most_common())
     return stats
+
+
+def prepare_corpus(
+    paths: Sequence[Path],
+    out: Path,
+    smiles_column: str | None = None,
+    canonicalize: bool = False,
+    workers: int = 0,
+    overwrite: bool = False,
+) -> CorpusStats:
+    """Check corpus files with RDKit and tokenize them once, into a folder that
+    ``exlm-chem pretrain --corpus`` reads as it is: training from it needs no RDKit and no
+    second preparation (another machine, a GPU, many runs). Written beside ``out`` and renamed
+    into place, so a stopped preparation leaves no half-made corpus behind."""
+    out = Path(out)
+    if out.exists() and not is_prepared_corpus(out):
+        raise InputError(f"{out}: already exists and is not a prepared corpus; choose another")
+    if out.exists() and not overwrite:
+        raise InputError(f"{out}: already holds a prepared corpus; pass --overwrite to replace it")
+    for path in paths:
+        if not Path(path).is_file():
+            raise InputError(f"{path}: file not found")
+    partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    stats = pack_corpus(paths, smiles_column, canonicalize, partial, workers=workers)
+    save_stats(stats, partial)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    return stats
+
+
+def is_prepared_corpus(path: Path) -> bool:
+    """A folder written by ``prepare_corpus`` (stats.json comes last: the folder is whole)."""
+    return Path(path).is_dir() and (Path(path) / "stats.json").is_file()
+
+
+def corpus_content_files(paths: Sequence[Path]) -> list[Path]:
+    """The files whose bytes identify a corpus: corpus files as they are, a prepared corpus
+    folder by its arrays and source names."""
+    files = []
+    for path in paths:
+        if Path(path).is_dir():
+            files += [Path(path) / f"{name}.npy" for name in ARRAYS]
+            files.append(Path(path) / "sources.json")
+        else:
+            files.append(Path(path))
+    return files
 
 
 def corpus_fingerprint(paths: Sequence[Path], **options) -> str:

@@ -13,7 +13,15 @@ import numpy as np
 
 from ..errors import InputError
 from ..tokenizer import SmilesTokenizer
-from .corpus import CorpusStats, PackedCorpus, corpus_fingerprint, pack_corpus, save_stats
+from .corpus import (
+    CorpusStats,
+    PackedCorpus,
+    corpus_content_files,
+    corpus_fingerprint,
+    is_prepared_corpus,
+    pack_corpus,
+    save_stats,
+)
 from .distributed import Distributed
 
 logger = logging.getLogger(__name__)
@@ -32,33 +40,63 @@ class CorpusSources:
     workers: int
 
 
+def check_corpus_inputs(sources: CorpusSources) -> None:
+    """Each corpus is a readable file or a prepared corpus folder; a folder comes alone (its
+    preparation already chose the column and the canonical form)."""
+    for path in sources.corpus + ([sources.val_corpus] if sources.val_corpus else []):
+        if path.is_dir():
+            if not is_prepared_corpus(path):
+                raise InputError(
+                    f"{path}: a folder but not a prepared corpus (no stats.json); make one "
+                    "with exlm-chem prepare-corpus"
+                )
+        elif not path.is_file():
+            raise InputError(f"{path}: file not found")
+        elif path.stat().st_size == 0:
+            raise InputError(f"{path}: file is empty")
+    if any(path.is_dir() for path in sources.corpus):
+        if len(sources.corpus) > 1:
+            raise InputError(
+                "--corpus: a prepared corpus folder comes alone; prepare the files together "
+                "with exlm-chem prepare-corpus"
+            )
+        if sources.canonicalize or sources.smiles_column:
+            raise InputError(
+                f"{sources.corpus[0]}: a prepared corpus was read when it was prepared; give "
+                "--canonicalize and --smiles-column to exlm-chem prepare-corpus instead"
+            )
+
+
 def prepare_corpora(
     sources: CorpusSources, cache: Path, dist: Distributed
 ) -> tuple[PackedCorpus, PackedCorpus, dict]:
     """Pack the training and validation corpora once (rank 0) in ``cache``; every rank then
-    memory-maps them. Returns (training, validation, the training corpus's statistics)."""
-    for path in sources.corpus + ([sources.val_corpus] if sources.val_corpus else []):
-        if not path.is_file():
-            raise InputError(f"{path}: file not found")
-        if path.stat().st_size == 0:
-            raise InputError(f"{path}: file is empty")
+    memory-maps them. A prepared corpus folder is read in place. Returns (training,
+    validation, the training corpus's statistics)."""
+    check_corpus_inputs(sources)
+    prepared = sources.corpus[0] if sources.corpus[0].is_dir() else None
     reading = dict(column=sources.smiles_column, canonicalize=sources.canonicalize)
-    key = corpus_fingerprint(sources.corpus, **reading)
+    key = corpus_fingerprint(corpus_content_files(sources.corpus), **reading)
     if sources.val_corpus is not None:
-        train_dir = cache / f"train-{key}"
-        val_key = corpus_fingerprint([sources.val_corpus], **reading, size=sources.val_size)
+        train_dir = prepared or cache / f"train-{key}"
+        val_files = corpus_content_files([sources.val_corpus])
+        val_key = corpus_fingerprint(val_files, **reading, size=sources.val_size)
         val_dir = cache / f"validation-{val_key}"
     else:  # the validation molecules are held out of the training set
         train_dir = cache / f"train-{key}-without-{sources.seed}-{sources.val_size}"
         val_dir = cache / f"validation-{key}-holdout-{sources.seed}-{sources.val_size}"
     if dist.is_main and not (train_dir / "stats.json").exists():  # written last: complete
-        logger.info("preparing the corpus (RDKit check and tokenization, once)")
         holdout = sources.val_corpus is None
-        packed = cache / f"all-{key}" if holdout else train_dir
-        stats = pack_corpus(
-            sources.corpus, sources.smiles_column, sources.canonicalize, packed,
-            workers=sources.workers,
-        )  # fmt: skip
+        if prepared:  # only a hold-out is left to make
+            packed = prepared
+            stats = CorpusStats(**json.loads((prepared / "stats.json").read_text()))
+        else:
+            logger.info("preparing the corpus (RDKit check and tokenization, once)")
+            packed = cache / f"all-{key}" if holdout else train_dir
+            stats = pack_corpus(
+                sources.corpus, sources.smiles_column, sources.canonicalize, packed,
+                workers=sources.workers,
+            )  # fmt: skip
         if holdout:
             corpus = PackedCorpus.load(packed)
             size = min(sources.val_size, len(corpus) // 10)
@@ -70,18 +108,25 @@ def prepare_corpora(
             save_stats(CorpusStats(read=size, kept=size), val_dir)
             stats.kept -= size  # the training molecules (the counts by source include the held)
             del corpus
-            shutil.rmtree(packed)
+            if not prepared:
+                shutil.rmtree(packed)
         save_stats(stats, train_dir)
     if dist.is_main and sources.val_corpus is not None and not (val_dir / "stats.json").exists():
-        stats = pack_corpus(
-            [sources.val_corpus],
-            sources.smiles_column,
-            sources.canonicalize,
-            val_dir,
-            limit=sources.val_size,
-            workers=sources.workers,
-        )
-        save_stats(stats, val_dir)
+        if sources.val_corpus.is_dir():  # its first val_size molecules, as from a file
+            whole = PackedCorpus.load(sources.val_corpus)
+            size = min(sources.val_size, len(whole))
+            whole.write_subset(np.arange(size), val_dir)
+            save_stats(CorpusStats(read=size, kept=size), val_dir)
+        else:
+            stats = pack_corpus(
+                [sources.val_corpus],
+                sources.smiles_column,
+                sources.canonicalize,
+                val_dir,
+                limit=sources.val_size,
+                workers=sources.workers,
+            )
+            save_stats(stats, val_dir)
     dist.barrier()
     stats = json.loads((train_dir / "stats.json").read_text())
     return PackedCorpus.load(train_dir), PackedCorpus.load(val_dir), stats
