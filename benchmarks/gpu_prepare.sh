@@ -6,9 +6,13 @@
 #                            and selfies, as an unpacked site folder
 #   .gpu/zinc.tar.xz         zinc/moses_test.csv.gz, for gpu_check.sh
 #   .gpu/moleculenet.tar.xz  the MoleculeNet files, for gpu_finetune.sh
-# A GPU job takes the repository, .gpu/site.tar.xz and the data file its script reads; where
-# a job's upload is limited to 64 MiB, the wheels as they come (32 MB of RDKit) do not fit
-# beside the repository's 45 MB, hence the unpacked, trimmed site: the sizes are printed last.
+#   .gpu/corpus.tar.xz       the broad corpus and MOSES-test, prepared (`exlm-chem prepare-corpus`:
+#                            checked by RDKit and tokenized here), for gpu_pretrain.sh, which
+#                            then needs no RDKit there and so no site
+# A GPU job takes the repository, .gpu/site.tar.xz (gpu_pretrain.sh: not) and the data file
+# its script reads; where a job's upload is limited to 64 MiB, the wheels as they come (32 MB of
+# RDKit) do not fit beside the repository's 45 MB, hence the unpacked, trimmed site, and the
+# corpus prepared instead of the site: the sizes are printed last.
 #   EXLM_DATA_DIR=../shared/data bash benchmarks/gpu_prepare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,15 +35,20 @@ rm -rf "$work/site/rdkit/Contrib" "$work/site/rdkit-stubs"
 tar -C "$work" -cf - site | xz -T0 -6 > .gpu/site.tar.xz
 tar -C "$DATA" -cf - zinc/moses_test.csv.gz | xz -T0 -6 > .gpu/zinc.tar.xz
 tar -C "$DATA" -cf - moleculenet | xz -T0 -6 > .gpu/moleculenet.tar.xz
+exlm-chem prepare-corpus "$DATA/pretrain/broad_corpus.tsv.gz" --out "$work/corpus/broad"
+exlm-chem prepare-corpus "$DATA/zinc/moses_test.csv.gz" --out "$work/corpus/moses_test"
+tar -C "$work" -cf - corpus | xz -T0 -9 > .gpu/corpus.tar.xz
 repository=$(git ls-files -z | xargs -0 du -cb | tail -n 1 | cut -f1)
 echo "repository (tracked files): $((repository / 1024)) KiB"
-for part in site zinc moleculenet; do
+for part in site zinc moleculenet corpus; do
     echo ".gpu/$part.tar.xz: $(($(stat -c %s ".gpu/$part.tar.xz") / 1024)) KiB"
 done
-for script in check:zinc finetune:moleculenet; do
-    name=${script%%:*} data=${script##*:}
-    total=$((repository + $(stat -c %s .gpu/site.tar.xz) + $(stat -c %s ".gpu/$data.tar.xz")))
+for script in check:site+zinc finetune:site+moleculenet pretrain:corpus; do
+    name=${script%%:*} parts=${script##*:} total=$repository
+    for part in ${parts//+/ }; do
+        total=$((total + $(stat -c %s ".gpu/$part.tar.xz")))
+    done
     verdict=fits
     [ "$total" -le $((64 * 1024 * 1024)) ] || verdict="does NOT fit"
-    echo "gpu_$name.sh call (repository + site + $data): $((total / 1024)) KiB of 65536: $verdict"
+    echo "gpu_$name.sh call (repository + ${parts//+/ + }): $((total / 1024)) KiB of 65536: $verdict"
 done
