@@ -40,10 +40,14 @@ pretrain() {  # objective, run folder, further flags
         --mask-rate "$RATE" --preset small --seed "$SEED" --batch-tokens "$BATCH_TOKENS" \
         --lr "$LR" --threads 4 --allocator system "$@"
 }
-# Three steps and a validation each, so that a broken set-up fails in seconds.
+# Three steps, a validation and a saved model each, side by side, so that a set-up that would
+# fail at the end of the budget fails in seconds.
 for objective in exlm mlm; do
     pretrain "$objective" "$RUNS/smoke-$objective" --max-steps 3 --val-every 3 \
-        >"$RESULTS/smoke-$objective.log" 2>&1 || { tail -n 20 "$RESULTS/smoke-$objective.log"; exit 1; }
+        >"$RESULTS/smoke-$objective.log" 2>&1 &
+done
+for objective in exlm mlm; do
+    wait -n || { tail -n 20 "$RESULTS"/smoke-*.log; exit 1; }
 done
 pids=()
 for objective in exlm mlm; do
