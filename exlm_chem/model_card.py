@@ -166,6 +166,9 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
     validated = [r for r in rows if "val_accuracy" in r]
     final_val = validated[-1] if validated else {}
     corpus = ", ".join(Path(p).name for p in pretrain["corpus"])
+    files = run["corpus"].get("files") or []  # a prepared corpus: the files it was made from
+    if files and corpus != ", ".join(files):
+        corpus += f" (prepared from {', '.join(files)})"
     val_corpus = (
         Path(pretrain["val_corpus"]).name
         if pretrain.get("val_corpus")

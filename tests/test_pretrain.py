@@ -644,6 +644,9 @@ def test_a_prepared_corpus_trains_as_its_files_do_without_rdkit(corpus, tmp_path
     assert from_file.step == 6
     run = json.loads((tmp_path / "from-folder" / "run.json").read_text())
     assert run["corpus"]["invalid_rdkit"] == 2 and run["corpus"]["kept"] == 160 - 16
+    export_model(tmp_path / "from-folder", tmp_path / "exported")
+    card = (tmp_path / "exported" / "MODEL_CARD.md").read_text()
+    assert "| corpus | prepared (prepared from corpus.smi): 144 molecules kept" in card
     assert sorted(p.name for p in (tmp_path / "prepared").iterdir()) == [
         "data.npy",
         "lengths.npy",

@@ -103,6 +103,7 @@ class CorpusStats:
     invalid_rdkit: int = 0
     untokenizable: int = 0
     empty: int = 0
+    files: list = field(default_factory=list)  # the names of the files read
     sources: dict = field(default_factory=dict)  # molecules kept per source
     token_counts: dict = field(default_factory=dict)  # occurrences of each token
 
@@ -149,7 +150,7 @@ def pack_corpus(
     """Read corpus files into a corpus folder; keep SMILES that RDKit parses and the SMILES
     regex tokenizes. Each molecule's source is the file's ``source`` column, or the file's
     name. Parsing runs in ``workers`` processes (0: here), a chunk at a time."""
-    stats = CorpusStats()
+    stats = CorpusStats(files=[Path(path).name for path in paths])
     writer = CorpusWriter(directory)
     token_counts: Counter = Counter()
     code_of: dict[str, int] = {}  # source name -> its index
