@@ -166,8 +166,7 @@ def prepare_corpus(
         False, "--overwrite", help="Replace a prepared corpus already in OUT."
     ),
 ) -> None:
-    """Check a corpus with RDKit and tokenize it once, for `pretrain --corpus OUT` (which then
-    needs no RDKit: another machine, a GPU, many runs)."""
+    """Check a corpus with RDKit and tokenize it once, for `pretrain --corpus` without RDKit."""
     from ..parallel import default_workers
     from ..training.corpus import prepare_corpus as prepare
 
