@@ -689,7 +689,7 @@ def test_prepared_corpus_refusals(corpus, tmp_path, run_cli):
                 corpus,
                 "--out",
                 tmp_path / "b",
-            ],  # fmt: skip
+            ],
             "a prepared corpus folder comes alone",
         ),
         (
@@ -700,7 +700,7 @@ def test_prepared_corpus_refusals(corpus, tmp_path, run_cli):
                 "--canonicalize",
                 "--out",
                 tmp_path / "c",
-            ],  # fmt: skip
+            ],
             "give --canonicalize and --smiles-column to exlm-chem prepare-corpus",
         ),
         (

@@ -213,8 +213,7 @@ def prepare_corpus(
     if out.exists() and not overwrite:
         raise InputError(f"{out}: already holds a prepared corpus; pass --overwrite to replace it")
     for path in paths:
-        if not Path(path).is_file():
-            raise InputError(f"{path}: file not found")
+        check_corpus_file(path)
     partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     stats = pack_corpus(paths, smiles_column, canonicalize, partial, workers=workers)
@@ -223,6 +222,14 @@ def prepare_corpus(
         shutil.rmtree(out)
     os.replace(partial, out)
     return stats
+
+
+def check_corpus_file(path: Path) -> None:
+    """A corpus file must exist and hold something (before any worker starts)."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: file not found")
+    if Path(path).stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
 
 
 def is_prepared_corpus(path: Path) -> bool:

@@ -16,6 +16,7 @@ from ..tokenizer import SmilesTokenizer
 from .corpus import (
     CorpusStats,
     PackedCorpus,
+    check_corpus_file,
     corpus_content_files,
     corpus_fingerprint,
     is_prepared_corpus,
@@ -50,10 +51,8 @@ def check_corpus_inputs(sources: CorpusSources) -> None:
                     f"{path}: a folder but not a prepared corpus (no stats.json); make one "
                     "with exlm-chem prepare-corpus"
                 )
-        elif not path.is_file():
-            raise InputError(f"{path}: file not found")
-        elif path.stat().st_size == 0:
-            raise InputError(f"{path}: file is empty")
+        else:
+            check_corpus_file(path)
     if any(path.is_dir() for path in sources.corpus):
         if len(sources.corpus) > 1:
             raise InputError(
@@ -76,13 +75,17 @@ def prepare_corpora(
     check_corpus_inputs(sources)
     prepared = sources.corpus[0] if sources.corpus[0].is_dir() else None
     reading = dict(column=sources.smiles_column, canonicalize=sources.canonicalize)
-    key = corpus_fingerprint(corpus_content_files(sources.corpus), **reading)
+
+    def fingerprint(paths, **extra) -> str:
+        return corpus_fingerprint(corpus_content_files(paths), **reading, **extra)
+
     if sources.val_corpus is not None:
+        # A prepared training folder is used in place: no key, so its bytes are not hashed.
+        key = None if prepared else fingerprint(sources.corpus)
         train_dir = prepared or cache / f"train-{key}"
-        val_files = corpus_content_files([sources.val_corpus])
-        val_key = corpus_fingerprint(val_files, **reading, size=sources.val_size)
-        val_dir = cache / f"validation-{val_key}"
+        val_dir = cache / f"validation-{fingerprint([sources.val_corpus], size=sources.val_size)}"
     else:  # the validation molecules are held out of the training set
+        key = fingerprint(sources.corpus)
         train_dir = cache / f"train-{key}-without-{sources.seed}-{sources.val_size}"
         val_dir = cache / f"validation-{key}-holdout-{sources.seed}-{sources.val_size}"
     if dist.is_main and not (train_dir / "stats.json").exists():  # written last: complete
