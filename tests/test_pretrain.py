@@ -668,6 +668,23 @@ def test_a_prepared_validation_corpus_gives_its_first_molecules(corpus, tmp_path
     assert part.smiles(range(len(part))) == whole.smiles(range(16))
 
 
+def test_validation_molecules_are_written_as_a_prepared_training_corpus_was(corpus, tmp_path):
+    from exlm_chem.errors import InputError
+    from exlm_chem.training.corpus import PackedCorpus, prepare_corpus
+
+    prepare_corpus([corpus], tmp_path / "train", canonicalize=True)
+    val_file = tmp_path / "val.smi"
+    val_file.write_text("OC(C)C\nc1cc(O)ccc1\nC(C)(C)N\n" * 6)
+    pretrain(tiny(tmp_path / "train", tmp_path / "run", max_steps=2, val_corpus=val_file))
+    (validation,) = (tmp_path / "run" / "corpus").glob("validation-*")
+    part = PackedCorpus.load(validation)
+    assert part.smiles(range(3)) == ["CC(C)O", "Oc1ccccc1", "CC(C)N"]
+    prepare_corpus([val_file], tmp_path / "val-as-given")
+    with pytest.raises(InputError, match="val-as-given: its SMILES were prepared as given"):
+        config = tiny(tmp_path / "train", tmp_path / "run2", val_corpus=tmp_path / "val-as-given")
+        pretrain(config)
+
+
 def test_prepared_corpus_refusals(corpus, tmp_path, run_cli):
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "notes.txt").write_text("not a corpus")

@@ -104,6 +104,7 @@ class CorpusStats:
     untokenizable: int = 0
     empty: int = 0
     files: list = field(default_factory=list)  # the names of the files read
+    canonical: bool | None = None  # SMILES rewritten in RDKit's canonical form (None: unrecorded)
     sources: dict = field(default_factory=dict)  # molecules kept per source
     token_counts: dict = field(default_factory=dict)  # occurrences of each token
 
@@ -150,7 +151,7 @@ def pack_corpus(
     """Read corpus files into a corpus folder; keep SMILES that RDKit parses and the SMILES
     regex tokenizes. Each molecule's source is the file's ``source`` column, or the file's
     name. Parsing runs in ``workers`` processes (0: here), a chunk at a time."""
-    stats = CorpusStats(files=[Path(path).name for path in paths])
+    stats = CorpusStats(files=[Path(path).name for path in paths], canonical=canonicalize)
     writer = CorpusWriter(directory)
     token_counts: Counter = Counter()
     code_of: dict[str, int] = {}  # source name -> its index
@@ -262,6 +263,10 @@ def corpus_fingerprint(paths: Sequence[Path], **options) -> str:
                 digest.update(block)
         digest.update(b"\0")
     return digest.hexdigest()[:16]
+
+
+def load_stats(directory: Path) -> CorpusStats:
+    return CorpusStats(**json.loads((Path(directory) / "stats.json").read_text()))
 
 
 def save_stats(stats: CorpusStats, directory: Path) -> None:

@@ -20,6 +20,7 @@ from .corpus import (
     corpus_content_files,
     corpus_fingerprint,
     is_prepared_corpus,
+    load_stats,
     pack_corpus,
     save_stats,
 )
@@ -64,6 +65,28 @@ def check_corpus_inputs(sources: CorpusSources) -> None:
                 f"{sources.corpus[0]}: a prepared corpus was read when it was prepared; give "
                 "--canonicalize and --smiles-column to exlm-chem prepare-corpus instead"
             )
+    val = sources.val_corpus
+    if val is not None and val.is_dir():
+        canonical, val_canonical = training_canonical(sources), load_stats(val).canonical
+        if None not in (canonical, val_canonical) and canonical != val_canonical:
+            written = "canonical" if val_canonical else "as given (not canonical)"
+            raise InputError(
+                f"{val}: its SMILES were prepared {written}, unlike the training corpus's; "
+                "prepare the validation molecules the way the training ones were"
+            )
+
+
+def training_canonical(sources: CorpusSources) -> bool | None:
+    """Whether the training SMILES are written canonically (a prepared folder says so itself;
+    None: a folder prepared before it was recorded)."""
+    first = sources.corpus[0]
+    return load_stats(first).canonical if first.is_dir() else sources.canonicalize
+
+
+def write_validation(corpus: PackedCorpus, indices: np.ndarray, directory: Path) -> None:
+    """The molecules at ``indices`` as the run's validation corpus."""
+    corpus.write_subset(indices, directory)
+    save_stats(CorpusStats(read=len(indices), kept=len(indices)), directory)
 
 
 def prepare_corpora(
@@ -74,7 +97,9 @@ def prepare_corpora(
     validation, the training corpus's statistics)."""
     check_corpus_inputs(sources)
     prepared = sources.corpus[0] if sources.corpus[0].is_dir() else None
-    reading = dict(column=sources.smiles_column, canonicalize=sources.canonicalize)
+    # A validation file is read the way the training molecules were.
+    canonicalize = bool(training_canonical(sources))
+    reading = dict(column=sources.smiles_column, canonicalize=canonicalize)
 
     def fingerprint(paths, **extra) -> str:
         return corpus_fingerprint(corpus_content_files(paths), **reading, **extra)
@@ -92,7 +117,7 @@ def prepare_corpora(
         holdout = sources.val_corpus is None
         if prepared:  # only a hold-out is left to make
             packed = prepared
-            stats = CorpusStats(**json.loads((prepared / "stats.json").read_text()))
+            stats = load_stats(prepared)
         else:
             logger.info("preparing the corpus (RDKit check and tokenization, once)")
             packed = cache / f"all-{key}" if holdout else train_dir
@@ -106,9 +131,8 @@ def prepare_corpora(
             rng = np.random.default_rng(sources.seed)
             held = np.zeros(len(corpus), dtype=bool)
             held[rng.choice(len(corpus), size=size, replace=False)] = True
-            corpus.write_subset(np.flatnonzero(held), val_dir)
+            write_validation(corpus, np.flatnonzero(held), val_dir)
             corpus.write_subset(np.flatnonzero(~held), train_dir)
-            save_stats(CorpusStats(read=size, kept=size), val_dir)
             stats.kept -= size  # the training molecules (the counts by source include the held)
             del corpus
             if not prepared:
@@ -117,14 +141,12 @@ def prepare_corpora(
     if dist.is_main and sources.val_corpus is not None and not (val_dir / "stats.json").exists():
         if sources.val_corpus.is_dir():  # its first val_size molecules, as from a file
             whole = PackedCorpus.load(sources.val_corpus)
-            size = min(sources.val_size, len(whole))
-            whole.write_subset(np.arange(size), val_dir)
-            save_stats(CorpusStats(read=size, kept=size), val_dir)
+            write_validation(whole, np.arange(min(sources.val_size, len(whole))), val_dir)
         else:
             stats = pack_corpus(
                 [sources.val_corpus],
                 sources.smiles_column,
-                sources.canonicalize,
+                canonicalize,
                 val_dir,
                 limit=sources.val_size,
                 workers=sources.workers,
