@@ -685,6 +685,29 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_consistent_differenc
     assert "| frozen | exlm vs ecfp | mean ROC-AUC (2 of 3 sets: bbbp, bace) | +0.030 |" in partial
 
 
+def test_one_split_gives_no_interval_and_no_spread():
+    from exlm_chem.moleculenet.compare import (
+        chosen_on_validation,
+        comparison_table,
+        paired_bootstrap,
+    )
+
+    records = []
+    for dataset, base in (("bbbp", 0.70), ("bace", 0.80)):
+        records += [
+            _record(dataset, "exlm[cls]", "logreg", 0, base + 0.03, 0.8),
+            _record(dataset, "ecfp", "logreg", 0, base, 0.8),
+        ]
+    chosen = chosen_on_validation(records)
+    result = paired_bootstrap(chosen, "frozen", "exlm", "ecfp", ["bbbp", "bace"])
+    assert result["difference"] == pytest.approx(0.03) and not result["excludes_zero"]
+    assert np.isnan(result["low"]) and np.isnan(result["high"])
+    table = comparison_table(chosen)
+    assert "| frozen | exlm vs ecfp | mean ROC-AUC | +0.030 | none (one split) |  |" in table
+    assert "| bbbp | frozen | exlm | exlm[cls] / logreg | 0.730 (one split) |" in table
+    assert "nan" not in table
+
+
 def test_model_card_section_shows_each_family_as_chosen_on_validation_and_replaces_itself():
     from exlm_chem.moleculenet.card import evaluation_section, with_section
 

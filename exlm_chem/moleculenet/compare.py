@@ -62,7 +62,8 @@ def paired_bootstrap(
     difference and a 95% interval from resampling each dataset's seeds with replacement, the
     same draws for both (paired). For RMSE the sign is flipped, so that a positive difference
     always means ``a`` is better. None when a dataset lacks either family or their seeds
-    differ."""
+    differ. A dataset with a single split has no spread to resample, so then there is no
+    interval (NaN bounds, not excluding zero) rather than a width of zero."""
     differences = []
     for dataset in datasets:
         paired = _paired_values(chosen, dataset, mode, a, b, mode_b)
@@ -71,6 +72,9 @@ def paired_bootstrap(
         values_a, values_b, metric = paired
         sign = 1.0 if metric == "roc_auc" else -1.0
         differences.append(sign * (values_a - values_b.loc[values_a.index]).to_numpy())
+    difference = float(np.mean([d.mean() for d in differences]))
+    if min(len(d) for d in differences) < 2:
+        return {"difference": difference, "low": np.nan, "high": np.nan, "excludes_zero": False}
     rng = np.random.default_rng(seed)
     samples = np.mean(
         [d[rng.integers(0, len(d), (BOOTSTRAP_SAMPLES, len(d)))].mean(1) for d in differences],
@@ -78,7 +82,7 @@ def paired_bootstrap(
     )
     low, high = np.percentile(samples, [2.5, 97.5])
     return {
-        "difference": float(np.mean([d.mean() for d in differences])),
+        "difference": difference,
         "low": float(low),
         "high": float(high),
         "excludes_zero": bool(low > 0 or high < 0),
@@ -125,9 +129,9 @@ def comparison_table(chosen: pd.DataFrame) -> str:
     ]
     for (dataset, mode, fam), part in chosen.groupby(["dataset", "mode", "family"], sort=False):
         choice = f"{part['features'].iloc[0]} / {part['probe'].iloc[0]}"
+        spread = f" ± {part['value'].std(ddof=1):.3f}" if len(part) > 1 else " (one split)"
         lines.append(
-            f"| {dataset} | {mode} | {fam} | {choice} | "
-            f"{part['value'].mean():.3f} ± {part['value'].std(ddof=1):.3f} |"
+            f"| {dataset} | {mode} | {fam} | {choice} | {part['value'].mean():.3f}{spread} |"
         )
     families = list(dict.fromkeys(chosen["family"]))
     reference = families[0]
@@ -158,10 +162,14 @@ def comparison_table(chosen: pd.DataFrame) -> str:
                 result = paired_bootstrap(chosen, mode, a, b, present)
                 if len(present) < len(datasets):  # named, so that a partial mean is not misread
                     label += f" ({len(present)} of {len(datasets)} sets: {', '.join(present)})"
+                if np.isnan(result["low"]):
+                    interval, excludes = "none (one split)", ""
+                else:
+                    interval = f"[{result['low']:+.3f}, {result['high']:+.3f}]"
+                    excludes = "yes" if result["excludes_zero"] else "no"
                 lines.append(
                     f"| {mode} | {a} vs {b} | {label} | {result['difference']:+.3f} | "
-                    f"[{result['low']:+.3f}, {result['high']:+.3f}] | "
-                    f"{'yes' if result['excludes_zero'] else 'no'} |"
+                    f"{interval} | {excludes} |"
                 )
     return "\n".join(lines) + "\n"
 
