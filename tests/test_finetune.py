@@ -336,6 +336,17 @@ def test_finetune_bad_input_is_one_line(run_cli, model_dir, tmp_path, table, arg
     assert len(err.strip().splitlines()) == 1
 
 
+def test_finetune_refuses_an_unknown_schedule(run_cli, model_dir, tmp_path):
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"smiles": ["CCO", "CCN"], "y": [0, 1]}).to_csv(path, index=False)
+    code, _, err = run_cli(
+        "finetune", path, "--target", "y", "--out", tmp_path / "out", "--model", model_dir,
+        "--schedule", "cosine",
+    )  # fmt: skip
+    assert code == 2 and "schedule must be one of linear, constant, not 'cosine'" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_predict_needs_a_model_with_a_head(run_cli, model_dir, tmp_path):
     molecules = tmp_path / "m.smi"
     molecules.write_text("CCO\n")

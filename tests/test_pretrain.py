@@ -105,6 +105,10 @@ def test_learning_rate_schedule():
     assert rate(0.55) == pytest.approx(5e-4)
     assert rate(1.0) == 0.0
     assert learning_rate(1e-3, 0.1, "poly", 0.55) == pytest.approx(2.5e-4)
+    # Fine-tuning's constant schedule warms up the same way, then holds the peak.
+    assert learning_rate(1e-3, 0.1, "constant", 0.05) == pytest.approx(5e-4)
+    assert learning_rate(1e-3, 0.1, "constant", 0.55) == 1e-3
+    assert learning_rate(1e-3, 0.0, "constant", 1.0) == 1e-3
 
 
 def test_corpus_fingerprint_follows_content_not_location(tmp_path):

@@ -48,6 +48,9 @@ def finetune(
     patience: int = typer.Option(10, help="Stop after this many epochs without improvement."),
     batch_size: int = typer.Option(32, help="Molecules per step."),
     dropout: float = typer.Option(0.1, help="Dropout in the head and the encoder."),
+    schedule: str = typer.Option(
+        "linear", help="Learning rate after the 6% warm-up: linear (decay to 0) or constant."
+    ),
     split: str = typer.Option("scaffold", help="scaffold (seeded scaffold groups) or random."),
     valid_fraction: float = typer.Option(0.1, help="Share of molecules for validation."),
     test_fraction: float = typer.Option(0.1, help="Share held out for the reported test score."),
@@ -80,6 +83,7 @@ def finetune(
         patience=patience,
         batch_size=batch_size,
         dropout=dropout,
+        schedule=schedule,
         precision=precision,
         seed=seed,
     )

@@ -33,6 +33,8 @@ from .predictor import HEADS, PropertyPredictor, autocast, predict_encoded
 
 logger = logging.getLogger(__name__)
 
+SCHEDULES = ("linear", "constant")
+
 
 @dataclass
 class FinetuneSettings:
@@ -44,6 +46,7 @@ class FinetuneSettings:
     patience: int = 10  # epochs without a better validation metric before stopping
     batch_size: int = 32
     warmup: float = 0.06  # fraction of the planned run
+    schedule: str = "linear"  # after warm-up: linear decay to 0 over the run, or constant
     dropout: float = 0.1  # in the head and the encoder
     weight_decay: float = 0.01
     clip: float = 1.0  # gradient norm
@@ -63,6 +66,10 @@ class FinetuneSettings:
             raise InputError(f"patience must be at least 1, not {self.patience}")
         if not (0 <= self.warmup < 1 and 0 <= self.dropout < 1):
             raise InputError("warmup and dropout must be in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise InputError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}"
+            )
         if self.precision not in ("auto", "fp32", "bf16"):
             raise InputError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
 
@@ -174,7 +181,10 @@ def finetune(
             loss = (losses * weights).sum() / labelled.sum().clamp(min=1)
             for group in optimizer.param_groups:
                 group["lr"] = scheduled_rate(
-                    settings.learning_rate, settings.warmup, "linear", run.step / total_steps
+                    settings.learning_rate,
+                    settings.warmup,
+                    settings.schedule,
+                    run.step / total_steps,
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

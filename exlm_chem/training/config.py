@@ -159,10 +159,13 @@ def parse_duration(text: str) -> float:
 
 
 def learning_rate(peak: float, warmup: float, schedule: str, progress: float) -> float:
-    """Linear warm-up over the first ``warmup`` of the run, then linear or polynomial decay to 0."""
+    """Linear warm-up over the first ``warmup`` of the run, then linear or polynomial (squared)
+    decay to 0, or the peak rate held (constant)."""
     progress = min(max(progress, 0.0), 1.0)
     if progress < warmup:
         return peak * progress / warmup
+    if schedule == "constant":
+        return peak
     remaining = (1.0 - progress) / (1.0 - warmup)
     return peak * (remaining if schedule == "linear" else remaining**2)
 
