@@ -259,7 +259,7 @@ def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shar
 
     out = tmp_path / "out"
 
-    def run(resume: bool, out=out) -> list[dict]:
+    def run(resume: bool, out=out, epochs=2) -> list[dict]:
         return run_benchmark(
             ["freesolv"],
             parse_features(f"exlm:{tiny_model_dir}"),
@@ -269,7 +269,7 @@ def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shar
             split="random_scaffold",
             seeds=[0, 1],
             finetune=True,
-            finetune_settings=FinetuneSettings(epochs=2, patience=1, batch_size=64),
+            finetune_settings=FinetuneSettings(epochs=epochs, patience=1, batch_size=64),
             finetune_rates=[1e-4, 1e-3],
             resume=resume,
         )
@@ -301,6 +301,9 @@ def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shar
     (elsewhere / "finetune_runs.json").write_text(json.dumps(merged))
     assert run(resume=True, out=elsewhere) == records
     assert json.loads((elsewhere / "finetune_runs.json").read_text()) == runs
+    # Runs made with other settings are not taken up as if made with these: refused.
+    with pytest.raises(InputError, match=r"finetune_runs.json: holds .* \(epochs 2, not 3\)"):
+        run(resume=True, epochs=3)
 
 
 def finetune_cls_and_layers_on_freesolv(model_dir, shared_data, tmp_path, seeds, **options):

@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..environment import describe_hardware, resolve_device
+from ..errors import InputError
 from ..finetuning import (
     EncodedMolecules,
     FinetuneSettings,
@@ -54,6 +55,33 @@ class ModelToTune:
             whole = cached_split(self.splits, self.dataset, split, seed)
             self.parts[seed] = [_labelled(part, self.model.tokenizer) for part in whole]
         return self.parts[seed]
+
+
+def run_settings(settings: FinetuneSettings) -> dict:
+    """What a suite's runs share (their key holds head, rate and seed): kept with each run."""
+    shared = asdict(settings)
+    for varied in ("head", "learning_rate", "seed"):
+        del shared[varied]
+    return shared
+
+
+def check_run_settings(runs_path: Path, settings: FinetuneSettings) -> None:
+    """Refuse to resume from runs made with other settings (more epochs, other dropout...):
+    the suite would take them up as if made with these. Runs that record no settings are
+    from before they were recorded, and taken as they are."""
+    wanted = run_settings(settings)
+    for run in read_records(runs_path, "runs"):
+        kept = run.get("settings", wanted)
+        if kept != wanted:
+            differences = ", ".join(
+                f"{name} {kept.get(name)!r}, not {value!r}"
+                for name, value in wanted.items()
+                if kept.get(name) != value
+            )
+            raise InputError(
+                f"{runs_path}: holds fine-tuning runs made with other settings ({differences}); "
+                "write these runs to another folder"
+            )
 
 
 def finetune_results(
@@ -125,6 +153,7 @@ def finetune_results(
                 device=place.type,
                 hardware=hardware,
                 jobs=jobs,
+                settings=run_settings(settings),
             )
             logger.info(
                 "%s  %s  finetune  seed %d  %s head  lr %g: validation %s %.4f, test %s %.4f "

@@ -13,7 +13,7 @@ from ..metrics import metric_name, score
 from ..outputs import atomic_write_text
 from .datasets import DATASETS, SPLITS, cached_split, dropped_rows, load_dataset
 from .features import FeatureSpec, ReadableRows, make_featurizer
-from .finetune_runs import ModelToTune, finetune_results, tunable
+from .finetune_runs import ModelToTune, check_run_settings, finetune_results, tunable
 from .probes import probe_predictions
 from .report import read_records, write_reports
 
@@ -80,6 +80,9 @@ def run_benchmark(
             "start again"
         )
     records = read_records(out / "results.json") if resume else []
+    finetune_settings = finetune_settings or FinetuneSettings()
+    if finetune:
+        check_run_settings(out / "finetune_runs.json", finetune_settings)
     featurizers = {
         spec.name: make_featurizer(spec) for spec in features
     }  # a bad model folder fails here
@@ -217,7 +220,7 @@ def run_benchmark(
                 to_tune,
                 split,
                 out / "finetune_runs.json",
-                finetune_settings or FinetuneSettings(),
+                finetune_settings,
                 finetune_rates,
                 device,
                 finetune_heads,
