@@ -64,7 +64,8 @@ def run_benchmark(
     ``finetune_choice_seeds`` (default: ``seeds``) are the seeds whose validation makes that
     choice: only they run the whole grid, the others the chosen head and rate (a CPU budget).
     Every run is kept in finetune_runs.json, so an interrupted grid resumes where it stopped,
-    and a run stopped part-way continues from its checkpoint in ``cache_dir``.
+    and a run stopped part-way continues from its checkpoint in ``cache_dir``; runs there made
+    with other ``finetune_settings`` are refused, not taken up.
     ``finetune_jobs`` runs go at a time (see `exlm_chem.finetuning.finetune_each`).
     """
     if split not in SPLITS:
