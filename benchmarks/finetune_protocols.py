@@ -1,15 +1,16 @@
 """The fine-tuning protocol before and after the downstream rework, on the same models and
 the same seeded scaffold splits: what the protocol alone changes.
 
-The previous protocol: the mean of the last layer's token states and a linear layer, AdamW at
-a constant 1e-4 (no warm-up, no decay), no dropout, no class balancing, at most 20 epochs with
-patience 3. The current one (`exlm_chem.finetuning.FinetuneSettings` defaults, as the suite
-runs it): head and rate chosen on validation, warm-up then linear decay, dropout 0.1, balanced
-classes, up to 60 epochs with patience 10. Its runs are read from the suite's results.json;
-this script runs the previous protocol (resuming what is done) into ``--out`` and compares.
+The previous protocol: the mean of the last layer's token states and a linear layer, AdamW at a
+constant 1e-4 (no warm-up, no decay), no dropout, no class balancing, at most 20 epochs with
+patience 3. The current one (`exlm_chem.finetuning.FinetuneSettings` defaults, as the suite runs
+it): the `<s>` state through a RoBERTa head, the rate chosen on validation from four, warm-up
+then linear decay, dropout 0.1, balanced classes, up to 60 epochs with patience 10. Its runs are
+read from the suite's results.json; this script runs the previous protocol (resuming what is
+done) into ``--out`` and compares.
 
     python benchmarks/finetune_protocols.py --mlm benchmarks/results/default_model_v2/mlm-model \
-        --datasets freesolv,esol,bace,clintox,sider,bbbp --seeds 0
+        --datasets freesolv,esol,bace,clintox,sider,bbbp --seeds 0,1
 """
 
 from __future__ import annotations
