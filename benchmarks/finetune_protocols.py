@@ -47,8 +47,9 @@ def compare(new_records: list[dict], old_records: list[dict]) -> str:
     """Markdown: per dataset and model, the test metric under each protocol on the seeds both
     have run and their paired difference, current minus previous (ROC-AUC: positive is better;
     RMSE: negative is better); then the same on the mean over the classification sets."""
-    old = [dict(r, features=r["features"] + OLD) for r in old_records if r["probe"] == "finetune"]
-    seeds = {(r["dataset"], r["features"].removesuffix(OLD), r["seed"]) for r in old}
+    old_runs = [r for r in old_records if r["probe"] == "finetune"]
+    seeds = {(r["dataset"], r["features"], r["seed"]) for r in old_runs}
+    old = [dict(r, features=r["features"] + OLD) for r in old_runs]
     new = [
         r
         for r in new_records
