@@ -92,9 +92,16 @@ class _EmbeddingWriter:
 
 
 def prepare_chunk(job: tuple) -> tuple:
-    """In a worker (or here): a chunk of records and what the model reads of each."""
+    """In a worker (or here): a chunk of records and what the model reads of each. A record
+    the reader flagged (an over-long SMILES, say) is invalid for its reason: no vector."""
     records, tokenizer, canonicalize = job
-    return records, prepare_smiles([r.smiles for r in records], tokenizer, canonicalize)
+    prepared = prepare_smiles(
+        ["" if r.error else r.smiles for r in records], tokenizer, canonicalize
+    )
+    for i, record in enumerate(records):
+        if record.error:
+            prepared.smiles[i], prepared.tokens[i], prepared.errors[i] = None, None, record.error
+    return records, prepared
 
 
 def _chunks_in_slice(chunks, first: int, last: int | None):
@@ -186,10 +193,6 @@ def embed_file(
             for chunk, prepared in prepared_chunks:
                 smiles = [r.smiles for r in chunk]
                 result = embed_prepared(prepared, model, pooling, batch_size, precision)
-                # The reader's reasons (an over-long SMILES, say) come first.
-                result = result._replace(
-                    errors=[r.error or e for r, e in zip(chunk, result.errors)]
-                )
                 valid = result.valid
                 if invalid == "strict" and not valid.all():
                     i = int(np.flatnonzero(~valid)[0])

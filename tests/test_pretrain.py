@@ -662,7 +662,8 @@ def test_a_prepared_corpus_trains_as_its_files_do_without_rdkit(corpus, tmp_path
 
 
 def test_a_prepared_validation_corpus_gives_its_first_molecules(corpus, tmp_path):
-    from exlm_chem.training.corpus import PackedCorpus, prepare_corpus
+    from exlm_chem.training.corpus import PackedCorpus
+    from exlm_chem.training.prepare import prepare_corpus
 
     prepare_corpus([corpus], tmp_path / "train")
     prepare_corpus([corpus], tmp_path / "val")
@@ -674,7 +675,8 @@ def test_a_prepared_validation_corpus_gives_its_first_molecules(corpus, tmp_path
 
 def test_validation_molecules_are_written_as_a_prepared_training_corpus_was(corpus, tmp_path):
     from exlm_chem.errors import InputError
-    from exlm_chem.training.corpus import PackedCorpus, prepare_corpus
+    from exlm_chem.training.corpus import PackedCorpus
+    from exlm_chem.training.prepare import prepare_corpus
 
     prepare_corpus([corpus], tmp_path / "train", canonicalize=True)
     val_file = tmp_path / "val.smi"

@@ -508,3 +508,26 @@ def test_featurizer_keeps_its_workers_between_calls_and_gives_the_same_vectors(
     transformer = ExLMTransformer(model=model_dir, workers=2).fit()
     np.testing.assert_allclose(transformer.transform(shards[1]), np.stack(expected), atol=1e-5)
     assert not multiprocessing.active_children()
+
+
+def test_a_smiles_over_the_character_limit_is_invalid_in_every_format(run_cli, model_dir, tmp_path):
+    # Longer than the reader's 4,096-character limit: flagged by the reader, never embedded.
+    path = tmp_path / "long.csv"
+    pd.DataFrame({"smiles": ["CCO", "C" * 5000, "c1ccccc1"]}).to_csv(path, index=False)
+    for suffix in ("parquet", "csv", "npy"):
+        out = tmp_path / f"e.{suffix}"
+        code, _, err = run_cli("embed", path, "-o", out, "--model", model_dir)
+        assert code == 0, err
+        assert "1 invalid SMILES written as NaN rows" in err and "0 truncated" in err, err
+        if suffix == "npy":
+            vectors = np.load(out)
+        else:
+            table = pd.read_parquet(out) if suffix == "parquet" else pd.read_csv(out)
+            assert table["valid"].tolist() == [True, False, True]
+            assert table["truncated"].tolist() == [False, False, False]
+            vectors = table.filter(like="exlm_").to_numpy()
+        assert np.isnan(vectors[1]).all() and np.isfinite(vectors[[0, 2]]).all()
+    code, _, err = run_cli(
+        "embed", path, "-o", tmp_path / "s.npy", "--model", model_dir, "--strict"
+    )
+    assert code == 2 and "row 3: SMILES of 5000 characters is longer than the limit" in err, err

@@ -29,7 +29,9 @@ def pretrain(
         ..., help="Run folder: checkpoints, logs, the final model in OUT/model."
     ),
     objective: str = typer.Option(
-        _default("objective"), help="exlm, or mlm for the plain masked-LM baseline."
+        _default("objective"),
+        help="exlm, mlm for the plain masked-LM baseline, or descriptors (no masks: only the "
+        "regression of RDKit descriptors; needs a corpus prepared with --descriptors).",
     ),
     preset: str = typer.Option(_default("preset"), help="Model size: tiny, small or base."),
     k: int | None = typer.Option(
@@ -38,6 +40,12 @@ def pretrain(
     ),
     mask_rate: float | None = typer.Option(
         _default("mask_rate"), help="Share of the tokens masked (default 0.15); 0 < rate < 1."
+    ),
+    descriptor_weight: float = typer.Option(
+        _default("descriptor_weight"),
+        help="Add a head regressing the molecule vector onto its RDKit 2D descriptors, its "
+        "loss weighted so beside the token loss (0: none; needs a corpus prepared with "
+        "exlm-chem prepare-corpus --descriptors).",
     ),
     max_steps: int | None = typer.Option(
         _default("max_steps"), help="Stop after this many optimizer steps."
@@ -165,10 +173,20 @@ def prepare_corpus(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace a prepared corpus already in OUT."
     ),
+    sample: int | None = typer.Option(
+        None, help="Keep a seeded random sample of this many molecules (default: all)."
+    ),
+    seed: int = typer.Option(0, help="Seed of --sample."),
+    descriptors: bool = typer.Option(
+        False,
+        "--descriptors",
+        help="Add each molecule's RDKit 2D descriptors, the targets of pretrain "
+        "--descriptor-weight (about 7 ms a molecule per core); run again to resume them.",
+    ),
 ) -> None:
     """Check a corpus with RDKit and tokenize it once, for `pretrain --corpus` without RDKit."""
     from ..parallel import default_workers
-    from ..training.corpus import prepare_corpus as prepare
+    from ..training.prepare import prepare_corpus as prepare
 
     show_progress_messages()
     stats = prepare(
@@ -178,6 +196,9 @@ def prepare_corpus(
         canonicalize=canonicalize,
         workers=default_workers() if workers is None else workers,
         overwrite=overwrite,
+        sample=sample,
+        seed=seed,
+        descriptors=descriptors,
     )
     typer.echo(
         f"{out}: {stats.kept:,} molecules kept of {stats.read:,} read ({stats.invalid_rdkit:,} "

@@ -18,7 +18,9 @@ PRESETS = {
     # The paper's (BERT-base) size and dropout.
     "base": dict(num_layers=12, hidden_size=768, num_heads=12, dropout=0.1),
 }
-OBJECTIVES = ("exlm", "mlm")
+# exlm: the DAG loss over expanded masks; mlm: the plain masked LM (k = 1); descriptors: no
+# masks, only the descriptor-regression loss (the network and expansion of ExLM).
+OBJECTIVES = ("exlm", "mlm", "descriptors")
 
 
 @dataclass
@@ -30,6 +32,10 @@ class ExLMConfig:
     refused). ``max_length`` is the longest token sequence, ``<s>`` and ``</s>``
     included; the transition head learns one embedding per expanded-sequence position, up to
     ``max_length * k``.
+
+    ``descriptors``: the number of RDKit descriptors a regression head predicts from the
+    molecule vector in pretraining (0: no head); its loss counts ``descriptor_weight`` times
+    beside the token loss (alone with the ``descriptors`` objective).
     """
 
     vocab_size: int = 64
@@ -44,6 +50,8 @@ class ExLMConfig:
     max_length: int = defaults.MAX_LENGTH
     transition_heads: int = 4
     rope_base: float = 10_000.0
+    descriptors: int = 0
+    descriptor_weight: float = 1.0
     preset: str | None = None
 
     def __post_init__(self):
@@ -64,7 +72,9 @@ class ExLMConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"{name} must be a positive integer, not {value!r}")
-        for name in ("dropout", "mask_rate", "rope_base"):
+        if not isinstance(self.descriptors, int) or self.descriptors < 0:
+            raise InputError(f"descriptors must be an integer >= 0, not {self.descriptors!r}")
+        for name in ("dropout", "mask_rate", "rope_base", "descriptor_weight"):
             if not isinstance(getattr(self, name), (int, float)) or isinstance(
                 getattr(self, name), bool
             ):
@@ -86,6 +96,10 @@ class ExLMConfig:
             raise InputError("hidden_size must be a multiple of transition_heads")
         if not 0 < self.mask_rate < 1:
             raise InputError(f"mask_rate must be between 0 and 1, not {self.mask_rate}")
+        if self.descriptor_weight < 0:
+            raise InputError(f"descriptor_weight must be >= 0, not {self.descriptor_weight}")
+        if self.objective == "descriptors" and not self.descriptors:
+            raise InputError("the descriptors objective needs descriptors (their number) > 0")
 
     @property
     def head_dim(self) -> int:

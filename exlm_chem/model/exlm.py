@@ -19,6 +19,9 @@ from .expansion import choose_mask_positions, expand_states, pack_selected
 # Special-token ids, fixed by SmilesTokenizer.
 PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3
 UNTRAINED_SEED = 0  # the weights of the untrained control network
+# The molecule vector the descriptor head reads in pretraining: the default read-out, so that
+# the vector users embed is the one trained to carry the descriptors.
+DESCRIPTOR_READOUT = defaults.POOLING
 # The read-outs of a molecule vector; combined ones sit side by side, always in this order.
 POOLINGS = ("mean", "cls", "layers", "mean+cls", "mean+layers", "cls+layers", "mean+cls+layers")
 
@@ -38,11 +41,28 @@ class LMHead(nn.Module):
         return F.linear(x, embedding_weight.to(x.dtype), self.bias.to(x.dtype))
 
 
+class DescriptorHead(nn.Module):
+    """Regression of a molecule's scaled RDKit descriptors from its vector: dense, GELU,
+    LayerNorm, linear. Used in pretraining only; embedding never reads it."""
+
+    def __init__(self, config: ExLMConfig):
+        super().__init__()
+        width = config.hidden_size * len(DESCRIPTOR_READOUT.split("+"))
+        self.dense = nn.Linear(width, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.descriptors)
+
+    def forward(self, vector: torch.Tensor) -> torch.Tensor:
+        return self.out(self.norm(F.gelu(self.dense(vector))))
+
+
 @dataclass
 class PretrainOutput:
-    loss: torch.Tensor  # scalar: mean of the finite per-molecule losses
+    loss: torch.Tensor  # scalar: the token loss plus the weighted descriptor loss
     molecule_loss: torch.Tensor  # (B,) per-molecule loss, possibly inf for ExLM
     num_dropped: int | torch.Tensor  # molecules whose loss was not finite (a 0-d tensor: no sync)
+    token_loss: torch.Tensor | None = None  # scalar: mean of the finite per-molecule token losses
+    descriptor_loss: torch.Tensor | None = None  # scalar: masked mean squared error
     predictions: torch.Tensor | None = None  # (B, M_max) predicted tokens at the masked positions
     targets: torch.Tensor | None = None  # (B, M_max) original tokens at the masked positions
     target_valid: torch.Tensor | None = None  # (B, M_max)
@@ -71,6 +91,7 @@ class ExLMModel(nn.Module):
             if config.objective == "exlm"
             else None
         )
+        self.descriptor_head = DescriptorHead(config) if config.descriptors else None
         self.register_buffer(
             "expand_ids", torch.tensor([BOS_ID, EOS_ID, MASK_ID]), persistent=False
         )
@@ -106,7 +127,10 @@ class ExLMModel(nn.Module):
     def choose_masks(
         self, ids: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Mask positions for pretraining: rate ``config.mask_rate``, at least one per molecule."""
+        """Mask positions for pretraining: rate ``config.mask_rate``, at least one per molecule
+        (none for the descriptors objective)."""
+        if self.config.objective == "descriptors":
+            return torch.zeros_like(ids, dtype=torch.bool)
         # Drawn where ``ids`` is (the CPU in pretraining, with a CPU generator): the same masks
         # whatever device the model runs on.
         return choose_mask_positions(
@@ -119,15 +143,45 @@ class ExLMModel(nn.Module):
         mask_positions: torch.Tensor,
         with_predictions: bool = False,
         state_multiple: int = 1,
+        descriptors: torch.Tensor | None = None,
     ) -> PretrainOutput:
         """Pretraining loss of a padded batch ``ids`` (B, L) with ``mask_positions`` (B, L)
-        masked; the expanded states padded to a multiple of ``state_multiple``."""
+        masked; the expanded states padded to a multiple of ``state_multiple``.
+
+        descriptors: (B, D) scaled descriptor targets, NaN where unknown, for a model with a
+        descriptor head; its masked mean squared error is added ``descriptor_weight`` times.
+        """
         masked_ids = ids.masked_fill(mask_positions, MASK_ID)
         batch = expand_states(masked_ids, self.config.k, self.expand_ids, PAD_ID, state_multiple)
-        hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
-        if self.transition_head is None:
-            return self._mlm_loss(hidden, ids, mask_positions, with_predictions)
-        return self._exlm_loss(hidden, batch.expanded, ids, mask_positions, with_predictions)
+        with_head = self.descriptor_head is not None and descriptors is not None
+        if self.config.objective == "descriptors" and not with_head:
+            raise ValueError("the descriptors objective needs descriptor targets")
+        layers = None
+        if with_head and "layers" in DESCRIPTOR_READOUT:
+            layers = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid, every_layer=True)
+            hidden = layers[-1]
+        else:
+            hidden = self.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
+        if self.config.objective == "descriptors":
+            output = None
+        elif self.transition_head is None:
+            output = self._mlm_loss(hidden, ids, mask_positions, with_predictions)
+        else:
+            output = self._exlm_loss(hidden, batch.expanded, ids, mask_positions, with_predictions)
+        if not with_head:
+            return output
+        # Read from the unmasked tokens' states, as the embedding read-out is.
+        vector = pool_states(hidden, batch.valid & ~batch.expanded, DESCRIPTOR_READOUT, layers)
+        known = torch.isfinite(descriptors)
+        error = (self.descriptor_head(vector).float() - descriptors.nan_to_num()).square() * known
+        descriptor_loss = error.sum() / known.sum().clamp(min=1)
+        if output is None:
+            molecule_loss = error.sum(1) / known.sum(1).clamp(min=1)
+            return PretrainOutput(descriptor_loss, molecule_loss, 0, None, descriptor_loss)
+        output.token_loss = output.loss
+        output.descriptor_loss = descriptor_loss
+        output.loss = output.loss + self.config.descriptor_weight * descriptor_loss
+        return output
 
     def _mlm_loss(self, hidden, ids, mask_positions, with_predictions) -> PretrainOutput:
         # k = 1: states and tokens coincide, so the masked positions index the hidden states

@@ -18,6 +18,7 @@ import deepchem as dc
 import numpy as np
 
 from .. import defaults
+from ..descriptors import molecule_descriptors
 from ..embedding import prepare_smiles
 from ..errors import InputError
 from ..featurizer import ExLMFeaturizer, rows_for_deepchem
@@ -116,13 +117,12 @@ class ReadableRows(dc.feat.MolecularFeaturizer):
 
 
 class FiniteRDKitDescriptors(dc.feat.RDKitDescriptors):
-    """DeepChem's RDKit 2D descriptors (217), with the rare value RDKit cannot compute (NaN)
-    or that overflows float32 set to 0, so that the probes' scaling stays finite."""
+    """DeepChem's RDKit 2D descriptors (217, computed by `exlm_chem.descriptors`, as the
+    pretraining targets are), with the rare value RDKit cannot compute (NaN) or that
+    overflows float32 set to 0, so that the probes' scaling stays finite."""
 
     def _featurize(self, datapoint, **kwargs) -> np.ndarray:
-        values = np.asarray(super()._featurize(datapoint, **kwargs), dtype=np.float64)
-        values[~np.isfinite(values) | (np.abs(values) > 1e30)] = 0.0
-        return values.astype(np.float32)
+        return np.nan_to_num(molecule_descriptors(datapoint), nan=0.0).astype(np.float32)
 
     def __str__(self) -> str:
         return "RDKitDescriptors_finite"

@@ -96,6 +96,10 @@ class BatchStream:
         return self
 
     def __next__(self) -> list[str]:
+        return self.take()[1]
+
+    def take(self) -> tuple[np.ndarray, list[str]]:
+        """The next batch: its molecules' corpus indices and their SMILES."""
         if self._batches is None:
             self._batches = epoch_batches(
                 self.corpus.lengths,
@@ -109,7 +113,7 @@ class BatchStream:
             )
         if self.index >= len(self._batches):
             self.epoch, self.index, self._batches = self.epoch + 1, 0, None
-            return next(self)
+            return self.take()
         indices = self._batches[self.index]
         self.index += 1
         smiles = self.corpus.smiles(indices)
@@ -117,4 +121,4 @@ class BatchStream:
             # Seeded by position, so a resumed run sees the same random SMILES.
             base = (self.seed * 1_000_003 + self.epoch * 7919 + self.index) % (2**31 - 1000)
             smiles = [randomize_smiles(s, seed=base + j) for j, s in enumerate(smiles)]
-        return smiles
+        return indices, smiles

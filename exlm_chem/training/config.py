@@ -25,6 +25,9 @@ class PretrainConfig:
     preset: str = "small"
     k: int | None = None  # states per <mask>, <s>, </s>; None: the objective's own (ExLMConfig)
     mask_rate: float | None = None  # share of tokens masked; None: the model's default (0.15)
+    # Weight of the descriptor-regression loss beside the token loss (0: no descriptor head);
+    # the corpus must be prepared with descriptors.
+    descriptor_weight: float = 0.0
     max_steps: int | None = None
     max_tokens: int | None = None
     max_time: float | None = None  # seconds
@@ -90,7 +93,15 @@ class PretrainConfig:
             )
         if self.preset not in PRESETS:
             raise InputError(f"--preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
-        self.model_config(vocab_size=64)  # the model's own checks (k, shapes), before any work
+        if not isinstance(self.descriptor_weight, (int, float)) or self.descriptor_weight < 0:
+            raise InputError(f"--descriptor-weight must be >= 0, not {self.descriptor_weight}")
+        if self.objective == "descriptors" and self.descriptor_weight:
+            raise InputError(
+                "--descriptor-weight weighs the descriptor loss beside a token loss; the "
+                "descriptors objective has only the descriptor loss: leave it out"
+            )
+        # The model's own checks (k, shapes), before any work.
+        self.model_config(vocab_size=64, descriptors=1 if self.uses_descriptors else 0)
         if self.shape_bucket < 1:
             raise InputError(f"--shape-bucket must be at least 1, not {self.shape_bucket}")
         if self.min_token_count < 1:
@@ -104,8 +115,14 @@ class PretrainConfig:
                 f"({', '.join(packaged_models())})"
             )
 
-    def model_config(self, vocab_size: int):
-        """The ExLMConfig of this run's model (the preset, with this run's settings)."""
+    @property
+    def uses_descriptors(self) -> bool:
+        """Whether the run trains a descriptor head (its corpus must have descriptors)."""
+        return self.objective == "descriptors" or self.descriptor_weight > 0
+
+    def model_config(self, vocab_size: int, descriptors: int = 0):
+        """The ExLMConfig of this run's model (the preset, with this run's settings);
+        ``descriptors``: the number of descriptor targets of its corpus, if it uses them."""
         from ..model import ExLMConfig
 
         overrides = dict(
@@ -113,7 +130,10 @@ class PretrainConfig:
             vocab_size=vocab_size,
             objective=self.objective,
             max_length=self.max_length,
+            descriptors=descriptors if self.uses_descriptors else 0,
         )
+        if self.descriptor_weight:
+            overrides["descriptor_weight"] = self.descriptor_weight
         if self.k is not None:
             overrides["k"] = self.k
         if self.mask_rate is not None:

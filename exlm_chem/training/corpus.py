@@ -4,6 +4,10 @@ The valid SMILES are kept as one flat byte array plus offsets, with their token 
 length bucketing) and their source (for sampling weights), memory-mapped afterwards (2.4M
 molecules take about 150 MB). Preparation streams: chunks of molecules are parsed in worker
 processes and appended to files, so memory does not grow with the corpus.
+
+A corpus may also hold each molecule's RDKit 2D descriptors (``descriptors.npy``, float32,
+NaN where RDKit cannot compute one) and their robust scaling (``descriptors.json``, written
+last): the targets of pretraining with a descriptor-regression head.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..descriptors import DescriptorScaling
 from ..errors import InputError
 from ..io import read_molecule_chunks, table_columns
 from ..outputs import NpyAppender, atomic_write_text
@@ -28,15 +32,26 @@ from ..smiles import parse_smiles, quiet_rdkit, tokenize_smiles
 SOURCE_COLUMN = "source"  # a corpus table's column naming where each molecule comes from
 PREPARATION_VERSION = 2  # part of the cache key: a new layout is prepared anew
 ARRAYS = ("data", "offsets", "lengths", "sources")
+DESCRIPTORS, SCALING = "descriptors.npy", "descriptors.json"
 
 
 class PackedCorpus:
     """Valid SMILES as one byte array plus offsets, with their token counts (for bucketing)
     and the index of their source in ``source_names``."""
 
-    def __init__(self, data, offsets, lengths, sources, source_names: list[str]):
+    def __init__(
+        self,
+        data,
+        offsets,
+        lengths,
+        sources,
+        source_names: list[str],
+        descriptors: np.ndarray | None = None,
+        scaling: DescriptorScaling | None = None,
+    ):
         self.data, self.offsets, self.lengths, self.sources = data, offsets, lengths, sources
         self.source_names = source_names
+        self.descriptors, self.scaling = descriptors, scaling  # raw (n, D) and their scaling
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -45,11 +60,21 @@ class PackedCorpus:
         data, offsets = self.data, self.offsets
         return [bytes(data[offsets[i] : offsets[i + 1]]).decode() for i in indices]
 
+    def descriptor_targets(self, indices: Sequence[int]) -> np.ndarray:
+        """Scaled descriptors (len(indices), D) of the molecules at ``indices``; NaN where
+        unknown."""
+        return self.scaling.transform(self.descriptors[np.asarray(indices)])
+
     @classmethod
     def load(cls, directory: Path) -> PackedCorpus:
+        directory = Path(directory)
         arrays = [np.load(directory / f"{name}.npy", mmap_mode="r") for name in ARRAYS]
         names = json.loads((directory / "sources.json").read_text())
-        return cls(*arrays, names)
+        descriptors = scaling = None
+        if has_descriptors(directory):
+            descriptors = np.load(directory / DESCRIPTORS, mmap_mode="r")
+            scaling = DescriptorScaling.from_json((directory / SCALING).read_text())
+        return cls(*arrays, names, descriptors, scaling)
 
     def write_subset(self, indices: np.ndarray, directory: Path) -> None:
         """Save the molecules at ``indices`` (sorted) as a corpus of their own, block by
@@ -63,7 +88,9 @@ class PackedCorpus:
             shift = np.repeat(begin - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes)
             data = self.data[np.arange(int(sizes.sum())) + shift]
             writer.append(np.asarray(data).tobytes(), sizes, self.lengths[rows], self.sources[rows])
-        writer.close(self.source_names)
+            if self.descriptors is not None:
+                writer.append_descriptors(np.asarray(self.descriptors[rows]))
+        writer.close(self.source_names, self.scaling)
 
 
 class CorpusWriter:
@@ -79,6 +106,13 @@ class CorpusWriter:
         self.arrays = {name: NpyAppender(self.files[name], self.DTYPES[name]) for name in ARRAYS}
         self.end = 0  # bytes of SMILES written so far
         self.arrays["offsets"].append(np.zeros(1, dtype="<i8").tobytes(), 1)
+        self.descriptors: NpyAppender | None = None  # opened by the first descriptor rows
+
+    def append_descriptors(self, values: np.ndarray) -> None:
+        if self.descriptors is None:
+            self.files["descriptors"] = open(self.directory / f"{DESCRIPTORS}.part", "wb")
+            self.descriptors = NpyAppender(self.files["descriptors"], "<f4", values.shape[1:])
+        self.descriptors.append(np.ascontiguousarray(values, dtype="<f4").tobytes(), len(values))
 
     def append(self, blob: bytes, sizes, lengths, sources) -> None:
         offsets = self.end + np.cumsum(np.asarray(sizes, dtype="<i8"))
@@ -88,12 +122,17 @@ class CorpusWriter:
             self.arrays[name].append(array.tobytes(), len(array))
         self.arrays["data"].append(blob, len(blob))
 
-    def close(self, source_names: list[str]) -> None:
+    def close(self, source_names: list[str], scaling: DescriptorScaling | None = None) -> None:
         for name in ARRAYS:
             self.arrays[name].finish()
             self.files[name].close()
             os.replace(self.directory / f"{name}.npy.part", self.directory / f"{name}.npy")
         atomic_write_text(self.directory / "sources.json", json.dumps(source_names))
+        if self.descriptors is not None:
+            self.descriptors.finish()
+            self.files["descriptors"].close()
+            os.replace(self.directory / f"{DESCRIPTORS}.part", self.directory / DESCRIPTORS)
+            atomic_write_text(self.directory / SCALING, scaling.to_json())
 
 
 @dataclass
@@ -196,33 +235,9 @@ def pack_corpus(
     return stats
 
 
-def prepare_corpus(
-    paths: Sequence[Path],
-    out: Path,
-    smiles_column: str | None = None,
-    canonicalize: bool = False,
-    workers: int = 0,
-    overwrite: bool = False,
-) -> CorpusStats:
-    """Check corpus files with RDKit and tokenize them once, into a folder that
-    ``exlm-chem pretrain --corpus`` reads as it is: training from it needs no RDKit and no
-    second preparation (another machine, a GPU, many runs). Written beside ``out`` and renamed
-    into place, so a stopped preparation leaves no half-made corpus behind."""
-    out = Path(out)
-    if out.exists() and not is_prepared_corpus(out):
-        raise InputError(f"{out}: already exists and is not a prepared corpus; choose another")
-    if out.exists() and not overwrite:
-        raise InputError(f"{out}: already holds a prepared corpus; pass --overwrite to replace it")
-    for path in paths:
-        check_corpus_file(path)
-    partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    stats = pack_corpus(paths, smiles_column, canonicalize, partial, workers=workers)
-    save_stats(stats, partial)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(partial, out)
-    return stats
+def has_descriptors(directory: Path) -> bool:
+    """Whether a prepared corpus holds complete descriptors (the scaling is written last)."""
+    return (Path(directory) / SCALING).is_file()
 
 
 def check_corpus_file(path: Path) -> None:
@@ -246,6 +261,8 @@ def corpus_content_files(paths: Sequence[Path]) -> list[Path]:
         if Path(path).is_dir():
             files += [Path(path) / f"{name}.npy" for name in ARRAYS]
             files.append(Path(path) / "sources.json")
+            if has_descriptors(path):
+                files += [Path(path) / DESCRIPTORS, Path(path) / SCALING]
         else:
             files.append(Path(path))
     return files

@@ -19,6 +19,7 @@ from ..environment import (
     release_free_memory,
     resolve_precision,
 )
+from ..errors import InputError
 from ..model import ExLMConfig, ExLMModel, load_model, save_model
 from ..outputs import atomic_write_text
 from ..parallel import default_workers
@@ -98,6 +99,7 @@ def build_optimizer(model: ExLMModel, lr: float, weight_decay: float) -> torch.o
 @dataclass
 class StepStats:
     loss: float | torch.Tensor  # a device tensor until logged
+    parts: dict  # the token and descriptor losses, when the model has a descriptor head
     tokens: int
     molecules: int
     dropped: int | torch.Tensor
@@ -109,14 +111,23 @@ def train_step(
 ) -> StepStats:
     """One optimizer step over ``grad_accum`` prepared batches. Nothing here waits for the
     device: the loss stays a device tensor until it is logged."""
-    stats = StepStats(0.0, 0, 0, 0)
+    stats = StepStats(0.0, {}, 0, 0, 0)
     for micro in range(grad_accum):
         batch = batches.next_batch()
         sync = training_model is model or micro == grad_accum - 1
         with nullcontext() if sync else training_model.no_sync(), autocast:
-            output = training_model(batch.ids, batch.masks, state_multiple=batches.shape_bucket)
+            output = training_model(
+                batch.ids,
+                batch.masks,
+                state_multiple=batches.shape_bucket,
+                descriptors=batch.descriptors,
+            )
         (output.loss / grad_accum).backward()
         stats.loss = stats.loss + output.loss.detach() / grad_accum
+        for name in ("token_loss", "descriptor_loss"):
+            if getattr(output, name) is not None:
+                part = getattr(output, name).detach() / grad_accum
+                stats.parts[name] = stats.parts.get(name, 0.0) + part
         stats.tokens += batch.tokens
         stats.molecules += batch.molecules
         stats.dropped = stats.dropped + output.num_dropped
@@ -160,9 +171,11 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
         )
     dist.barrier()
     tokenizer = SmilesTokenizer.load(out / "tokenizer.json")
-
+    descriptors = 0
+    if config.uses_descriptors:
+        descriptors = check_descriptor_targets(train_corpus, config.corpus[0])
     model = build_model(
-        config.model_config(tokenizer.vocab_size), tokenizer, dist.device, config.seed
+        config.model_config(tokenizer.vocab_size, descriptors), tokenizer, dist.device, config.seed
     )
     optimizer = build_optimizer(model, config.lr, config.weight_decay)
     counters, position = Counters(), {"epoch": 0, "index": 0}
@@ -235,7 +248,7 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
             counters.tokens += stats.tokens * dist.world_size
             counters.molecules += stats.molecules * dist.world_size
             counters.elapsed += time.perf_counter() - step_start
-            window.add(stats.loss, stats.tokens * dist.world_size, stats.dropped)
+            window.add(stats.loss, stats.tokens * dist.world_size, stats.dropped, stats.parts)
 
             progress, stopped = rank0_view(
                 run_progress(config, counters.step, counters.tokens, counters.elapsed),
@@ -290,6 +303,16 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
         save_model(model, out / "model", tokenizer)
     log.finish()
     return PretrainResult(model, counters.step, counters.tokens, out, dist.rank, stopped)
+
+
+def check_descriptor_targets(corpus, path: Path) -> int:
+    """The number of descriptors of a training corpus prepared with them."""
+    if corpus.descriptors is None:
+        raise InputError(
+            f"{path}: has no descriptors; prepare the corpus with exlm-chem prepare-corpus "
+            "--descriptors for --descriptor-weight or --objective descriptors"
+        )
+    return corpus.descriptors.shape[1]
 
 
 def _describe_run(config, model, precision, dist, corpus_stats, training_molecules, log) -> None:

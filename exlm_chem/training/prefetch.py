@@ -25,6 +25,7 @@ def mask_seed(seed: int, step: int, micro: int) -> int:
 class PreparedBatch(NamedTuple):
     ids: torch.Tensor  # (B, L) on the device
     masks: torch.Tensor  # (B, L) on the device
+    descriptors: torch.Tensor | None  # (B, D) scaled descriptor targets, for a descriptor head
     tokens: int  # real tokens, counted on the host (no device synchronisation)
     molecules: int
     position: dict  # the stream's position after this batch: where a checkpoint resumes
@@ -50,18 +51,23 @@ class BatchPrefetcher:
         try:
             while not self._stop.is_set():
                 for micro in range(grad_accum):
-                    smiles = next(stream)
+                    indices, smiles = stream.take()
                     ids = tokenizer.encode_batch(smiles)
                     ids = torch.nn.functional.pad(
                         ids, (0, -ids.shape[1] % self.shape_bucket), value=PAD_ID
                     )
                     generator = torch.Generator().manual_seed(mask_seed(seed, step, micro))
                     masks = model.choose_masks(ids, generator)
+                    descriptors = None
+                    if model.descriptor_head is not None:
+                        descriptors = torch.from_numpy(stream.corpus.descriptor_targets(indices))
                     if self._pin:
                         ids, masks = ids.pin_memory(), masks.pin_memory()
+                        descriptors = descriptors.pin_memory() if descriptors is not None else None
                     batch = PreparedBatch(
                         ids.to(device, non_blocking=True),
                         masks.to(device, non_blocking=True),
+                        None if descriptors is None else descriptors.to(device, non_blocking=True),
                         int((ids != 0).sum()),
                         len(smiles),
                         stream.position(),

@@ -17,18 +17,22 @@ class Window:
 
     def __init__(self):
         self.tokens, self.loss, self.steps, self.dropped = 0, 0.0, 0, 0
+        self.parts: dict = {}  # the token and descriptor losses, logged apart
         self.start = time.perf_counter()
 
-    def add(self, loss, tokens: int, dropped) -> None:
+    def add(self, loss, tokens: int, dropped, parts: dict | None = None) -> None:
         """loss and dropped may be device tensors: read only when a line is logged."""
         self.loss += loss
         self.tokens += tokens
         self.steps += 1
         self.dropped += dropped
+        for name, value in (parts or {}).items():
+            self.parts[name] = self.parts.get(name, 0.0) + value
 
     def metrics(self) -> dict:
         return {
             "loss": float(self.loss) / self.steps,
+            **{name: float(value) / self.steps for name, value in self.parts.items()},
             "tokens_per_second": self.tokens / (time.perf_counter() - self.start),
             "dropped": int(self.dropped),
         }
@@ -75,8 +79,12 @@ class RunLog:
         remaining = (1 - metrics["progress"]) * metrics["elapsed"] / max(metrics["progress"], 1e-9)
         speed = metrics["tokens_per_second"]
         summary = f"loss {metrics['loss']:.4f}  {speed:,.0f} tok/s  lr {metrics['lr']:.2e}"
+        if "descriptor_loss" in metrics:
+            summary += f"  descriptors {metrics['descriptor_loss']:.4f}"
         if "val_accuracy" in metrics:
             summary += f"  val_acc {metrics['val_accuracy']:.4f}"
+        if "val_descriptor_loss" in metrics:
+            summary += f"  val_descriptors {metrics['val_descriptor_loss']:.4f}"
         if self.bar is not None:
             self.bar.update(metrics["step"] - self.last_step)
             self.bar.set_postfix_str(summary)
@@ -88,7 +96,7 @@ class RunLog:
                 flush=True,
             )
         self.last_step = metrics["step"]
-        if "val_accuracy" in metrics:
+        if "val_loss" in metrics:
             plot_curves(self.out / "metrics.jsonl", self.out / "curves.png")
 
     def finish(self) -> None:
@@ -103,27 +111,30 @@ def read_metrics(path: Path) -> list[dict]:
 def plot_curves(
     metrics_path: Path | Sequence[Path], png_path: Path, labels: Sequence[str] = ()
 ) -> None:
-    """Training loss and validation accuracy against tokens seen (one or several runs)."""
+    """Training loss, validation accuracy and (for runs with a descriptor head) the
+    validation descriptor loss, against tokens seen (one or several runs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     paths = metrics_path if isinstance(metrics_path, (list, tuple)) else [metrics_path]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for i, path in enumerate(paths):
-        rows = read_metrics(path)
-        label = labels[i] if i < len(labels) else None
-        ax_loss.plot([r["tokens"] for r in rows], [r["loss"] for r in rows], label=label)
-        val = [r for r in rows if "val_accuracy" in r]
-        ax_acc.plot(
-            [r["tokens"] for r in val], [r["val_accuracy"] for r in val], marker="o", label=label
-        )
-    ax_loss.set(xlabel="tokens seen", ylabel="training loss", title="training loss")
-    ax_acc.set(xlabel="tokens seen", ylabel="masked-token accuracy", title="validation accuracy")
-    if labels:
-        ax_loss.legend()
-        ax_acc.legend()
+    runs = [read_metrics(path) for path in paths]
+    panels = [("loss", "training loss"), ("val_accuracy", "validation masked-token accuracy")]
+    if any("val_descriptor_loss" in row for rows in runs for row in rows):
+        panels.append(("val_descriptor_loss", "validation descriptor loss (scaled MSE)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (key, title) in zip(axes, panels):
+        for i, rows in enumerate(runs):
+            points = [r for r in rows if r.get(key) is not None]
+            label = labels[i] if i < len(labels) else None
+            ax.plot(
+                [r["tokens"] for r in points], [r[key] for r in points],
+                marker=None if key == "loss" else "o", label=label,
+            )  # fmt: skip
+        ax.set(xlabel="tokens seen", title=title)
+        if labels:
+            ax.legend()
     fig.tight_layout()
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
