@@ -263,6 +263,19 @@ def test_finetune_and_predict_commands(run_cli, model_dir, amine_csv, tmp_path):
     assert list(table.columns) == ["id", "smiles", "is_amine", "error"]
     assert table["is_amine"][0] > table["is_amine"][1] and np.isnan(table["is_amine"][2])
     assert table["error"].fillna("")[2] != ""
+    # The output's name says its format; a name of no table format is refused.
+    for suffix, read in (
+        (".parquet", pd.read_parquet),
+        (".tsv", lambda p: pd.read_csv(p, sep="\t")),
+    ):
+        code, _, err = run_cli("predict", molecules, "--model", out, "-o", tmp_path / f"p{suffix}")
+        assert code == 0, err
+        written = read(tmp_path / f"p{suffix}")
+        assert list(written.columns) == list(table.columns)
+        np.testing.assert_allclose(written["is_amine"], table["is_amine"])
+    code, _, err = run_cli("predict", molecules, "--model", out, "-o", tmp_path / "p.txt")
+    assert code == 2 and "--output" in err and "p.txt: must end in .csv, .tsv, .parquet" in err
+    assert not (tmp_path / "p.txt").exists()
     # Asked again, an existing output and an existing model folder are refused.
     code, _, err = run_cli("predict", molecules, "--model", out)
     assert code == 2 and "already exists" in err
@@ -428,3 +441,24 @@ def test_length_bucketed_batches_cover_every_row_once_with_little_padding():
     assert all(np.array_equal(a, b) for a, b in zip(batches, again))
     firsts = [lengths[b].max() for b in batches]
     assert firsts != sorted(firsts)
+
+
+def test_an_almost_binary_column_is_a_data_error_not_a_regression(run_cli, model_dir, tmp_path):
+    smiles, y = amine_task(range(1, 40))
+    labels = y.astype(float)
+    labels[7] = 2.0  # one stray label among 0/1
+    path = tmp_path / "typo.csv"
+    pd.DataFrame({"smiles": smiles, "is_amine": labels}).to_csv(path, index=False)
+    code, _, err = run_cli("finetune", path, "--target", "is_amine", "--out", tmp_path / "a")
+    assert code == 2 and "typo.csv: line 9: label 2 in 'is_amine'" in err, err
+    assert "--task regression" in err and not (tmp_path / "a").exists()
+    code, _, err = run_cli(
+        "finetune", path, "--target", "is_amine", "--out", tmp_path / "b", "--task",
+        "classification",
+    )  # fmt: skip
+    assert code == 2 and "is not 0/1 labels" in err
+    # A real regression target that holds some 0s and 1s is still a regression.
+    from exlm_chem.finetuning.files import infer_task_type
+
+    values = np.r_[np.zeros(5), np.ones(5), np.linspace(0.05, 0.95, 20)][:, None]
+    assert infer_task_type(values) == "regression"

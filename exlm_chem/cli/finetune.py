@@ -123,7 +123,10 @@ def predict(
     input: Path = typer.Argument(..., help="Molecule file (csv, tsv, smi, txt, sdf; .gz)."),
     model: Path = typer.Option(..., help="A fine-tuned model folder (from exlm-chem finetune)."),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Output CSV (default: INPUT-STEM.predictions.csv)."
+        None,
+        "--output",
+        "-o",
+        help="Output .csv, .tsv or .parquet (default: INPUT-STEM.predictions.csv).",
     ),
     smiles_column: str | None = typer.Option(None, help="SMILES column of a CSV/TSV file."),
     id_column: str | None = typer.Option(None, help="Id column (default: the row number)."),

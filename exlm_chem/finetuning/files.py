@@ -39,8 +39,27 @@ REPORT_FILE = "finetune.json"
 CHECKPOINT_FOLDER = "checkpoints"  # in the output folder while a run is under way
 
 
-def infer_task_type(y: np.ndarray) -> str:
-    """classification when every label is 0 or 1, regression otherwise."""
+ALMOST_BINARY = 0.9  # share of 0/1 labels above which other values are taken for typos
+
+
+def infer_task_type(y: np.ndarray, targets: list[str] | None = None, where: str = "") -> str:
+    """classification when every label is 0 or 1, regression otherwise. A column that is
+    almost all 0/1 (over 90% of its labels) with a few other values is a data error, not a
+    regression target: InputError naming the first odd label's line (pass the task type to
+    train anyway)."""
+    for t in range(y.shape[1]):
+        labels = y[:, t]
+        labelled = ~np.isnan(labels)
+        binary = np.isin(labels, (0.0, 1.0))
+        if binary[labelled].all() or binary[labelled].mean() <= ALMOST_BINARY:
+            continue
+        row = int(np.flatnonzero(labelled & ~binary)[0])
+        name = targets[t] if targets else f"target {t}"
+        raise InputError(
+            f"{where + ': ' if where else ''}line {row + 2}: label {labels[row]:g} in {name!r}, "
+            f"whose other labels are {binary[labelled].mean():.0%} 0/1; fix it, or pass "
+            "--task regression (or classification) to say what the column is"
+        )
     labels = y[~np.isnan(y)]
     return "classification" if np.isin(labels, (0.0, 1.0)).all() else "regression"
 
@@ -96,7 +115,7 @@ def finetune_table(
         shutil.rmtree(checkpoints)
     smiles, y = read_labelled_table(path, targets, smiles_column)
     if task_type == "auto":
-        task_type = infer_task_type(y)
+        task_type = infer_task_type(y, targets, str(path))
     check_targets(y, task_type, targets, str(path))
     base = load_model(model, device)
     start = time.perf_counter()
@@ -170,6 +189,9 @@ def default_predictions_path(input_path: Path) -> Path:
     return input_path.with_name(f"{molecule_file_stem(input_path)}.predictions.csv")
 
 
+PREDICTION_FORMATS = (".csv", ".tsv", ".parquet")
+
+
 def predict_file(
     path: str | Path,
     model: str | Path,
@@ -180,12 +202,18 @@ def predict_file(
     precision: str = "auto",
     overwrite: bool = False,
 ) -> Path:
-    """Write a CSV of predictions for every molecule of a file: id, smiles, one column per
-    task (a probability for classification), and ``error`` (why a row has no prediction)."""
+    """Write a table of predictions for every molecule of a file: id, smiles, one column per
+    task (a probability for classification), and ``error`` (why a row has no prediction).
+    The output's name says its format: .csv, .tsv or .parquet."""
     import pandas as pd
 
     path = Path(path)
     out = Path(out) if out is not None else default_predictions_path(path)
+    if out.suffix.lower() not in PREDICTION_FORMATS:
+        raise InputError(
+            f"--output {out}: must end in {', '.join(PREDICTION_FORMATS)} (the format is "
+            "taken from the name)"
+        )
     check_output_file(out, inputs=[path], overwrite=overwrite)
     predictor = load_predictor(model, device)
     records = list(
@@ -198,7 +226,10 @@ def predict_file(
         frame[task] = np.where([e is None for e in errors], predictions[:, t], np.nan)
     frame["error"] = [e or "" for e in errors]
     with atomic_path(out) as tmp:
-        frame.to_csv(tmp, index=False)
+        if out.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, sep="\t" if out.suffix.lower() == ".tsv" else ",")
     failed = sum(e is not None for e in errors)
     if failed:
         logger.warning(
