@@ -154,6 +154,8 @@ def embed_file(
     """
     if invalid not in ("keep", "skip", "strict"):
         raise InputError(f"invalid must be 'keep', 'skip' or 'strict', not {invalid!r}")
+    if workers is not None and workers < 0:
+        raise InputError(f"--workers must be 0 (none) or more, not {workers}")
     input_path = Path(input_path)
     output_path = Path(output_path) if output_path else default_output_path(input_path)
     suffix = output_path.suffix.lower()

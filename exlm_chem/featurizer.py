@@ -14,7 +14,7 @@ from deepchem.feat import MolecularFeaturizer
 
 from . import defaults
 from .embedding import embed_molecules, embed_workers
-from .fingerprints import ECFP_BITS, check_fingerprint, ecfp4_bits, hybrid
+from .fingerprints import ECFP_BITS, check_fingerprint, fingerprint_block, hybrid
 from .model import load_model, model_fingerprint, model_label, pooled_size
 from .parallel import WorkerPool
 
@@ -44,7 +44,8 @@ class ExLMFeaturizer(MolecularFeaturizer):
     the layers; the default), ``mean`` (the last layer's), ``cls`` (the first ``<s>`` state)
     or several side by side (``mean+cls``).
     fingerprint: None, or ``"ecfp4"`` for the hybrid: the ExLM vector and the ECFP4 bits of
-    the ECFP baseline side by side, each block of unit norm (see `exlm_chem.fingerprints`).
+    the ECFP baseline side by side, each block of unit norm (see `exlm_chem.fingerprints`);
+    ``"ecfp4-count"``: the same with Morgan counts.
     batch_size, device, precision, canonicalize: as in `exlm_chem.embed`.
     workers: processes preparing molecules (RDKit) while the model embeds (0: none; None: see
     `exlm_chem.embedding.embed_workers`). They start on the first call and are kept for the
@@ -114,7 +115,7 @@ class ExLMFeaturizer(MolecularFeaturizer):
         valid = result.valid
         vectors = result.vectors
         if self.fingerprint:
-            vectors = hybrid(vectors, ecfp4_bits(smiles))
+            vectors = hybrid(vectors, fingerprint_block(self.fingerprint, smiles))
         self.counts.update(result.counts())
         if self.progress is not None:
             self.progress.update(len(smiles))

@@ -1,8 +1,10 @@
-"""ECFP4 bits beside ExLM vectors: the hybrid features.
+"""ECFP4 bits or counts beside ExLM vectors: the hybrid features.
 
 The bits are those of the ECFP4 baseline (DeepChem's ``CircularFingerprint(radius=2,
 size=2048)``: RDKit Morgan bits, radius 2, 2,048 bits, bond types, no chirality), computed
-with RDKit directly so that the scikit-learn transformer does not need DeepChem.
+with RDKit directly so that the scikit-learn transformer does not need DeepChem. The counts
+(``ecfp4-count``) are the same environments, each folded position counting how many times it
+occurs: published benchmarks find counts ahead of bits on most data sets.
 
 Each block is scaled to unit Euclidean norm per molecule: the ExLM vector divided by its
 norm, the bits by the square root of the number set. Without it, the block with the larger
@@ -23,7 +25,7 @@ import numpy as np
 from .errors import InputError
 from .smiles import parse_smiles, quiet_rdkit
 
-FINGERPRINTS = ("ecfp4",)
+FINGERPRINTS = ("ecfp4", "ecfp4-count")
 ECFP_BITS = 2048
 
 
@@ -38,19 +40,32 @@ def check_fingerprint(fingerprint: str | None) -> str | None:
 def ecfp4_bits(molecules: Sequence) -> np.ndarray:
     """(n, 2048) float32 Morgan bits, radius 2, of SMILES or RDKit molecules; NaN rows where
     RDKit cannot parse a SMILES."""
-    from rdkit import Chem, DataStructs
+    return _morgan(molecules, counts=False)
+
+
+def ecfp4_counts(molecules: Sequence) -> np.ndarray:
+    """(n, 2048) float32 Morgan counts, radius 2 (folded), of SMILES or RDKit molecules; NaN
+    rows where RDKit cannot parse a SMILES."""
+    return _morgan(molecules, counts=True)
+
+
+def fingerprint_block(fingerprint: str, molecules: Sequence) -> np.ndarray:
+    """The block of ``fingerprint`` (one of FINGERPRINTS) for each molecule."""
+    return ecfp4_counts(molecules) if fingerprint == "ecfp4-count" else ecfp4_bits(molecules)
+
+
+def _morgan(molecules: Sequence, counts: bool) -> np.ndarray:
+    from rdkit import Chem
     from rdkit.Chem import rdFingerprintGenerator
 
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=ECFP_BITS)
+    compute = generator.GetCountFingerprintAsNumPy if counts else generator.GetFingerprintAsNumPy
     out = np.full((len(molecules), ECFP_BITS), np.nan, dtype=np.float32)
-    row = np.zeros(ECFP_BITS, dtype=np.float32)
     with quiet_rdkit():
         for i, molecule in enumerate(molecules):
             mol = molecule if isinstance(molecule, Chem.Mol) else parse_smiles(molecule)
-            if mol is None:
-                continue
-            DataStructs.ConvertToNumpyArray(generator.GetFingerprint(mol), row)
-            out[i] = row
+            if mol is not None:
+                out[i] = compute(mol)
     return out
 
 
@@ -61,7 +76,8 @@ def unit_rows(block: np.ndarray) -> np.ndarray:
 
 
 def hybrid(vectors: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """ExLM vectors and ECFP4 bits side by side, each block of unit norm per molecule."""
+    """ExLM vectors and ECFP4 bits (or counts) side by side, each block of unit norm per
+    molecule."""
     return np.concatenate([unit_rows(vectors), unit_rows(bits)], axis=1).astype(np.float32)
 
 

@@ -36,7 +36,7 @@ DEFAULT_SPAN = 4  # tokens a bare <mask> or {} may be filled with
 TOKENS_PER_STATE = 8  # the most probable tokens of each state that the search considers
 BEAM_SIZE = 64
 MAX_LENGTH_COMBINATIONS = 256  # of span lengths the MLM decoder tries
-_SPAN = re.compile(r"<mask(?::(\d+))?>|\{(\d*)\}")
+_SPAN = re.compile(r"<mask(?::([^<>]*))?>|\{(\d*)\}")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,12 @@ def parse_template(text: str, max_length: int | None = None) -> Template:
     for match in _SPAN.finditer(text):
         pieces.append(text[position : match.start()])
         size = match.group(1) or match.group(2)
-        spans.append(int(size) if size else DEFAULT_SPAN)
+        try:
+            spans.append(int(size) if size else DEFAULT_SPAN)
+        except ValueError:
+            raise InputError(
+                f"template {text!r}: {match.group(0)} is not <mask:N> with N a whole number"
+            ) from None
         position = match.end()
     pieces.append(text[position:])
     if not spans:

@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import defaults
 from .embedding import embed
 from .errors import InputError
-from .fingerprints import check_fingerprint, ecfp4_bits, fingerprint_names, hybrid
+from .fingerprints import check_fingerprint, fingerprint_block, fingerprint_names, hybrid
 from .model import load_model, model_fingerprint, vector_names
 
 
@@ -30,7 +30,8 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
     averaged over the layers; the default), ``mean`` (the last layer's), ``cls`` (the first
     ``<s>`` state) or several side by side (``mean+cls``: twice as many features).
     fingerprint: None, or ``"ecfp4"`` for the hybrid: the ExLM vector and the ECFP4 bits side
-    by side, each block of unit norm per molecule (see `exlm_chem.fingerprints`).
+    by side, each block of unit norm per molecule (see `exlm_chem.fingerprints`);
+    ``"ecfp4-count"``: the same with Morgan counts.
     batch_size, device, precision, canonicalize, workers: as in `exlm_chem.embed`.
     """
 
@@ -80,7 +81,11 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
             canonicalize=self.canonicalize,
             workers=self.workers,
         )
-        return hybrid(vectors, ecfp4_bits(smiles)) if self.fingerprint else vectors
+        return (
+            hybrid(vectors, fingerprint_block(self.fingerprint, smiles))
+            if self.fingerprint
+            else vectors
+        )
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")

@@ -67,8 +67,7 @@ def test_parsers_reject_unknown_names():
     assert parse_features("rdkit2d")[0].kind == "rdkit2d"
     with pytest.raises(InputError, match="rdkit2d takes no model directory and no read-out"):
         parse_features("rdkit2d[cls]")
-    with pytest.raises(InputError, match="join ecfp with a model only"):
-        parse_features("rdkit2d&ecfp")
+    assert parse_features("rdkit2d&ecfp")[0].name == "ecfp&rdkit2d"
     with pytest.raises(InputError, match="unknown datasets: qm9"):
         parse_list("bbbp,qm9", DATASETS, "datasets")
 
@@ -867,3 +866,38 @@ def test_suite_cost_projects_the_parts_not_run_from_the_sets_done(benchmark_scri
     assert bace["frozen_fit"] == 15.0  # bbbp's seconds per molecule, half the molecules
     assert bace["finetune"] == pytest.approx(440.0)  # per training molecule and run
     assert bace["total"] == pytest.approx(7.0 + 15.0 + 440.0)
+
+
+def test_the_report_leads_with_each_family_against_the_strongest_baseline():
+    from exlm_chem.moleculenet.compare import (
+        STRONGEST,
+        baseline_table,
+        chosen_on_validation,
+        with_strongest_baseline,
+    )
+
+    records = []
+    for seed in range(3):
+        records += [
+            # On BBBP the descriptors are best on validation (not on test): they are the bar.
+            _record("bbbp", "ecfp", "rf", seed, 0.80, 0.70),
+            _record("bbbp", "rdkit2d", "rf", seed, 0.75, 0.90),
+            _record("bbbp", "chemprop", "scratch", seed, 0.85, 0.80),
+            _record("bbbp", "exlm", "logreg", seed, 0.77 + 0.01 * seed, 0.80),
+            # On ESOL chemprop is (lower RMSE on validation).
+            _record("esol", "rdkit2d", "rf", seed, 0.9, 1.0, "rmse"),
+            _record("esol", "chemprop", "scratch", seed, 0.7, 0.8, "rmse"),
+            _record("esol", "exlm", "logreg", seed, 1.0, 1.2, "rmse"),
+        ]
+    chosen = chosen_on_validation(records)
+    assert set(chosen.loc[chosen["family"] == "chemprop", "mode"]) == {"scratch"}
+    frame, picks = with_strongest_baseline(chosen)
+    assert picks == {"bbbp": "rdkit2d / rf", "esol": "chemprop / scratch"}
+    bar = frame[frame["family"] == STRONGEST].set_index(["dataset", "seed"])["value"]
+    assert bar[("bbbp", 0)] == 0.75 and bar[("esol", 2)] == 0.7
+    table = baseline_table(chosen)
+    rows = [line for line in table.splitlines() if line.startswith("| exlm | frozen")]
+    # ExLM minus the descriptors on BBBP: 0.78 - 0.75; on ESOL the RMSE is 0.3 worse.
+    assert rows[0].startswith("| exlm | frozen | mean ROC-AUC | +0.030 | [+0.020, +0.040] | yes |")
+    assert rows[1].startswith("| exlm | frozen | esol RMSE | -0.300 |")
+    assert not any(line.startswith("| rdkit2d |") for line in table.splitlines())

@@ -434,7 +434,51 @@ def test_hybrid_feature_specs_have_one_spelling():
     spec = parse_features("exlm[cls]&ecfp")[0]
     assert (spec.name, spec.pooling, spec.fingerprint) == ("exlm[cls]&ecfp", "cls", "ecfp4")
     assert parse_features("mlm:/m[mean+cls]&ecfp")[0].name == "mlm[mean+cls]&ecfp"
-    with pytest.raises(InputError, match="joined with ecfp only"):
+    with pytest.raises(InputError, match="'maccs' cannot be joined; join ecfp, ecfp-count or"):
         parse_features("exlm&maccs")
-    with pytest.raises(InputError, match="ECFP4 twice"):
+    with pytest.raises(InputError, match="a feature set joined with itself"):
         parse_features("ecfp&ecfp")
+
+
+def test_joins_of_fingerprints_descriptors_and_models():
+    from exlm_chem.moleculenet.features import parse_features
+
+    def described(text):
+        spec = parse_features(text)[0]
+        return spec.name, spec.kind, spec.fingerprint, spec.descriptors
+
+    assert described("ecfp-count") == ("ecfp-count", "ecfp-count", None, False)
+    assert described("rdkit2d&ecfp-count") == ("ecfp-count&rdkit2d", "ecfp-count", None, True)
+    assert described("exlm&ecfp-count") == ("exlm&ecfp-count", "exlm", "ecfp4-count", False)
+    assert described("exlm&rdkit2d") == ("exlm&rdkit2d", "exlm", None, True)
+    assert described("exlm[cls]&rdkit2d&ecfp-count") == (
+        "exlm[cls]&ecfp-count&rdkit2d", "exlm", "ecfp4-count", True,
+    )  # fmt: skip
+    assert described("chemprop") == ("chemprop", "chemprop", None, False)
+    for bad, message in [
+        ("ecfp&ecfp-count", "ecfp and ecfp-count are the same environments twice"),
+        ("exlm&ecfp&ecfp-count", "are the same environments twice"),
+        ("rdkit2d&rdkit2d", "joined with itself"),
+        ("chemprop&rdkit2d", "chemprop is a model trained from scratch; it joins nothing"),
+        ("exlm&chemprop", "'chemprop' cannot be joined"),
+        ("ecfp&exlm", "'exlm' cannot be joined"),
+        ("ecfp-counts", "unknown features 'ecfp-counts'"),
+        ("chemprop[cls]", "chemprop takes no model directory"),
+    ]:
+        with pytest.raises(InputError, match=re.escape(message)):
+            parse_features(bad)
+
+
+def test_morgan_counts_count_what_the_bits_mark(drug_smiles):
+    from exlm_chem.fingerprints import ecfp4_bits, ecfp4_counts, fingerprint_block
+    from exlm_chem.moleculenet.features import MorganCounts
+
+    bits, counts = ecfp4_bits(drug_smiles + ["C1CC"]), ecfp4_counts(drug_smiles + ["C1CC"])
+    assert np.isnan(counts[-1]).all() and np.isnan(bits[-1]).all()
+    np.testing.assert_array_equal(counts[:-1] > 0, bits[:-1] > 0)
+    assert counts[:-1].max() > 1  # repeated environments are counted
+    # Propane: each methyl's environments (radius 0 and 1) occur twice, the middle carbon's once.
+    propane = ecfp4_counts(["CCC"])[0]
+    assert sorted(propane[propane > 0].tolist()) == [1, 1, 2, 2]
+    np.testing.assert_array_equal(MorganCounts().featurize(drug_smiles), counts[:-1])
+    np.testing.assert_array_equal(fingerprint_block("ecfp4-count", drug_smiles), counts[:-1])

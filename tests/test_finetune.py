@@ -462,3 +462,21 @@ def test_an_almost_binary_column_is_a_data_error_not_a_regression(run_cli, model
 
     values = np.r_[np.zeros(5), np.ones(5), np.linspace(0.05, 0.95, 20)][:, None]
     assert infer_task_type(values) == "regression"
+
+
+def test_a_head_file_that_is_not_safetensors_is_one_line(run_cli, model, amines, tmp_path):
+    from exlm_chem.finetuning.predictor import HEAD_WEIGHTS_FILE
+
+    train, valid = amines
+    result = finetune(model, train, valid, "classification", FinetuneSettings(**FAST))
+    save_predictor(result.predictor, tmp_path / "tuned")
+    (tmp_path / "tuned" / HEAD_WEIGHTS_FILE).write_bytes(b"not safetensors at all" * 10)
+    molecules = tmp_path / "m.smi"
+    molecules.write_text("CCO\n")
+    code, _, err = run_cli("predict", molecules, "--model", tmp_path / "tuned")
+    assert code == 2 and "tuned: unreadable prediction head" in err, err
+    assert len(err.strip().splitlines()) == 1
+    # A shipped model has no head: said so, not "no such folder".
+    code, _, err = run_cli("predict", molecules, "--model", "exlm-chem-v2")
+    assert code == 2 and "exlm-chem-v2: a shipped model, without a prediction head" in err, err
+    assert "no such folder" not in err

@@ -531,3 +531,15 @@ def test_a_smiles_over_the_character_limit_is_invalid_in_every_format(run_cli, m
         "embed", path, "-o", tmp_path / "s.npy", "--model", model_dir, "--strict"
     )
     assert code == 2 and "row 3: SMILES of 5000 characters is longer than the limit" in err, err
+
+
+def test_negative_workers_and_span_sizes_are_refused(run_cli, model_dir, drugs, tmp_path):
+    code, _, err = run_cli(
+        "embed", drugs, "-o", tmp_path / "e.npy", "--model", model_dir, "--workers", "-1"
+    )
+    assert code == 2 and "--workers must be 0 (none) or more, not -1" in err
+    assert not (tmp_path / "e.npy").exists()
+    code, _, err = run_cli("infill", "CC<mask:-1>", "--model", model_dir)
+    assert code == 2 and "a span needs room for at least 1 token" in err, err
+    code, _, err = run_cli("infill", "CC<mask:two>", "--model", model_dir)
+    assert code == 2 and "<mask:two> is not <mask:N> with N a whole number" in err, err

@@ -21,14 +21,16 @@ def benchmark(
     ),
     features: str = typer.Option(
         "exlm,ecfp,random",
-        help="exlm[:DIR][READ-OUT], ecfp, rdkit2d, random[:DIR][READ-OUT], mlm:DIR[READ-OUT] "
-        "(comma-separated); READ-OUT: layers (default), mean, cls or several (mean+cls), "
-        "e.g. exlm[cls].",
+        help="exlm[:DIR][READ-OUT], ecfp (ECFP4 bits), ecfp-count (Morgan counts), rdkit2d, "
+        "random[:DIR][READ-OUT], mlm:DIR[READ-OUT], chemprop (trained from scratch on each "
+        "split; pip install 'exlm-chem[bench]'), comma-separated; joins with &: exlm&ecfp, "
+        "exlm&ecfp-count&rdkit2d, ecfp-count&rdkit2d. READ-OUT: layers (default), mean, cls "
+        "or several (mean+cls), e.g. exlm[cls].",
     ),
     probe: str = typer.Option(
         "logreg",
-        help="Probes on frozen features: logreg, rf, mlp, deepchem (comma-separated); none "
-        "with --finetune to fine-tune only.",
+        help="Probes on frozen features: logreg, rf (500 trees), mlp, deepchem "
+        "(comma-separated); none with --finetune to fine-tune only.",
     ),
     finetune: bool = typer.Option(
         False,

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..embedding import prepare_smiles
-from ..environment import resolve_device, resolve_precision
+from ..environment import packaged_models, resolve_device, resolve_precision
 from ..errors import InputError
 from ..model import ExLMModel
 from ..model.encoder import Dropout
@@ -145,6 +146,11 @@ def save_predictor(predictor: PropertyPredictor, directory: str | Path, about: d
 def load_predictor(directory: str | Path, device=None) -> PropertyPredictor:
     """A fine-tuned model folder written by `save_predictor` (safetensors only)."""
     directory = Path(directory)
+    if not directory.exists() and str(directory) in packaged_models():
+        raise InputError(
+            f"{directory}: a shipped model, without a prediction head; make one with "
+            f"exlm-chem finetune --model {directory}"
+        )
     if directory.is_dir() and not (directory / HEAD_CONFIG_FILE).is_file():
         raise InputError(
             f"{directory}: a model without a prediction head ({HEAD_CONFIG_FILE} is missing); "
@@ -164,7 +170,7 @@ def load_predictor(directory: str | Path, device=None) -> PropertyPredictor:
         )
         predictor.target_mean.copy_(state["target_mean"])
         predictor.target_std.copy_(state["target_std"])
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         raise InputError(f"{directory}: unreadable prediction head ({exc})") from None
     predictor.eval()
     device = resolve_device(device)

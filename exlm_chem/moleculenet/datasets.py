@@ -82,6 +82,42 @@ def load_dataset(name: str, featurizer, data_dir: Path | None, cache_dir: Path):
     return _read_cached_dataset(folder)
 
 
+def load_features(name: str, featurizer, data_dir: Path | None, cache_dir: Path):
+    """(tasks, dataset) as `load_dataset`; for joined features (an object with ``parts``),
+    each part loaded (and cached) by itself and their columns side by side, on the molecules
+    every part could read."""
+    if not hasattr(featurizer, "parts"):
+        return load_dataset(name, featurizer, data_dir, cache_dir)
+    pairs = [load_dataset(name, part, data_dir, cache_dir) for part in featurizer.parts]
+    tasks, loaded = pairs[0][0], [dataset for _, dataset in pairs]
+    lines = [_file_lines(name, data_dir, part.ids) for part in loaded]
+    if any(line is None for line in lines):
+        if any(
+            len(part) != len(loaded[0]) or list(part.ids) != list(loaded[0].ids) for part in loaded
+        ):
+            raise InputError(
+                f"{name}: {DATASETS[name].file} is not in the data folder, and the joined "
+                "features kept different molecules: give --data-dir"
+            )
+        rows = [np.arange(len(loaded[0]))] * len(loaded)
+    else:
+        common = sorted(set.intersection(*(set(line) for line in lines)))
+        rows = [np.searchsorted(line, common) for line in lines]
+    first = loaded[0]
+    X = np.concatenate([np.asarray(part.X)[r] for part, r in zip(loaded, rows)], axis=1)
+    return tasks, dc.data.NumpyDataset(X, first.y[rows[0]], first.w[rows[0]], first.ids[rows[0]])
+
+
+def _file_lines(name: str, data_dir: Path | None, ids) -> np.ndarray | None:
+    """The file line of each of a dataset's rows, in order (None: the file is not at hand)."""
+    path = Path(data_dir or "") / DATASETS[name].file
+    if not path.is_file():
+        return None
+    dropped = set(dropped_rows(name, data_dir, ids))
+    lines = [line for line in range(2, 2 + len(ids) + len(dropped)) if line not in dropped]
+    return np.asarray(lines)
+
+
 def _featurize_with_deepchem(name: str, featurizer, data_dir: Path | None):
     loader = getattr(dc.molnet, DATASETS[name].loader)
     progress = None

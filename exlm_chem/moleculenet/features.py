@@ -1,12 +1,19 @@
-"""The features compared: ExLM models, ECFP4, RDKit descriptors, the same network untrained.
+"""The features compared: ExLM models, fingerprints, RDKit descriptors, their joins, the same
+network untrained, and chemprop trained from scratch.
 
-``exlm`` (the default model) or ``exlm:DIR``, ``ecfp`` (ECFP4, 2048 bits), ``rdkit2d``
-(RDKit's 2D descriptors as DeepChem computes them: the strong baseline for regression),
-``random`` or ``random:DIR`` (the same architecture, freshly initialized with a fixed seed:
-the control that shows what pretraining adds) and ``mlm:DIR`` (a plain-MLM model); a model's
-read-out in brackets: ``exlm[cls]``, ``mlm:DIR[mean+cls]`` (layers when left out). A model's
-features followed by ``&ecfp`` are the hybrid: its vector and the ECFP4 bits side by side
-(``exlm[cls]&ecfp``; see `exlm_chem.fingerprints`).
+``exlm`` (the default model) or ``exlm:DIR``, ``ecfp`` (ECFP4, 2,048 bits), ``ecfp-count``
+(Morgan counts, radius 2, 2,048 folded), ``rdkit2d`` (RDKit's 2D descriptors as DeepChem
+computes them: the strong baseline for regression), ``random`` or ``random:DIR`` (the same
+architecture, freshly initialized with a fixed seed: the control that shows what pretraining
+adds), ``mlm:DIR`` (a plain-MLM model) and ``chemprop`` (a message-passing network trained
+from scratch on each split; no frozen features). A model's read-out in brackets: ``exlm[cls]``,
+``mlm:DIR[mean+cls]`` (layers when left out).
+
+Joins, with ``&``: a model's vector with a fingerprint (``exlm&ecfp``, ``exlm&ecfp-count``;
+see `exlm_chem.fingerprints`), with descriptors (``exlm&rdkit2d``) or both
+(``exlm&ecfp-count&rdkit2d``), and a fingerprint with descriptors (``ecfp-count&rdkit2d``).
+The probes standardize each column and weight each block by 1 / sqrt(its width), as for the
+ECFP4 hybrid.
 """
 
 from __future__ import annotations
@@ -22,75 +29,141 @@ from ..descriptors import molecule_descriptors
 from ..embedding import prepare_smiles
 from ..errors import InputError
 from ..featurizer import ExLMFeaturizer, rows_for_deepchem
+from ..fingerprints import ECFP_BITS, ecfp4_counts
 from ..model import check_pooling, load_model
 
 # kind, then :DIR for a model folder, then [READ-OUT]: exlm[cls], mlm:runs/mlm/model[mean+cls]
 _SPEC = re.compile(
-    r"(?P<kind>[a-z][a-z0-9]*)(?::(?P<path>[^\[\]]+))?(?:\[(?P<readout>[^\[\]]+)\])?"
+    r"(?P<kind>[a-z][a-z0-9-]*)(?::(?P<path>[^\[\]]+))?(?:\[(?P<readout>[^\[\]]+)\])?"
 )
-KINDS = ("exlm", "ecfp", "rdkit2d", "random", "mlm")
-FIXED = ("ecfp", "rdkit2d")  # features without a model
+KINDS = ("exlm", "ecfp", "ecfp-count", "rdkit2d", "random", "mlm", "chemprop")
+FIXED = ("ecfp", "ecfp-count", "rdkit2d")  # features without a model
+FINGERPRINT_OF = {"ecfp": "ecfp4", "ecfp-count": "ecfp4-count"}  # as ExLMFeaturizer names them
+TRAINED = ("chemprop",)  # models trained from scratch on each split, not features
 
 
 @dataclass
 class FeatureSpec:
     name: str  # as shown in tables
-    kind: str  # exlm, ecfp, rdkit2d, random
+    kind: str  # exlm, ecfp, ecfp-count, rdkit2d, random, chemprop
     model_dir: str | None = None
     pooling: str = defaults.POOLING  # the read-out of a model's vectors
-    fingerprint: str | None = None  # ecfp4 for the hybrid of a model's vector and ECFP4 bits
+    fingerprint: str | None = None  # ecfp4 or ecfp4-count beside a model's vector
+    descriptors: bool = False  # RDKit 2D descriptors joined after the rest
 
 
 def parse_features(text: str) -> list[FeatureSpec]:
-    """``exlm[:DIR][READ-OUT]``, ``random[:DIR][READ-OUT]``, ``mlm:DIR[READ-OUT]``, ``ecfp``
-    or ``rdkit2d``, comma-separated; READ-OUT is layers (the default), mean, cls or several
-    side by side (mean+cls); a model's features followed by ``&ecfp`` are its hybrid with
-    ECFP4."""
-    specs = []
-    for item in (part.strip() for part in text.split(",") if part.strip()):
-        item, hybrid, extra = item.partition("&")
-        if hybrid and extra.strip() != "ecfp":
-            raise InputError(
-                f"unknown hybrid {item}&{extra}: a model's features can be joined with ecfp "
-                "only, e.g. exlm[cls]&ecfp"
-            )
-        match = _SPEC.fullmatch(item.strip())
-        if match is None or match["kind"] not in KINDS:
-            raise InputError(
-                f"unknown features {item!r}: use exlm[:DIR][READ-OUT], ecfp, rdkit2d, "
-                "random[:DIR][READ-OUT] or mlm:DIR[READ-OUT], e.g. exlm[cls]"
-            )
-        kind, path, readout = match["kind"], match["path"], match["readout"]
-        if kind == "mlm" and not path:
-            raise InputError("mlm features need a model directory: mlm:DIR")
-        if kind in FIXED and (path or readout):
-            raise InputError(f"{kind} takes no model directory and no read-out")
-        if kind == "ecfp" and hybrid:
-            raise InputError("ecfp&ecfp is ECFP4 twice; join ecfp with a model: exlm&ecfp")
-        if kind in FIXED and hybrid:
-            raise InputError(f"{kind}&ecfp: join ecfp with a model only, e.g. exlm&ecfp")
-        pooling = check_pooling(readout or defaults.POOLING)
-        name = f"mlm[{readout}]" if kind == "mlm" and readout else "mlm" if kind == "mlm" else item
-        fingerprint = "ecfp4" if hybrid else None
-        name += "&ecfp" if hybrid else ""
-        specs.append(
-            FeatureSpec(name, "exlm" if kind == "mlm" else kind, path, pooling, fingerprint)
-        )
+    """``exlm[:DIR][READ-OUT]``, ``random[:DIR][READ-OUT]``, ``mlm:DIR[READ-OUT]``, ``ecfp``,
+    ``ecfp-count``, ``rdkit2d`` or ``chemprop``, comma-separated, and joins with ``&`` (see
+    the module's docstring); READ-OUT is layers (the default), mean, cls or several side by
+    side (mean+cls)."""
+    specs = [parse_feature(item) for item in (p.strip() for p in text.split(",")) if item]
     if not specs:
-        raise InputError("give at least one kind of features")
+        raise InputError("--features: give at least one kind of features")
     return specs
 
 
+def parse_feature(item: str) -> FeatureSpec:
+    first, *joined = [part.strip() for part in item.split("&")]
+    match = _SPEC.fullmatch(first)
+    if match is None or match["kind"] not in KINDS:
+        raise InputError(
+            f"--features: unknown features {first!r}: use exlm[:DIR][READ-OUT], ecfp, "
+            "ecfp-count, rdkit2d, random[:DIR][READ-OUT], mlm:DIR[READ-OUT] or chemprop, "
+            "e.g. exlm[cls]"
+        )
+    kind, path, readout = match["kind"], match["path"], match["readout"]
+    if kind == "mlm" and not path:
+        raise InputError("--features: mlm features need a model directory: mlm:DIR")
+    if kind in FIXED + TRAINED and (path or readout):
+        raise InputError(f"--features: {kind} takes no model directory and no read-out")
+    if kind in TRAINED and joined:
+        raise InputError(
+            f"--features {item}: {kind} is a model trained from scratch; it joins nothing"
+        )
+    unknown = [part for part in joined if part not in FIXED]
+    if unknown:
+        raise InputError(
+            f"--features {item}: {unknown[0]!r} cannot be joined; join ecfp, ecfp-count or "
+            "rdkit2d, e.g. exlm&ecfp-count&rdkit2d"
+        )
+    parts = ([kind] if kind in FIXED else []) + joined
+    fingerprints = [part for part in parts if part in FINGERPRINT_OF]
+    if len(parts) != len(set(parts)):
+        raise InputError(f"--features {item}: a feature set joined with itself")
+    if len(fingerprints) > 1:
+        raise InputError(
+            f"--features {item}: {' and '.join(fingerprints)} are the same environments twice; "
+            "join one fingerprint with rdkit2d or a model"
+        )
+    pooling = check_pooling(readout or defaults.POOLING)
+    descriptors = "rdkit2d" in joined
+    if kind in FIXED:
+        # A fingerprint first, then the descriptors: ecfp-count&rdkit2d however it is written.
+        kind = fingerprints[0] if fingerprints else "rdkit2d"
+        name = "&".join(([kind] if kind != "rdkit2d" else []) + ["rdkit2d"] * ("rdkit2d" in parts))
+        return FeatureSpec(name, kind, descriptors=kind != "rdkit2d" and "rdkit2d" in parts)
+    name = f"mlm[{readout}]" if kind == "mlm" and readout else "mlm" if kind == "mlm" else first
+    fingerprint = FINGERPRINT_OF[fingerprints[0]] if fingerprints else None
+    name += "".join(f"&{part}" for part in fingerprints + ["rdkit2d"] * descriptors)
+    return FeatureSpec(
+        name, "exlm" if kind == "mlm" else kind, path, pooling, fingerprint, descriptors
+    )
+
+
 def make_featurizer(spec: FeatureSpec):
-    """A DeepChem featurizer for the features; loading a model checks its folder."""
+    """A DeepChem featurizer for the features (`JoinedFeatures` for a join with descriptors;
+    None for a model trained from scratch); loading a model checks its folder."""
+    if spec.kind in TRAINED:
+        return None
     if spec.kind == "ecfp":
-        return dc.feat.CircularFingerprint(radius=2, size=2048)
-    if spec.kind == "rdkit2d":
-        return FiniteRDKitDescriptors()
-    model = load_model(spec.model_dir)
-    if spec.kind == "random":
-        model = model.reinitialized()
-    return ExLMFeaturizer(model=model, pooling=spec.pooling, fingerprint=spec.fingerprint)
+        featurizer = dc.feat.CircularFingerprint(radius=2, size=2048)
+    elif spec.kind == "ecfp-count":
+        featurizer = MorganCounts()
+    elif spec.kind == "rdkit2d":
+        featurizer = FiniteRDKitDescriptors()
+    else:
+        model = load_model(spec.model_dir)
+        if spec.kind == "random":
+            model = model.reinitialized()
+        featurizer = ExLMFeaturizer(model=model, pooling=spec.pooling, fingerprint=spec.fingerprint)
+    return (
+        JoinedFeatures([featurizer, FiniteRDKitDescriptors()]) if spec.descriptors else featurizer
+    )
+
+
+def feature_blocks(featurizer) -> list[int] | None:
+    """The widths of the blocks of a featurizer's vectors, for the probes' block weights."""
+    if isinstance(featurizer, JoinedFeatures):
+        return featurizer.blocks
+    return getattr(featurizer, "blocks", None)
+
+
+class JoinedFeatures:
+    """Feature sets side by side, each computed (and cached) by its own featurizer; the
+    suite loads each and keeps the molecules every one of them could read."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+
+    @property
+    def model(self):
+        return getattr(self.parts[0], "model", None)
+
+    @property
+    def blocks(self) -> list[int]:
+        return [width for part in self.parts for width in _part_blocks(part)]
+
+    def __str__(self) -> str:
+        return "&".join(str(part) for part in self.parts)
+
+
+def _part_blocks(featurizer) -> list[int]:
+    if isinstance(featurizer, ExLMFeaturizer):
+        return featurizer.blocks
+    if isinstance(featurizer, FiniteRDKitDescriptors):
+        return [len(featurizer.reqd_properties)]
+    return [ECFP_BITS]
 
 
 class ReadableRows(dc.feat.MolecularFeaturizer):
@@ -126,3 +199,13 @@ class FiniteRDKitDescriptors(dc.feat.RDKitDescriptors):
 
     def __str__(self) -> str:
         return "RDKitDescriptors_finite"
+
+
+class MorganCounts(dc.feat.MolecularFeaturizer):
+    """Morgan counts, radius 2, folded to 2,048 (`exlm_chem.fingerprints.ecfp4_counts`)."""
+
+    def _featurize(self, datapoint, **kwargs) -> np.ndarray:
+        return ecfp4_counts([datapoint])[0]
+
+    def __str__(self) -> str:
+        return "MorganCounts_r2_2048"

@@ -25,16 +25,16 @@ from ..metrics import metric_name, score
 from ..model import ExLMModel
 from ..outputs import atomic_write_text
 from .datasets import DATASETS, cached_split
-from .features import FIXED, FeatureSpec
+from .features import FIXED, TRAINED, FeatureSpec
 from .report import read_records
 
 logger = logging.getLogger(__name__)
 
 
 def tunable(spec: FeatureSpec) -> bool:
-    """A model's own features: ECFP4 and descriptors have no network, and a hybrid's is its
-    model's."""
-    return spec.kind not in FIXED and spec.fingerprint is None
+    """A model's own features: fingerprints and descriptors have no network, a join's is its
+    model's, and chemprop trains its own."""
+    return spec.kind not in FIXED + TRAINED and spec.fingerprint is None and not spec.descriptors
 
 
 @dataclass

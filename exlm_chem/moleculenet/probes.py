@@ -24,6 +24,9 @@ from ..metrics import metric_name, score
 from ..parallel import default_workers
 
 PROBES = ("logreg", "rf", "mlp", "deepchem")
+RF_TREES = 500  # as published benchmarks of fingerprints + descriptors run it
+# What a record of each probe was made with: a resumed suite recomputes records made otherwise.
+PROBE_SETTINGS = {"rf": {"trees": RF_TREES}}
 
 
 def _task_rows(dataset, X, t):
@@ -188,7 +191,7 @@ def _fit_probe(probe, task_type, X_train, y_train, X_valid, y_valid, seed):
         return _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid)
     if probe == "rf":
         cls = RandomForestClassifier if classification else RandomForestRegressor
-        return cls(n_estimators=200, n_jobs=-1, random_state=seed).fit(X_train, y_train)
+        return cls(n_estimators=RF_TREES, n_jobs=-1, random_state=seed).fit(X_train, y_train)
     cls = MLPClassifier if classification else MLPRegressor
     return cls(hidden_layer_sizes=(256,), early_stopping=True, max_iter=300, random_state=seed).fit(
         X_train, y_train

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..outputs import atomic_path, atomic_write_text
-from .compare import chosen_on_validation, comparison_table
+from .compare import baseline_table, chosen_on_validation, comparison_table
 
 
 def read_records(path: Path, what: str = "results") -> list[dict]:
@@ -51,7 +51,14 @@ def write_reports(records: list[dict], out: Path) -> None:
     atomic_write_text(out / "results.csv", frame.to_csv(index=False))
     atomic_write_text(
         out / "results.md",
-        "\n".join([markdown_table(frame), comparison_table(chosen), wall_time_table(frame)]),
+        "\n".join(
+            [
+                baseline_table(chosen),
+                markdown_table(frame),
+                comparison_table(chosen),
+                wall_time_table(frame),
+            ]
+        ),
     )
     chart_rows = _chart_rows(records, chosen)
     for metric in frame["metric"].unique():

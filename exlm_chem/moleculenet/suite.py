@@ -11,11 +11,29 @@ from ..errors import InputError
 from ..finetuning import LEARNING_RATES, FinetuneSettings
 from ..metrics import metric_name, score
 from ..outputs import atomic_write_text
-from .datasets import DATASETS, SPLITS, cached_split, dropped_rows, load_dataset
-from .features import FeatureSpec, ReadableRows, make_featurizer
+from .chemprop import check_chemprop, chemprop_predictions
+from .datasets import (
+    DATASETS,
+    SPLITS,
+    cached_split,
+    dropped_rows,
+    load_dataset,
+    load_features,
+)
+from .features import (
+    FIXED,
+    TRAINED,
+    FeatureSpec,
+    MorganCounts,
+    ReadableRows,
+    feature_blocks,
+    make_featurizer,
+)
 from .finetune_runs import ModelToTune, check_run_settings, finetune_results, tunable
-from .probes import probe_predictions
+from .probes import PROBE_SETTINGS, probe_predictions
 from .report import read_records, write_reports
+
+SCRATCH = "scratch"  # the probe name of a model trained from scratch (chemprop)
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +98,16 @@ def run_benchmark(
             f"{out}: already holds results; pass --resume to add to them or --overwrite to "
             "start again"
         )
-    records = read_records(out / "results.json") if resume else []
+    records = _current_settings(read_records(out / "results.json") if resume else [])
     finetune_settings = finetune_settings or FinetuneSettings()
+    # A model trained from scratch is named by its version where features name their weights.
+    trained = {
+        spec.name: f"chemprop-{check_chemprop()}" for spec in features if spec.kind in TRAINED
+    }
     if finetune:
         check_run_settings(out / "finetune_runs.json", finetune_settings)
     featurizers = {
-        spec.name: make_featurizer(spec) for spec in features
+        spec.name: trained.get(spec.name) or make_featurizer(spec) for spec in features
     }  # a bad model folder fails here
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
@@ -117,10 +139,19 @@ def run_benchmark(
                     len(records) - len(current),
                 )
                 records = current
+            if spec.kind in TRAINED:
+                made = _scratch_records(
+                    name, spec, featurizer, split, seeds, done, data_dir, cache_dir
+                )
+                records += made
+                if made:
+                    atomic_write_text(out / "results.json", json.dumps(records, indent=1))
+                continue
+            spec_probes = [*probes, *(["finetune"] if finetune and tunable(spec) else [])]
             todo = [
                 (seed, probe)
                 for seed in seeds
-                for probe in [*probes, *(["finetune"] if finetune and tunable(spec) else [])]
+                for probe in spec_probes
                 if _result_key(
                     dict(
                         dataset=name,
@@ -139,7 +170,7 @@ def run_benchmark(
             # Fine-tuning alone needs the rows, not the vectors.
             only_finetune = all(probe == "finetune" for _, probe in todo)
             loading = ReadableRows(featurizer) if only_finetune else featurizer
-            _, dataset = load_dataset(name, loading, data_dir, cache_dir)
+            _, dataset = load_features(name, loading, data_dir, cache_dir)
             featurize_seconds = round(time.perf_counter() - start, 1)
             logger.info(
                 "%s / %s: %d molecules featurized (or read from the cache) in %.0f s",
@@ -163,34 +194,29 @@ def run_benchmark(
                 deterministic = split == "scaffold" and probe == "logreg"
                 train, valid, test = cached_split(splits, dataset, split, seed)
                 start = time.perf_counter()
-                if deterministic and probe in seed_free:
-                    valid_prediction, prediction = seed_free[probe]
-                else:
-                    valid_prediction, prediction = probe_predictions(
-                        probe,
-                        task_type,
-                        train,
-                        valid,
-                        test,
-                        seed,
-                        blocks=getattr(featurizer, "blocks", None),
+                key = dict(
+                    dataset=name, features=spec.name, featurizer=str(featurizer), probe=probe,
+                    seed=seed, split=split, probe_settings=PROBE_SETTINGS.get(probe),
+                )  # fmt: skip
+                baseline = _is_baseline(spec)
+                record = _cached_baseline(cache_dir, key) if baseline else None
+                if record is None:
+                    if deterministic and probe in seed_free:
+                        valid_prediction, prediction = seed_free[probe]
+                    else:
+                        valid_prediction, prediction = probe_predictions(
+                            probe, task_type, train, valid, test, seed,
+                            blocks=feature_blocks(featurizer),
+                        )  # fmt: skip
+                    if deterministic:
+                        seed_free[probe] = valid_prediction, prediction
+                    record = _record(
+                        key, metric, task_type, valid, test, valid_prediction, prediction, start
                     )
-                if deterministic:
-                    seed_free[probe] = valid_prediction, prediction
-                value = score(task_type, test.y, test.w, prediction)
-                record = dict(
-                    dataset=name,
-                    features=spec.name,
-                    probe=probe,
-                    seed=seed,
-                    split=split,
-                    metric=metric,
-                    value=value,
-                    valid_value=score(task_type, valid.y, valid.w, valid_prediction),
-                    fit_seconds=round(time.perf_counter() - start, 1),
-                    featurize_seconds=featurize_seconds,
-                    featurizer=str(featurizer),
-                )
+                    record["featurize_seconds"] = featurize_seconds
+                    if baseline:
+                        _keep_baseline(cache_dir, record)
+                value = record["value"]
                 logger.info(
                     "%s  %s  %s  seed %d: %s %.4f (fit %.0f s)",
                     name,
@@ -235,6 +261,100 @@ def run_benchmark(
     if not (out / "results.md").exists():
         write_reports(records, out)
     return records
+
+
+def _record(key, metric, task_type, valid, test, valid_prediction, prediction, start) -> dict:
+    """A result: the test and validation metrics of a (dataset, features, probe, seed)."""
+    return dict(
+        key,
+        metric=metric,
+        value=score(task_type, test.y, test.w, prediction),
+        valid_value=score(task_type, valid.y, valid.w, valid_prediction),
+        fit_seconds=round(time.perf_counter() - start, 1),
+    )
+
+
+def _current_settings(records: list[dict]) -> list[dict]:
+    """The records made with today's probe settings (a random forest of 200 trees is not
+    one of 500): the others are dropped, to be made again."""
+    kept = [r for r in records if r.get("probe_settings") == PROBE_SETTINGS.get(r["probe"])]
+    if len(kept) < len(records):
+        logger.info("dropping %d results made with other probe settings", len(records) - len(kept))
+    return kept
+
+
+# -- baselines: computed once per dataset, split, seed and probe, kept in the cache ----------
+
+
+def _is_baseline(spec: FeatureSpec) -> bool:
+    """Features that do not depend on a model: their results are the same for every run."""
+    return spec.kind in FIXED or spec.kind in TRAINED
+
+
+def _baseline_path(cache_dir: Path, key: dict) -> Path:
+    name = "-".join(str(key[k]) for k in ("features", "probe", "split", "seed"))
+    return cache_dir / "baselines" / key["dataset"] / f"{name}.json"
+
+
+def _cached_baseline(cache_dir: Path, key: dict) -> dict | None:
+    """A baseline's record made earlier with the same featurizer and probe settings."""
+    path = _baseline_path(cache_dir, key)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if all(record.get(k) == v for k, v in key.items()) else None
+
+
+def _keep_baseline(cache_dir: Path, record: dict) -> None:
+    path = _baseline_path(cache_dir, record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=1))
+
+
+def _scratch_records(name, spec, version, split, seeds, done, data_dir, cache_dir) -> list[dict]:
+    """chemprop trained from scratch on each seed's split of the molecules RDKit reads (the
+    fingerprint baselines' rows and splits), scored like every probe."""
+    task_type = DATASETS[name].task_type
+    keys = [
+        dict(
+            dataset=name,
+            features=spec.name,
+            featurizer=f"chemprop-{version}",
+            probe=SCRATCH,
+            seed=seed,
+            split=split,
+            probe_settings=None,
+        )  # fmt: skip
+        for seed in seeds
+    ]
+    keys = [key for key in keys if _result_key(key) not in done]
+    if not keys:
+        return []
+    _, dataset = load_dataset(name, MorganCounts(), data_dir, cache_dir)
+    splits, made = {}, []
+    for key in keys:
+        record = _cached_baseline(cache_dir, key)
+        if record is None:
+            train, valid, test = cached_split(splits, dataset, split, key["seed"])
+            start = time.perf_counter()
+            valid_prediction, prediction = chemprop_predictions(
+                task_type, train, valid, test, key["seed"]
+            )
+            record = _record(
+                key, metric_name(task_type), task_type, valid, test, valid_prediction,
+                prediction, start,
+            )  # fmt: skip
+            record["featurize_seconds"] = 0.0
+            _keep_baseline(cache_dir, record)
+        logger.info(
+            "%s  chemprop  seed %d: %s %.4f (trained in %.0f s)",
+            name, key["seed"], record["metric"], record["value"], record["fit_seconds"],
+        )  # fmt: skip
+        made.append(record)
+    return made
 
 
 def _report_reading(name: str, features: str, dropped: list[int], counts, reported: set) -> None:

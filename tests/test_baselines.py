@@ -1,0 +1,92 @@
+"""The baselines a chemist would pick instead: Morgan counts, fingerprints joined with
+descriptors, a 500-tree forest, chemprop trained from scratch; computed once and reused."""
+
+import sys
+
+import deepchem as dc
+import numpy as np
+
+from exlm_chem.moleculenet import suite
+from exlm_chem.moleculenet.datasets import load_features
+from exlm_chem.moleculenet.features import make_featurizer, parse_features
+
+SMILES = [
+    "CCO", "CCN", "CCCO", "c1ccccc1", "CC(=O)O", "CCCCN", "OCCO", "CCOCC", "c1ccncc1",
+    "CC(C)O", "NCCN", "CCCCCO", "c1ccccc1N", "OC(=O)CCN", "CN(C)C",
+]  # fmt: skip
+
+
+def part(rows, tasks=2):
+    smiles = [SMILES[i % len(SMILES)] for i in rows]
+    y = np.array([[float("N" in s), float("O" in s)][:tasks] for s in smiles])
+    w = np.ones_like(y)
+    w[0, -1] = 0  # a missing label
+    return dc.data.NumpyDataset(np.zeros((len(rows), 1)), y, w, np.array(smiles))
+
+
+def test_chemprop_trains_from_scratch_and_predicts_each_part_in_order():
+    from exlm_chem.moleculenet.chemprop import chemprop_predictions
+
+    train, valid, test = part(range(45)), part(range(45, 52)), part(range(52, 60))
+    valid_prediction, test_prediction = chemprop_predictions(
+        "classification", train, valid, test, seed=0, options=("--epochs", "3")
+    )
+    assert valid_prediction.shape == (7, 2) and test_prediction.shape == (8, 2)
+    assert ((test_prediction >= 0) & (test_prediction <= 1)).all()
+    regression = chemprop_predictions(
+        "regression", train, valid, test, seed=0, options=("--epochs", "3")
+    )
+    assert regression[1].shape == (8, 2) and np.isfinite(regression[1]).all()
+
+
+def test_bad_feature_requests_stop_before_anything_is_written(run_cli, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    for features, message in [
+        ("ecfp-counts", "unknown features 'ecfp-counts'"),
+        ("ecfp&ecfp-count", "are the same environments twice"),
+        ("rdkit2d&rdkit2d", "joined with itself"),
+    ]:
+        code, _, err = run_cli(
+            "benchmark", "--datasets", "bbbp", "--features", features, "--out", out
+        )
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    monkeypatch.setitem(sys.modules, "chemprop", None)  # as if it were not installed
+    code, _, err = run_cli(
+        "benchmark", "--datasets", "bbbp", "--features", "chemprop", "--out", out
+    )
+    assert code == 2 and "pip install 'exlm-chem[bench]'" in err, err
+    assert not out.exists()
+
+
+def test_joined_features_sit_side_by_side_on_the_molecules_all_parts_read(shared_data, tmp_path):
+    data = shared_data / "moleculenet"
+    joined = make_featurizer(parse_features("ecfp-count&rdkit2d")[0])
+    tasks, dataset = load_features("freesolv", joined, data, tmp_path / "cache")
+    _, counts = load_features("freesolv", joined.parts[0], data, tmp_path / "cache")
+    _, descriptors = load_features("freesolv", joined.parts[1], data, tmp_path / "cache")
+    assert joined.blocks == [2048, descriptors.X.shape[1]] and tasks == ["expt"]
+    assert dataset.X.shape == (len(counts), 2048 + descriptors.X.shape[1])
+    np.testing.assert_array_equal(dataset.X[:, :2048], counts.X)
+    np.testing.assert_array_equal(dataset.X[:, 2048:], descriptors.X)
+    assert list(dataset.ids) == list(counts.ids)
+
+
+def test_baselines_are_computed_once_and_reused_by_later_runs(shared_data, tmp_path, monkeypatch):
+    features = parse_features("ecfp-count,ecfp-count&rdkit2d")
+    common = dict(
+        data_dir=shared_data / "moleculenet", split="random_scaffold", seeds=[0],
+        cache_dir=tmp_path / "cache",
+    )  # fmt: skip
+    first = suite.run_benchmark(["freesolv"], features, ["rf"], tmp_path / "a", **common)
+    assert {r["features"] for r in first} == {"ecfp-count", "ecfp-count&rdkit2d"}
+    assert all(r["probe_settings"] == {"trees": 500} for r in first)
+    assert all(0 < r["value"] < 10 for r in first)
+
+    def refit(*args, **kwargs):
+        raise AssertionError("a baseline was fitted again")
+
+    monkeypatch.setattr(suite, "probe_predictions", refit)
+    again = suite.run_benchmark(["freesolv"], features, ["rf"], tmp_path / "b", **common)
+    assert [(r["features"], r["value"]) for r in again] == [
+        (r["features"], r["value"]) for r in first
+    ]
