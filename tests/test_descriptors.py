@@ -167,3 +167,24 @@ def test_descriptor_pretraining_needs_a_corpus_with_descriptors(corpus, tmp_path
     assert code == 2 and "leave it out" in err
     code, _, err = run_cli("prepare-corpus", corpus, "--out", tmp_path / "d", "--sample", "0")
     assert code == 2 and "--sample must be at least 1" in err
+
+
+def test_a_resumed_descriptor_run_ends_with_the_weights_of_an_uninterrupted_one(corpus, tmp_path):
+    import shutil
+
+    from test_pretrain import assert_same_weights
+
+    prepare_corpus([corpus], tmp_path / "p", descriptors=True)
+    settings = dict(objective="exlm", descriptor_weight=2.0, max_steps=8, checkpoint_every=4)
+    pretrain(tiny(tmp_path / "p", tmp_path / "whole", **settings))
+    pretrain(tiny(tmp_path / "p", tmp_path / "stopped", **settings))
+    # As if stopped after step 4: its later checkpoint, model and log lines are gone.
+    shutil.rmtree(tmp_path / "stopped" / "model")
+    (tmp_path / "stopped" / "checkpoints" / "step-000000008.pt").unlink()
+    pretrain(tiny(tmp_path / "p", tmp_path / "stopped", resume=True, **settings))
+    assert_same_weights(tmp_path / "whole" / "model", tmp_path / "stopped" / "model")
+    whole = read_metrics(tmp_path / "whole" / "metrics.jsonl")
+    resumed = read_metrics(tmp_path / "stopped" / "metrics.jsonl")
+    assert [r["descriptor_loss"] for r in resumed] == pytest.approx(
+        [r["descriptor_loss"] for r in whole], rel=1e-5
+    )
