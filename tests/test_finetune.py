@@ -480,3 +480,21 @@ def test_a_head_file_that_is_not_safetensors_is_one_line(run_cli, model, amines,
     code, _, err = run_cli("predict", molecules, "--model", "exlm-chem-v2")
     assert code == 2 and "exlm-chem-v2: a shipped model, without a prediction head" in err, err
     assert "no such folder" not in err
+
+
+def test_a_diverging_learning_rate_is_skipped_and_reported(run_cli, model_dir, amine_csv, tmp_path):
+    import json
+
+    common = ("--target", "is_amine", "--model", model_dir, "--split", "random", "--epochs", "2")
+    out = tmp_path / "grid"
+    code, _, err = run_cli("finetune", amine_csv, *common, "--lr", "1e6,1e-3", "--out", out)
+    assert code == 0, err
+    report = json.loads((out / "finetune.json").read_text())
+    assert report["chosen"]["learning_rate"] == 1e-3
+    diverged = report["runs_by_learning_rate"]["1000000.0"]
+    assert diverged["diverged_at"] is not None and diverged["valid_score"] is None
+    assert "learning rate 1e+06: diverged" in err and not (out / "checkpoints").exists()
+    alone = tmp_path / "alone"
+    code, _, err = run_cli("finetune", amine_csv, *common, "--lr", "1e6", "--out", alone)
+    assert code == 1 and "every learning rate diverged (1e+06" in err, err
+    assert "Traceback" not in err and not (alone / "checkpoints").exists()

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import pickle
+import signal
 import warnings
 
 import numpy as np
@@ -543,3 +544,28 @@ def test_negative_workers_and_span_sizes_are_refused(run_cli, model_dir, drugs, 
     assert code == 2 and "a span needs room for at least 1 token" in err, err
     code, _, err = run_cli("infill", "CC<mask:two>", "--model", model_dir)
     assert code == 2 and "<mask:two> is not <mask:N> with N a whole number" in err, err
+
+
+def test_sigterm_during_embed_cleans_up_like_ctrl_c(model_dir, drug_smiles, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "many.smi"
+    path.write_text("\n".join(drug_smiles * 3000) + "\n")
+    out = tmp_path / "out.parquet"
+    command = [
+        sys.executable, "-c", "from exlm_chem.cli import main; main()", "embed", str(path),
+        "-o", str(out), "--model", str(model_dir),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(".out.parquet*")) and time.time() < deadline:
+        time.sleep(0.05)  # until the output is being written
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "terminated"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.smi"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 import typer
 
-from ..errors import InputError
+from ..errors import InputError, TrainingFailed
 
 app = typer.Typer(
     help="SMILES representation learning with ExLM: tokenize, pretrain, embed and benchmark.",
@@ -102,15 +103,42 @@ def _click_exceptions():
     return exceptions
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's time limit, ``kill``), raised where the command is, so
+    that it cleans up as after Ctrl-C: temporary files removed, worker processes stopped.
+    Pretraining handles SIGTERM itself (a checkpoint, then a stop)."""
+
+
+_signals: dict = {}  # what the command received: {"SIGTERM": True}
+
+
+def _terminate(signum, frame) -> None:
+    _signals["SIGTERM"] = True
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; bad input (ours or a usage error) becomes one line starting
-    with ``error:`` and exit status 2, Ctrl-C the line ``interrupted`` and status 130."""
+    with ``error:`` and exit status 2, Ctrl-C the line ``interrupted`` and status 130, SIGTERM
+    the line ``terminated`` and status 143."""
     click = _click_exceptions()
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        status = _run(argv, click)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    sys.exit(status)
+
+
+def _run(argv, click) -> int:
     try:
         status = app(args=argv, standalone_mode=False)
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except TrainingFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     except click.NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help(), err=True)
         sys.exit(2)
@@ -123,9 +151,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code or 1)
     except (KeyboardInterrupt, typer.Abort):
         status = 130
+    if status == 130 and _signals.pop("SIGTERM", False):  # our handler raised it: SIGTERM
+        typer.echo("terminated", err=True)
+        return 143
     if status == 130:  # typer turns Ctrl-C into exit status 130 without a word
         typer.echo("interrupted", err=True)
-    sys.exit(status if isinstance(status, int) else 0)
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

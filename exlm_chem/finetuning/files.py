@@ -14,7 +14,7 @@ import numpy as np
 
 from ..embedding import prepare_smiles
 from ..environment import describe_hardware
-from ..errors import InputError
+from ..errors import InputError, TrainingFailed
 from ..io import read_labelled_table, read_molecules
 from ..metrics import metric_name, score
 from ..model import load_model
@@ -150,9 +150,14 @@ def finetune_table(
         split,
         settings.seed,
     )
-    best, runs = finetune_best_rate(
-        base, train, valid, task_type, settings, learning_rates, targets, device, jobs, checkpoints
-    )
+    try:
+        best, runs = finetune_best_rate(
+            base, train, valid, task_type, settings, learning_rates, targets, device, jobs,
+            checkpoints,
+        )  # fmt: skip
+    except TrainingFailed:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # nothing to resume: no rate trains
+        raise
     test_score = None
     if len(test.molecules):
         prediction = predict_encoded(best.predictor, test.molecules, settings.precision)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..environment import resolve_device
-from ..errors import InputError
+from ..errors import InputError, TrainingFailed
 from ..model import ExLMModel
 from ..parallel import map_in_order
 from .data import LabelledMolecules
@@ -115,6 +115,13 @@ def finetune_best_rate(
     for result in finetune_each(grid, task_type, tasks, device, jobs, checkpoints):
         rate = result.settings.learning_rate
         runs[rate] = result.summary()
+        if result.diverged:
+            logger.warning(
+                "learning rate %g: diverged (training loss not finite at epoch %d); skipped",
+                rate,
+                result.diverged_at,
+            )
+            continue
         logger.info(
             "learning rate %g: validation %s %.4f at epoch %d of %d (%.0f s)",
             rate,
@@ -126,4 +133,9 @@ def finetune_best_rate(
         )
         if best is None or is_better(result.valid_score, best.valid_score, result.selection):
             best = result
+    if best is None:
+        raise TrainingFailed(
+            f"every learning rate diverged ({', '.join(f'{r:g}' for r in learning_rates)}: the "
+            "training loss was not finite); try smaller rates"
+        )
     return best, runs

@@ -84,11 +84,19 @@ class FinetuneResult:
     seconds: float
     settings: FinetuneSettings
     history: list[dict] = field(default_factory=list)
+    # The epoch whose training loss was not finite (the run stopped there, with no model), or
+    # None for a run that trained.
+    diverged_at: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
 
     def summary(self) -> dict:
         return dict(
             learning_rate=self.settings.learning_rate,
-            valid_score=self.valid_score,
+            valid_score=None if self.diverged else self.valid_score,
+            diverged_at=self.diverged_at,
             selection=self.selection,
             best_epoch=self.best_epoch,
             epochs_run=self.epochs_run,
@@ -192,6 +200,11 @@ def finetune(
             optimizer.step()
             run.step += 1
             epoch_loss += loss.detach() * len(rows)
+        if not math.isfinite(float(epoch_loss)):  # diverged: a result, not an error
+            run.seconds = earlier_seconds + time.perf_counter() - start
+            return FinetuneResult(
+                None, math.nan, selection, 0, epoch, run.seconds, settings, run.history, epoch
+            )
         value, valid_loss = _validation_values(predictor, valid, task_type, selection, precision)
         run.history.append(
             dict(
@@ -217,6 +230,11 @@ def finetune(
             last_save = time.perf_counter()
         if run.finished:
             break
+    if run.best_state is None:  # no epoch gave a finite validation metric: no model either
+        return FinetuneResult(
+            None, math.nan, selection, 0, len(run.history), run.seconds, settings, run.history,
+            len(run.history),
+        )  # fmt: skip
     predictor.load_state_dict(run.best_state)
     predictor.eval()
     return FinetuneResult(

@@ -140,7 +140,10 @@ def finetune_results(
         results = finetune_each(work, task_type, device=device, jobs=jobs, checkpoints=checkpoints)
         for (tuned, run_key), result, checkpoint in zip(missing, results, checkpoints):
             test = tuned.labelled_parts(split, run_key["seed"])[2]
-            prediction = predict_encoded(result.predictor, test.molecules, settings.precision)
+            if result.diverged:  # no model: its validation and test values are not numbers
+                prediction = np.full(test.y.shape, np.nan)
+            else:
+                prediction = predict_encoded(result.predictor, test.molecules, settings.precision)
             run = dict(
                 run_key,
                 valid_value=result.valid_score,
