@@ -569,3 +569,22 @@ def test_sigterm_during_embed_cleans_up_like_ctrl_c(model_dir, drug_smiles, tmp_
     assert process.returncode == 143, err
     assert err.strip().splitlines()[-1] == "terminated"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many.smi"]
+
+
+def test_tokenize_reads_a_models_vocabulary(run_cli, model_dir):
+    from exlm_chem.tokenizer import SmilesTokenizer
+
+    code, out, err = run_cli("tokenize", "--smiles", "CC[Br]", "--ids", "--model", model_dir)
+    assert code == 0, err
+    expected = SmilesTokenizer.load(model_dir / "tokenizer.json").encode("CC[Br]")
+    assert out.split() == [str(int(i)) for i in expected]
+    code, out, _ = run_cli(
+        "tokenize", "--smiles", "CC[NH+]", "--fallbacks", "--model", "exlm-chem-v2"
+    )
+    assert code == 0 and out.strip() == "C C [NH+]" or "->" in out
+    for args, message in [
+        (["--model", "no-such-model"], "--model no-such-model: not a model folder"),
+        (["--model", model_dir, "--tokenizer", model_dir / "tokenizer.json"], "exclude each other"),
+    ]:
+        code, _, err = run_cli("tokenize", "--smiles", "CCO", "--ids", *args)
+        assert code == 2 and message in err, err

@@ -41,13 +41,18 @@ def tokenize(
         help="Show how a model reads each token outside its vocabulary: [NH+]->[N+] (its "
         "nearest known form), *-><unk>.",
     ),
+    model: str | None = typer.Option(
+        None,
+        help="Model folder or shipped model (exlm-chem-v1, ...) whose vocabulary --ids and "
+        "--fallbacks use (default: the default model's).",
+    ),
     tokenizer: Path | None = typer.Option(
-        None, help="tokenizer.json for --ids and --fallbacks (default: the default model's)."
+        None, help="A tokenizer.json for --ids and --fallbacks, instead of a model's."
     ),
 ) -> None:
     """Print the tokens (or ids) of each molecule, one molecule per line."""
-    from ..environment import default_model_dir
     from ..io import tokenize_file
+    from ..model import model_tokenizer_path
     from ..smiles import tokenize_smiles
     from ..tokenizer import SmilesTokenizer
 
@@ -55,9 +60,11 @@ def tokenize(
         raise InputError("give either an INPUT file or --smiles, not both or neither")
     if ids and fallbacks:
         raise InputError("--ids and --fallbacks exclude each other")
+    if model and tokenizer:
+        raise InputError("--model and --tokenizer exclude each other: a model has its own")
     vocab = None
     if ids or fallbacks:
-        vocab = SmilesTokenizer.load(tokenizer or default_model_dir() / "tokenizer.json")
+        vocab = SmilesTokenizer.load(tokenizer or model_tokenizer_path(model))
 
     def shown(pieces: list) -> str:
         if fallbacks:

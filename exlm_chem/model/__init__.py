@@ -10,7 +10,14 @@ from .exlm import (
     pooled_size,
     vector_names,
 )
-from .io import load_model, load_model_directory, model_fingerprint, model_label, save_model
+from .io import (
+    load_model,
+    load_model_directory,
+    model_fingerprint,
+    model_label,
+    model_tokenizer_path,
+    save_model,
+)
 
 __all__ = [
     "PRESETS",
@@ -20,6 +27,7 @@ __all__ = [
     "dag_log_likelihood",
     "load_model",
     "load_model_directory",
+    "model_tokenizer_path",
     "model_fingerprint",
     "model_label",
     "POOLINGS",

@@ -91,6 +91,22 @@ def save_model(
     return directory
 
 
+def model_tokenizer_path(model: str | Path | None = None) -> Path:
+    """The tokenizer file of a model folder, a shipped model by name, or (None) the default
+    model, without loading the model."""
+    if model is None:
+        return default_model_dir() / TOKENIZER_FILE
+    if not Path(model).exists() and str(model) in packaged_models():
+        return PACKAGED_MODELS_DIR / str(model) / TOKENIZER_FILE
+    if not (Path(model) / TOKENIZER_FILE).is_file():
+        shipped = ", ".join(packaged_models())
+        raise InputError(
+            f"--model {model}: not a model folder (no {TOKENIZER_FILE}) nor a shipped model "
+            f"({shipped})"
+        )
+    return Path(model) / TOKENIZER_FILE
+
+
 def load_model_directory(
     directory: str | Path, device: str | torch.device | None = None
 ) -> ExLMModel:
