@@ -68,6 +68,27 @@ def _check_readable(path: Path) -> None:
         raise InputError(f"{path}: is a directory, not a molecule file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty")
+    _check_text(path)
+
+
+def _check_text(path: Path, size: int = 8192) -> None:
+    """A molecule file is text: its first bytes (decompressed) hold no NUL byte and are mostly
+    UTF-8 (a stray byte is a row's error, named later); an SD file's first record ends its
+    molecule block (``M  END``) or itself (``$$$$``)."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            head = handle.read(size)
+    except (EOFError, OSError, zlib.error):
+        return  # a damaged archive: the reader names the record where it breaks
+    text = head.decode("utf-8", errors="replace")
+    undecodable = text.count("\ufffd")
+    if b"\0" in head or (undecodable > 32 and undecodable > len(text) / 10):
+        raise InputError(f"{path}: not a text file (binary data in its first bytes)")
+    if _base_suffix(path) in (".sdf", ".sd") and not (
+        "M  END" in text or "$$$$" in text or len(head) == size
+    ):
+        raise InputError(f"{path}: not an SD file (its first record has no 'M  END' or '$$$$')")
 
 
 def _make_record(path: Path, row: int, mol_id: str, smiles: str, max_chars: int) -> MoleculeRecord:

@@ -159,3 +159,16 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_binary_files_and_files_that_are_not_sd_files_are_named(tmp_path):
+    garbage = bytes(range(256)) * 20
+    for name in ("g.sdf", "g.csv", "g.smi", "g.csv.gz"):
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(garbage) if name.endswith(".gz") else garbage)
+        with pytest.raises(InputError, match=f"{name}: not a text file"):
+            list(read_molecules(path))
+    text = tmp_path / "t.sdf"
+    text.write_text("CCO\nc1ccccc1\n")
+    with pytest.raises(InputError, match=r"t.sdf: not an SD file \(its first record has no"):
+        list(read_molecules(text))
