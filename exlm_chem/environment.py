@@ -13,6 +13,24 @@ from pathlib import Path
 
 from .errors import InputError
 
+
+def import_deepchem_quietly() -> None:
+    """Import DeepChem with its import-time warnings silenced (optional back-ends it lacks:
+    TensorFlow, PyG...; descriptors it cannot normalize): users see our messages, and
+    DeepChem's warnings after its import as they are."""
+    import logging
+
+    if "deepchem" in sys.modules:
+        return
+    quieted = logging.getLogger("deepchem")
+    level = quieted.level
+    quieted.setLevel(logging.ERROR)
+    try:
+        import deepchem  # noqa: F401
+    finally:
+        quieted.setLevel(level)
+
+
 PACKAGED_MODELS_DIR = Path(__file__).parent / "weights"  # one folder per shipped model
 DEFAULT_MODEL = "exlm-chem-v2"
 DEFAULT_MODEL_DIR = PACKAGED_MODELS_DIR / DEFAULT_MODEL

@@ -10,13 +10,16 @@ import logging
 from collections import Counter
 
 import numpy as np
-from deepchem.feat import MolecularFeaturizer
 
 from . import defaults
 from .embedding import embed_molecules, embed_workers
+from .environment import import_deepchem_quietly
 from .fingerprints import ECFP_BITS, check_fingerprint, fingerprint_block, hybrid
 from .model import load_model, model_fingerprint, model_label, pooled_size
 from .parallel import WorkerPool
+
+import_deepchem_quietly()
+from deepchem.feat import MolecularFeaturizer  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -5,3 +5,7 @@ kinds compared (`features`), the probes on frozen features (`probes`), the suite
 them all and resumes (`suite`) and its tables and plots (`report`). Fine-tuning lives in
 `exlm_chem.finetuning`, for users' own data as much as for these sets.
 """
+
+from ..environment import import_deepchem_quietly
+
+import_deepchem_quietly()  # before the modules here import it
