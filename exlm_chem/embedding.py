@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import NamedTuple
@@ -199,9 +199,15 @@ def _joined(parts: list):
 
 
 def embed_prepared(
-    prepared: PreparedSmiles, model: ExLMModel, pooling: str, batch_size: int, precision: str
+    prepared: PreparedSmiles,
+    model: ExLMModel,
+    pooling: str,
+    batch_size: int,
+    precision: str,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Embedded:
-    """Embed molecules prepared by `prepare_smiles` (here or in a worker process)."""
+    """Embed molecules prepared by `prepare_smiles` (here or in a worker process);
+    ``on_batch(n)`` is called after each batch of n molecules (a progress bar's update)."""
     width = pooled_size(model.config.hidden_size, pooling)
     n = len(prepared.smiles)
     vectors = np.full((n, width), np.nan, dtype=np.float32)
@@ -210,7 +216,7 @@ def embed_prepared(
     good = np.array([i for i, p in enumerate(prepared.tokens) if p is not None], dtype=np.int64)
     if len(good):
         vectors[good], report = _embed_tokens(
-            [prepared.tokens[i] for i in good], model, pooling, batch_size, precision
+            [prepared.tokens[i] for i in good], model, pooling, batch_size, precision, on_batch
         )
         unknown[good], truncated[good] = report.unknown_tokens, report.truncated
         fallback[good] = report.fallback_tokens
@@ -296,7 +302,12 @@ def _collect(pending: list, out: np.ndarray) -> None:
 
 
 def _embed_tokens(
-    tokens: Sequence[list[str]], model: ExLMModel, pooling: str, batch_size: int, precision: str
+    tokens: Sequence[list[str]],
+    model: ExLMModel,
+    pooling: str,
+    batch_size: int,
+    precision: str,
+    on_batch: Callable[[int], None] | None = None,
 ):
     """Vectors of molecules tokenized by `prepare_smiles`, and what encoding lost of each
     (an `EncodingReport` in input order)."""
@@ -331,6 +342,8 @@ def _embed_tokens(
                 _collect(pending, out)
             for column, values in zip(report, batch_report):
                 column[rows] = values
+            if on_batch is not None:
+                on_batch(len(rows))
         _collect(pending, out)
     model.train(was_training)
     return out, report

@@ -194,7 +194,11 @@ def embed_file(
         try:
             for chunk, prepared in prepared_chunks:
                 smiles = [r.smiles for r in chunk]
-                result = embed_prepared(prepared, model, pooling, batch_size, precision)
+                shown = bar.done
+                result = embed_prepared(
+                    prepared, model, pooling, batch_size, precision, on_batch=bar.update
+                )
+                bar.update(len(chunk) - (bar.done - shown))  # the molecules not embedded
                 valid = result.valid
                 if invalid == "strict" and not valid.all():
                     i = int(np.flatnonzero(~valid)[0])
@@ -222,7 +226,6 @@ def embed_file(
                 writer.write(columns, result.vectors[keep])
                 counts.update(result.counts())
                 counts["written"] += len(keep)
-                bar.update(len(chunk))
         finally:
             writer.close()
         if counts["written"] == 0:

@@ -24,6 +24,7 @@ class Progress:
         self.done = 0
         self.enabled = enabled is not False
         self._start = self._last_line = time.monotonic()
+        self._shown = 0  # the count the last plain line showed
         self._bar = None
         if self.enabled and sys.stderr.isatty():
             from tqdm import tqdm
@@ -45,6 +46,7 @@ class Progress:
 
     def _print_line(self) -> None:
         self._last_line = now = time.monotonic()
+        self._shown = self.done
         elapsed = max(now - self._start, 1e-9)
         rate = self.done / elapsed
         line = f"{self.done:,} {self.what}"
@@ -58,7 +60,7 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-        elif self.enabled and self.done and self._last_line != self._start:
+        elif self.enabled and self.done != self._shown and self._last_line != self._start:
             self._print_line()  # a last line, where the run was long enough to print any
 
     def __enter__(self) -> Progress:

@@ -255,6 +255,8 @@ def test_finetune_and_predict_commands(run_cli, model_dir, amine_csv, tmp_path):
     assert report["task_type"] == "classification" and report["chosen"]["learning_rate"] == 1e-3
     assert report["split"]["train"] + report["split"]["valid"] + report["split"]["test"] == 156
     assert "learning rate 0.001" in err and "test roc_auc" in err
+    # Progress as it trains: the first epoch's line at least (in a log, then every 30 s).
+    assert "learning rate 0.001, epoch 1 of at most 6: training loss" in err, err
     molecules = tmp_path / "new.smi"
     molecules.write_text("CCCCCN\nOCCCCC\nC1CC\n")
     code, _, err = run_cli("predict", molecules, "--model", out)

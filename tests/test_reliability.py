@@ -605,3 +605,17 @@ def test_importing_deepchem_through_us_prints_none_of_its_noise():
     assert done.returncode == 0, done.stderr
     # DeepChem's import-time lines are gone; what it says afterwards still reaches the user.
     assert done.stderr.strip() == "a real warning of DeepChem", done.stderr
+
+
+def test_progress_counts_batches_and_prints_each_count_once(model, drug_smiles, capsys):
+    from exlm_chem.embedding import embed_prepared, prepare_smiles
+    from exlm_chem.progress import Progress
+
+    prepared = prepare_smiles(drug_smiles + ["C1CC"], model.tokenizer)
+    seen = []
+    embed_prepared(prepared, model, "mean", 4, "fp32", on_batch=seen.append)
+    assert seen and max(seen) <= 4 and sum(seen) == len(drug_smiles)  # per batch, not per file
+    with Progress(10, "molecules", every=0) as bar:  # a log: a line per update here
+        bar.update(10)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("10 molecules of 10 (100%)")

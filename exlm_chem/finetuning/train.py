@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +174,7 @@ def finetune(
         run = restore_run(saved, predictor, optimizer, rng, device)
         logger.info("%s: continuing from epoch %d", checkpoint, len(run.history) + 1)
     earlier_seconds, last_save = run.seconds, time.perf_counter()
+    last_line = time.perf_counter()
     last_epoch = len(run.history) if run.finished else settings.epochs
     for epoch in range(len(run.history) + 1, last_epoch + 1):
         epoch_loss = torch.zeros((), device=device)  # read once per epoch: no sync per step
@@ -225,6 +227,14 @@ def finetune(
         run.improved_epoch = epoch if improved else run.improved_epoch
         run.finished = epoch - run.improved_epoch >= settings.patience or epoch == settings.epochs
         run.seconds = earlier_seconds + time.perf_counter() - start
+        # A line per epoch on a terminal; in a log the first, then one every 30 s.
+        if sys.stderr.isatty() or epoch == 1 or time.perf_counter() - last_line >= 30:
+            last_line = time.perf_counter()
+            logger.info(
+                "learning rate %g, epoch %d of at most %d: training loss %.4f, validation %s %.4f",
+                settings.learning_rate, epoch, settings.epochs, run.history[-1]["train_loss"],
+                selection, value,
+            )  # fmt: skip
         if checkpoint and (run.finished or time.perf_counter() - last_save >= checkpoint_seconds):
             save_run(Path(checkpoint), identity, predictor, optimizer, rng, device, run)
             last_save = time.perf_counter()
