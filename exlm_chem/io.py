@@ -25,12 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import InputError
-from .smiles import quiet_rdkit, tokenize_smiles
+from .smiles import quiet_rdkit
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from .tokenizer import SmilesTokenizer
 
 DEFAULT_SMILES_COLUMNS = ("smiles", "mol", "canonical_smiles")
 MISSING_VALUES = {"", "nan", "na", "none", "null"}
@@ -297,22 +295,6 @@ def read_molecules(path: str | os.PathLike, **options) -> Iterator[MoleculeRecor
 def read_smiles(path: str | os.PathLike, **options) -> list[str]:
     """All SMILES of a file as a list (for files that fit in memory)."""
     return [record.smiles for record in read_molecules(path, **options)]
-
-
-def tokenize_file(path, smiles_column: str | None = None, tokenizer: SmilesTokenizer | None = None):
-    """Yield ``(record, tokens)`` for each molecule of a file, or ``(record, ids)`` with a
-    tokenizer.
-
-    A SMILES that cannot be tokenized raises InputError naming the file and row.
-    """
-    for record in read_molecules(path, smiles_column=smiles_column):
-        try:
-            yield (
-                record,
-                (tokenizer.encode(record.smiles) if tokenizer else tokenize_smiles(record.smiles)),
-            )
-        except ValueError as exc:
-            raise InputError(f"{path}: row {record.row}: {exc}") from None
 
 
 def read_labelled_table(

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import defaults
 from .errors import InputError
+from .io import read_molecules
 from .smiles import (
     ELEMENT_TOKENS,
     SMILES_REGEX,
@@ -328,3 +329,19 @@ class SmilesTokenizer:
             )
         mode = "smiles" if pattern == SMILES_REGEX else "selfies"
         return cls(tokens, max_length=max_length, mode=mode, **options)
+
+
+def tokenize_file(path, smiles_column: str | None = None, tokenizer: SmilesTokenizer | None = None):
+    """Yield ``(record, tokens)`` for each molecule of a file, or ``(record, ids)`` with a
+    tokenizer.
+
+    A SMILES that cannot be tokenized raises InputError naming the file and row.
+    """
+    for record in read_molecules(path, smiles_column=smiles_column):
+        try:
+            yield (
+                record,
+                (tokenizer.encode(record.smiles) if tokenizer else tokenize_smiles(record.smiles)),
+            )
+        except ValueError as exc:
+            raise InputError(f"{path}: row {record.row}: {exc}") from None

@@ -90,3 +90,32 @@ def test_baselines_are_computed_once_and_reused_by_later_runs(shared_data, tmp_p
     assert [(r["features"], r["value"]) for r in again] == [
         (r["features"], r["value"]) for r in first
     ]
+
+
+def test_chemprop_runs_on_the_suites_splits_once(shared_data, tmp_path, monkeypatch):
+    from exlm_chem.moleculenet import baselines
+    from exlm_chem.moleculenet.chemprop import chemprop_predictions
+
+    def few_epochs(*args, **kwargs):  # the real chemprop, for 3 epochs instead of 50
+        return chemprop_predictions(*args, options=("--epochs", "3"), **kwargs)
+
+    monkeypatch.setattr(baselines, "chemprop_predictions", few_epochs)
+    common = dict(
+        data_dir=shared_data / "moleculenet", split="random_scaffold", seeds=[0],
+        cache_dir=tmp_path / "cache",
+    )  # fmt: skip
+    (record,) = suite.run_benchmark(
+        ["freesolv"], parse_features("chemprop"), ["rf"], tmp_path / "a", **common
+    )
+    assert record["probe"] == "scratch" and record["featurizer"].startswith("chemprop-2.")
+    assert 0 < record["value"] < 10 and 0 < record["valid_value"] < 10
+    # Resumed in the same folder, or run for another model's report: not trained again.
+    monkeypatch.setattr(baselines, "chemprop_predictions", None)
+    for out in ("a", "b"):
+        again = suite.run_benchmark(
+            ["freesolv"], parse_features("chemprop"), ["rf"], tmp_path / out, resume=True,
+            **common,
+        )  # fmt: skip
+        assert again == [record]
+    report = (tmp_path / "b" / "results.md").read_text()
+    assert "| freesolv | chemprop / scratch |" in report

@@ -51,10 +51,9 @@ def tokenize(
     ),
 ) -> None:
     """Print the tokens (or ids) of each molecule, one molecule per line."""
-    from ..io import tokenize_file
     from ..model import model_tokenizer_path
     from ..smiles import tokenize_smiles
-    from ..tokenizer import SmilesTokenizer
+    from ..tokenizer import SmilesTokenizer, tokenize_file
 
     if (input is None) == (smiles is None):
         raise InputError("give either an INPUT file or --smiles, not both or neither")

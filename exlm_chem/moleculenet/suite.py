@@ -9,22 +9,27 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..finetuning import LEARNING_RATES, FinetuneSettings
-from ..metrics import metric_name, score
+from ..metrics import metric_name
 from ..outputs import atomic_write_text
-from .chemprop import check_chemprop, chemprop_predictions
+from .baselines import (
+    cached_baseline,
+    is_baseline,
+    keep_baseline,
+    make_record,
+    result_key,
+    scratch_records,
+)
+from .chemprop import check_chemprop
 from .datasets import (
     DATASETS,
     SPLITS,
     cached_split,
     dropped_rows,
-    load_dataset,
     load_features,
 )
 from .features import (
-    FIXED,
     TRAINED,
     FeatureSpec,
-    MorganCounts,
     ReadableRows,
     feature_blocks,
     make_featurizer,
@@ -32,8 +37,6 @@ from .features import (
 from .finetune_runs import ModelToTune, check_run_settings, finetune_results, tunable
 from .probes import PROBE_SETTINGS, probe_predictions
 from .report import read_records, write_reports
-
-SCRATCH = "scratch"  # the probe name of a model trained from scratch (chemprop)
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +114,7 @@ def run_benchmark(
     }  # a bad model folder fails here
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
-    done = {_result_key(r) for r in records}
+    done = {result_key(r) for r in records}
     reported: set = set()
     for name in datasets:
         before = list(records)
@@ -140,7 +143,7 @@ def run_benchmark(
                 )
                 records = current
             if spec.kind in TRAINED:
-                made = _scratch_records(
+                made = scratch_records(
                     name, spec, featurizer, split, seeds, done, data_dir, cache_dir
                 )
                 records += made
@@ -152,7 +155,7 @@ def run_benchmark(
                 (seed, probe)
                 for seed in seeds
                 for probe in spec_probes
-                if _result_key(
+                if result_key(
                     dict(
                         dataset=name,
                         features=spec.name,
@@ -198,8 +201,8 @@ def run_benchmark(
                     dataset=name, features=spec.name, featurizer=str(featurizer), probe=probe,
                     seed=seed, split=split, probe_settings=PROBE_SETTINGS.get(probe),
                 )  # fmt: skip
-                baseline = _is_baseline(spec)
-                record = _cached_baseline(cache_dir, key) if baseline else None
+                baseline = is_baseline(spec)
+                record = cached_baseline(cache_dir, key) if baseline else None
                 if record is None:
                     if deterministic and probe in seed_free:
                         valid_prediction, prediction = seed_free[probe]
@@ -210,12 +213,12 @@ def run_benchmark(
                         )  # fmt: skip
                     if deterministic:
                         seed_free[probe] = valid_prediction, prediction
-                    record = _record(
+                    record = make_record(
                         key, metric, task_type, valid, test, valid_prediction, prediction, start
                     )
                     record["featurize_seconds"] = featurize_seconds
                     if baseline:
-                        _keep_baseline(cache_dir, record)
+                        keep_baseline(cache_dir, record)
                 value = record["value"]
                 logger.info(
                     "%s  %s  %s  seed %d: %s %.4f (fit %.0f s)",
@@ -263,17 +266,6 @@ def run_benchmark(
     return records
 
 
-def _record(key, metric, task_type, valid, test, valid_prediction, prediction, start) -> dict:
-    """A result: the test and validation metrics of a (dataset, features, probe, seed)."""
-    return dict(
-        key,
-        metric=metric,
-        value=score(task_type, test.y, test.w, prediction),
-        valid_value=score(task_type, valid.y, valid.w, valid_prediction),
-        fit_seconds=round(time.perf_counter() - start, 1),
-    )
-
-
 def _current_settings(records: list[dict]) -> list[dict]:
     """The records made with today's probe settings (a random forest of 200 trees is not
     one of 500): the others are dropped, to be made again."""
@@ -281,80 +273,6 @@ def _current_settings(records: list[dict]) -> list[dict]:
     if len(kept) < len(records):
         logger.info("dropping %d results made with other probe settings", len(records) - len(kept))
     return kept
-
-
-# -- baselines: computed once per dataset, split, seed and probe, kept in the cache ----------
-
-
-def _is_baseline(spec: FeatureSpec) -> bool:
-    """Features that do not depend on a model: their results are the same for every run."""
-    return spec.kind in FIXED or spec.kind in TRAINED
-
-
-def _baseline_path(cache_dir: Path, key: dict) -> Path:
-    name = "-".join(str(key[k]) for k in ("features", "probe", "split", "seed"))
-    return cache_dir / "baselines" / key["dataset"] / f"{name}.json"
-
-
-def _cached_baseline(cache_dir: Path, key: dict) -> dict | None:
-    """A baseline's record made earlier with the same featurizer and probe settings."""
-    path = _baseline_path(cache_dir, key)
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if all(record.get(k) == v for k, v in key.items()) else None
-
-
-def _keep_baseline(cache_dir: Path, record: dict) -> None:
-    path = _baseline_path(cache_dir, record)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=1))
-
-
-def _scratch_records(name, spec, version, split, seeds, done, data_dir, cache_dir) -> list[dict]:
-    """chemprop trained from scratch on each seed's split of the molecules RDKit reads (the
-    fingerprint baselines' rows and splits), scored like every probe."""
-    task_type = DATASETS[name].task_type
-    keys = [
-        dict(
-            dataset=name,
-            features=spec.name,
-            featurizer=f"chemprop-{version}",
-            probe=SCRATCH,
-            seed=seed,
-            split=split,
-            probe_settings=None,
-        )  # fmt: skip
-        for seed in seeds
-    ]
-    keys = [key for key in keys if _result_key(key) not in done]
-    if not keys:
-        return []
-    _, dataset = load_dataset(name, MorganCounts(), data_dir, cache_dir)
-    splits, made = {}, []
-    for key in keys:
-        record = _cached_baseline(cache_dir, key)
-        if record is None:
-            train, valid, test = cached_split(splits, dataset, split, key["seed"])
-            start = time.perf_counter()
-            valid_prediction, prediction = chemprop_predictions(
-                task_type, train, valid, test, key["seed"]
-            )
-            record = _record(
-                key, metric_name(task_type), task_type, valid, test, valid_prediction,
-                prediction, start,
-            )  # fmt: skip
-            record["featurize_seconds"] = 0.0
-            _keep_baseline(cache_dir, record)
-        logger.info(
-            "%s  chemprop  seed %d: %s %.4f (trained in %.0f s)",
-            name, key["seed"], record["metric"], record["value"], record["fit_seconds"],
-        )  # fmt: skip
-        made.append(record)
-    return made
 
 
 def _report_reading(name: str, features: str, dropped: list[int], counts, reported: set) -> None:
@@ -382,10 +300,3 @@ def _report_reading(name: str, features: str, dropped: list[int], counts, report
             counts["truncated"],
         )
         counts.clear()
-
-
-def _result_key(record: dict) -> tuple:
-    return tuple(
-        record.get(field)
-        for field in ("dataset", "features", "featurizer", "probe", "seed", "split")
-    )

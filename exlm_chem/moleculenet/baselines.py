@@ -1,0 +1,112 @@
+"""The baselines: features and models that do not depend on the model under test
+(fingerprints, descriptors, chemprop trained from scratch). Each result is computed once per
+dataset, split, seed and probe, kept in the cache folder, and reused by every later run that
+shares it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from ..metrics import metric_name, score
+from ..outputs import atomic_write_text
+from .chemprop import chemprop_predictions
+from .datasets import DATASETS, cached_split, load_dataset
+from .features import FIXED, TRAINED, FeatureSpec, MorganCounts
+
+logger = logging.getLogger(__name__)
+
+SCRATCH = "scratch"  # the probe name of a model trained from scratch (chemprop)
+
+
+def make_record(key, metric, task_type, valid, test, valid_prediction, prediction, start) -> dict:
+    """A result: the test and validation metrics of a (dataset, features, probe, seed)."""
+    return dict(
+        key,
+        metric=metric,
+        value=score(task_type, test.y, test.w, prediction),
+        valid_value=score(task_type, valid.y, valid.w, valid_prediction),
+        fit_seconds=round(time.perf_counter() - start, 1),
+    )
+
+
+def is_baseline(spec: FeatureSpec) -> bool:
+    """Features that do not depend on a model: their results are the same for every run."""
+    return spec.kind in FIXED or spec.kind in TRAINED
+
+
+def _baseline_path(cache_dir: Path, key: dict) -> Path:
+    name = "-".join(str(key[k]) for k in ("features", "probe", "split", "seed"))
+    return cache_dir / "baselines" / key["dataset"] / f"{name}.json"
+
+
+def cached_baseline(cache_dir: Path, key: dict) -> dict | None:
+    """A baseline's record made earlier with the same featurizer and probe settings."""
+    path = _baseline_path(cache_dir, key)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if all(record.get(k) == v for k, v in key.items()) else None
+
+
+def keep_baseline(cache_dir: Path, record: dict) -> None:
+    path = _baseline_path(cache_dir, record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=1))
+
+
+def scratch_records(name, spec, trainer, split, seeds, done, data_dir, cache_dir) -> list[dict]:
+    """chemprop (``trainer``: its name and version) trained from scratch on each seed's split
+    of the molecules RDKit reads (the fingerprint baselines' rows and splits), scored like
+    every probe."""
+    task_type = DATASETS[name].task_type
+    keys = [
+        dict(
+            dataset=name,
+            features=spec.name,
+            featurizer=trainer,
+            probe=SCRATCH,
+            seed=seed,
+            split=split,
+            probe_settings=None,
+        )  # fmt: skip
+        for seed in seeds
+    ]
+    keys = [key for key in keys if result_key(key) not in done]
+    if not keys:
+        return []
+    _, dataset = load_dataset(name, MorganCounts(), data_dir, cache_dir)
+    splits, made = {}, []
+    for key in keys:
+        record = cached_baseline(cache_dir, key)
+        if record is None:
+            train, valid, test = cached_split(splits, dataset, split, key["seed"])
+            start = time.perf_counter()
+            valid_prediction, prediction = chemprop_predictions(
+                task_type, train, valid, test, key["seed"]
+            )
+            record = make_record(
+                key, metric_name(task_type), task_type, valid, test, valid_prediction,
+                prediction, start,
+            )  # fmt: skip
+            record["featurize_seconds"] = 0.0
+            keep_baseline(cache_dir, record)
+        logger.info(
+            "%s  chemprop  seed %d: %s %.4f (trained in %.0f s)",
+            name, key["seed"], record["metric"], record["value"], record["fit_seconds"],
+        )  # fmt: skip
+        made.append(record)
+    return made
+
+
+def result_key(record: dict) -> tuple:
+    """What makes a result one result: a resumed suite looks results up by it."""
+    return tuple(
+        record.get(field)
+        for field in ("dataset", "features", "featurizer", "probe", "seed", "split")
+    )
