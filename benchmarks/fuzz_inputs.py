@@ -1,9 +1,13 @@
 """Property-based fuzzing of what reads user files: the molecule readers, the tokenizer and the
-embed path, on random bytes, SMILES-like text, truncated gzip and SDF fragments.
+embed path, on random bytes, SMILES-like text, truncated gzip and SDF fragments; and the
+`predict`, `finetune` and `infill` commands on such files, labelled tables with odd labels and
+templates with odd masks.
 
 The property: every input is either read, or refused with one `InputError` (tokenize_smiles: a
 ValueError) that names the file; never another exception, and `embed_file` never leaves a
-partial output (the output folder holds the complete file or nothing).
+partial output (the output folder holds the complete file or nothing). The commands exit with
+0, or with 1 or 2 after one line starting with ``error:``, never a traceback, and leave no
+partial file.
 
     python benchmarks/fuzz_inputs.py --json --examples 2000
 """
@@ -22,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exlm_chem import InputError, SmilesTokenizer, read_molecule_chunks, tokenize_smiles
+from exlm_chem.cli import main as cli
 from exlm_chem.embedding_files import embed_file
 
 SMILES_ALPHABET = "CNOSPFIBrcnosp()[]=#+-@/\\%0123456789.*: \t\n,\"'H"
@@ -50,6 +55,24 @@ sdf_text = st.builds(
     st.integers(0, 3),
     st.integers(-1, 400),
 )
+labels = st.one_of(
+    st.sampled_from(["0", "1", "", "nan", "2", "-1", "0.5", "inf", "x", "1e400"]),
+    st.text(max_size=5),
+)
+labelled_text = st.builds(
+    lambda rows: "smiles,y\n" + "\n".join(f"{s!r},{y!r}".replace("'", "") for s, y in rows),
+    st.lists(
+        st.tuples(st.sampled_from(["CCO", "CCN", "c1ccccc1", "CCCC", "C1CC"]), labels),
+        min_size=0,
+        max_size=30,
+    ),
+)
+templates = st.builds(
+    lambda head, mask, tail: head + mask + tail,
+    smiles_like,
+    st.sampled_from(["<mask>", "<mask:2>", "<mask:0>", "<mask:-1>", "<mask:x>", "{}", "{3}", ""]),
+    smiles_like,
+)
 contents = st.one_of(
     st.binary(max_size=300),
     smiles_like.map(str.encode),
@@ -68,7 +91,36 @@ def _write(folder: Path, suffix: str, data: bytes, truncate: int | None) -> Path
     return path
 
 
-def fuzz(examples: int, seed: int = 0, embed_every: int = 10) -> dict:
+def run_command(args: list[str]) -> tuple[int, str]:
+    """An exlm-chem command in this process: its exit status and what it wrote on stderr."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            cli([str(a) for a in args])
+            status = 0
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+    return status, err.getvalue()
+
+
+def command_problem(name: str, status: int, err: str, folder: Path) -> str | None:
+    """Why a command's outcome breaks the property, or None."""
+    if "Traceback" in err:
+        return f"{name}: a traceback: {err[-300:]}"
+    if status not in (0, 1, 2):
+        return f"{name}: exit status {status}"
+    if status and not err.strip().splitlines()[-1].startswith("error: "):
+        return f"{name}: exit {status} without a one-line error: {err[-200:]}"
+    partial = [p.name for p in folder.rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
+    if partial:
+        return f"{name}: left {partial}"
+    return None
+
+
+def fuzz(examples: int, seed: int = 0, embed_every: int = 10, commands_every: int = 25) -> dict:
     """Run the fuzz; counts of cases tried, refused cleanly, read, and the failures."""
     tokenizer = SmilesTokenizer(list("CNOScno()=#123456789"))
     import torch
@@ -79,7 +131,14 @@ def fuzz(examples: int, seed: int = 0, embed_every: int = 10) -> dict:
     model = ExLMModel(
         ExLMConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size), tokenizer
     ).eval()
+    from exlm_chem.finetuning.predictor import PropertyPredictor, save_predictor
+    from exlm_chem.model import save_model
+
+    models = Path(tempfile.mkdtemp(prefix="fuzz-models-"))
+    save_model(model, models / "base", tokenizer)
+    save_predictor(PropertyPredictor(model, "cls", ["y"], "classification", 0.0), models / "tuned")
     counts = {"cases": 0, "read": 0, "refused": 0, "embedded": 0, "smiles_checked": 0}
+    counts.update(predict=0, finetune=0, infill=0)
     failures: list[str] = []
 
     @settings(
@@ -94,8 +153,10 @@ def fuzz(examples: int, seed: int = 0, embed_every: int = 10) -> dict:
         data=contents,
         truncate=st.one_of(st.none(), st.integers(0, 200)),
         smiles=smiles_like,
+        labelled=labelled_text,
+        template=templates,
     )
-    def case(suffix, data, truncate, smiles):
+    def case(suffix, data, truncate, smiles, labelled, template):
         counts["cases"] += 1
         case_number = counts["cases"]
         with tempfile.TemporaryDirectory() as folder:
@@ -134,6 +195,24 @@ def fuzz(examples: int, seed: int = 0, embed_every: int = 10) -> dict:
                 left = sorted(p.name for p in out.iterdir())
                 if left not in ([], ["e.parquet"]):
                     failures.append(f"embed {suffix} {data[:60]!r}: left {left}")
+            if case_number % commands_every == 0:
+                out = folder / "commands"
+                out.mkdir()
+                table = folder / "labelled.csv"
+                table.write_text(labelled)
+                runs = {
+                    "predict": ["predict", path, "--model", models / "tuned", "-o", out / "p.csv"],
+                    "finetune": [
+                        "finetune", table, "--target", "y", "--out", out / "m", "--model",
+                        models / "base", "--epochs", "1", "--lr", "1e-3", "--split", "random",
+                    ],
+                    "infill": ["infill", template, "--model", models / "base", "-n", "2"],
+                }  # fmt: skip
+                for name, args in runs.items():
+                    counts[name] += 1
+                    problem = command_problem(name, *run_command(args), out)
+                    if problem:
+                        failures.append(f"{problem} (input {args[1]!r:.80})")
         counts["smiles_checked"] += 1
         try:
             tokens = tokenize_smiles(smiles)

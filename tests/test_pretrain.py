@@ -342,7 +342,7 @@ def test_bad_input_stops_before_training(corpus, tmp_path, run_cli):
     )
 
 
-def _ddp_worker(rank, world_size, corpus, out, port, result_dir):
+def _ddp_worker(rank, world_size, corpus, out, port, result_dir, overrides):
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -351,22 +351,31 @@ def _ddp_worker(rank, world_size, corpus, out, port, result_dir):
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
-    result = pretrain(tiny(Path(corpus), Path(out), max_steps=6, checkpoint_every=3))
+    result = pretrain(tiny(Path(corpus), Path(out), max_steps=6, checkpoint_every=3, **overrides))
     flat = torch.cat([p.detach().flatten() for p in result.model.parameters()])
     torch.save(flat, Path(result_dir) / f"rank{rank}.pt")
 
 
-def test_two_process_ddp_on_cpu_keeps_ranks_identical(corpus, tmp_path):
+@pytest.mark.parametrize(
+    "overrides", [{}, {"objective": "descriptors"}], ids=["exlm", "descriptors-only"]
+)
+def test_two_process_ddp_on_cpu_keeps_ranks_identical(corpus, tmp_path, overrides):
     import socket
 
     import torch.multiprocessing as mp
+
+    from exlm_chem.training.prepare import prepare_corpus
+
+    if overrides:  # a corpus with descriptors; the token head is out of this loss
+        prepare_corpus([corpus], tmp_path / "prepared", descriptors=True)
+        corpus = tmp_path / "prepared"
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.spawn(
         _ddp_worker,
-        args=(2, str(corpus), str(tmp_path / "run"), port, str(tmp_path)),
+        args=(2, str(corpus), str(tmp_path / "run"), port, str(tmp_path), overrides),
         nprocs=2,
         join=True,
     )

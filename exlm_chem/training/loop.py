@@ -189,7 +189,10 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
     training_model = model
     if dist.world_size > 1:
         training_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+            model,
+            device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
+            # The descriptors objective leaves the token-prediction head out of the loss.
+            find_unused_parameters=config.objective == "descriptors",
         )
     precision = resolve_precision(config.precision, dist.device)
     autocast = (
