@@ -210,7 +210,10 @@ def fuzz(examples: int, seed: int = 0, embed_every: int = 10, commands_every: in
                 }  # fmt: skip
                 for name, args in runs.items():
                     counts[name] += 1
-                    problem = command_problem(name, *run_command(args), out)
+                    status, err = run_command(args)
+                    key = f"{name} exit {status}"
+                    counts[key] = counts.get(key, 0) + 1
+                    problem = command_problem(name, status, err, out)
                     if problem:
                         failures.append(f"{problem} (input {args[1]!r:.80})")
         counts["smiles_checked"] += 1
