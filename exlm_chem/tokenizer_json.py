@@ -7,6 +7,8 @@ from .smiles import SMILES_REGEX
 
 PAD, BOS, EOS, MASK, UNK = "<pad>", "<s>", "</s>", "<mask>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, MASK, UNK)
+# Their ids, fixed by their order: every vocabulary starts with them.
+PAD_ID, BOS_ID, EOS_ID, MASK_ID, UNK_ID = range(len(SPECIAL_TOKENS))
 SELFIES_REGEX = r"(\[[^\]]*\]|\.)"
 
 

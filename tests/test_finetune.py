@@ -466,7 +466,7 @@ def test_an_almost_binary_column_is_a_data_error_not_a_regression(run_cli, model
     assert infer_task_type(values) == "regression"
 
 
-def test_a_head_file_that_is_not_safetensors_is_one_line(run_cli, model, amines, tmp_path):
+def test_a_head_file_that_is_not_safetensors_is_one_line(run_cli, model, amines, tmp_path, capsys):
     from exlm_chem.finetuning.predictor import HEAD_WEIGHTS_FILE
 
     train, valid = amines
@@ -475,6 +475,7 @@ def test_a_head_file_that_is_not_safetensors_is_one_line(run_cli, model, amines,
     (tmp_path / "tuned" / HEAD_WEIGHTS_FILE).write_bytes(b"not safetensors at all" * 10)
     molecules = tmp_path / "m.smi"
     molecules.write_text("CCO\n")
+    capsys.readouterr()  # what the fine-tuning above printed
     code, _, err = run_cli("predict", molecules, "--model", tmp_path / "tuned")
     assert code == 2 and "tuned: unreadable prediction head" in err, err
     assert len(err.strip().splitlines()) == 1

@@ -11,13 +11,12 @@ from torch import nn
 from .. import defaults
 from ..errors import InputError
 from ..tokenizer import SmilesTokenizer
+from ..tokenizer_json import BOS_ID, EOS_ID, MASK_ID, PAD_ID
 from .config import ExLMConfig
 from .dag import TransitionHead, dag_best_path, dag_log_likelihood_from_probabilities
 from .encoder import Encoder
 from .expansion import choose_mask_positions, expand_states, pack_selected
 
-# Special-token ids, fixed by SmilesTokenizer.
-PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3
 UNTRAINED_SEED = 0  # the weights of the untrained control network
 # The molecule vector the descriptor head reads in pretraining: the default read-out, so that
 # the vector users embed is the one trained to carry the descriptors.
