@@ -103,6 +103,9 @@ def run_command(args: list[str]) -> tuple[int, str]:
             status = 0
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else 1
+        except Exception:  # what a user would see as a traceback
+            print(traceback.format_exc(limit=3), file=sys.stderr)
+            status = 1
     return status, err.getvalue()
 
 

@@ -317,9 +317,13 @@ def read_labelled_table(
     for target in targets:
         _resolve_column(path, columns, target, "target")
     sep = "\t" if _base_suffix(path) == ".tsv" else ","
-    frame = pd.read_csv(
-        path, sep=sep, usecols=[smiles_column, *targets], dtype=str, keep_default_na=False
-    )
+    try:
+        frame = pd.read_csv(
+            path, sep=sep, usecols=[smiles_column, *targets], dtype=str, keep_default_na=False
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError, zlib.error) as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: cannot read as a table: {reason}") from None
     y = np.full((len(frame), len(targets)), np.nan)
     for t, target in enumerate(targets):
         for i, text in enumerate(frame[target]):

@@ -501,3 +501,11 @@ def test_a_diverging_learning_rate_is_skipped_and_reported(run_cli, model_dir, a
     code, _, err = run_cli("finetune", amine_csv, *common, "--lr", "1e6", "--out", alone)
     assert code == 1 and "every learning rate diverged (1e+06" in err, err
     assert "Traceback" not in err and not (alone / "checkpoints").exists()
+
+
+def test_a_labelled_table_pandas_cannot_parse_is_one_line(run_cli, tmp_path):
+    path = tmp_path / "quote.csv"
+    path.write_text('smiles,y\nCCO,"1\nCCN,0\n')  # a quote never closed
+    code, _, err = run_cli("finetune", path, "--target", "y", "--out", tmp_path / "m")
+    assert code == 2 and "quote.csv: cannot read as a table: " in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
