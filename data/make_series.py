@@ -1,7 +1,8 @@
 """Writes data/series.csv: a small series of molecules we made up (substituted chains and
-rings of fifteen scaffolds), with two properties computed by RDKit, so that the README's examples train and
-predict offline: `logp` (Crippen's logP, a regression target) and `is_acid` (1 for a
-carboxylic acid). Computed, not measured: a demonstration set, not a benchmark.
+rings of fifteen scaffolds), with two properties computed by RDKit, so that the README's
+examples train and predict offline: `logp` (Crippen's logP, a regression target) and
+`is_acid` (1 for a carboxylic acid). Computed, not measured: a demonstration set, not a
+benchmark.
 
     python data/make_series.py
 """
