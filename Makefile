@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
-# PyTorch's CPU wheels (about 200 MB); where that index is out of reach, torch==2.13.0 comes
+# PyTorch's CPU wheels; where that index is out of reach, torch==2.13.0 comes
 # from the package index pip is configured with (PyPI's Linux wheel is the multi-GB CUDA build).
 TORCH_CPU_INDEX = https://download.pytorch.org/whl/cpu
 
