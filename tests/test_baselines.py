@@ -119,3 +119,26 @@ def test_chemprop_runs_on_the_suites_splits_once(shared_data, tmp_path, monkeypa
         assert again == [record]
     report = (tmp_path / "b" / "results.md").read_text()
     assert "| freesolv | chemprop / scratch |" in report
+
+
+def test_records_of_an_older_forest_are_redone_only_for_the_features_run(shared_data, tmp_path):
+    import json
+
+    common = dict(
+        data_dir=shared_data / "moleculenet", split="random_scaffold", seeds=[0],
+        cache_dir=tmp_path / "cache",
+    )  # fmt: skip
+    out = tmp_path / "out"
+    first = suite.run_benchmark(["freesolv"], parse_features("ecfp,rdkit2d"), ["rf"], out, **common)
+    # As if made by the 200-tree forest of before: no settings, another value.
+    older = [dict(r, value=99.0) for r in first]
+    for record in older:
+        record.pop("probe_settings")
+    (out / "results.json").write_text(json.dumps(older))
+    again = suite.run_benchmark(
+        ["freesolv"], parse_features("ecfp"), ["rf"], out, resume=True, **common
+    )
+    by_features = {r["features"]: r for r in again}
+    assert len(again) == 2
+    assert by_features["ecfp"]["value"] != 99.0 and by_features["ecfp"]["probe_settings"]
+    assert by_features["rdkit2d"]["value"] == 99.0  # not run this time: kept as it was

@@ -30,7 +30,7 @@ def benchmark(
     probe: str = typer.Option(
         "logreg",
         help="Probes on frozen features: logreg, rf (500 trees), mlp, deepchem "
-        "(comma-separated); none with --finetune to fine-tune only.",
+        "(comma-separated); none for no probe (fine-tuning or chemprop only).",
     ),
     finetune: bool = typer.Option(
         False,
@@ -93,7 +93,7 @@ def benchmark(
     run_benchmark(
         parse_list(datasets, DATASETS, "datasets"),
         parse_features(features),
-        [] if finetune and probe == "none" else parse_list(probe, PROBES, "probes"),
+        [] if probe == "none" else parse_list(probe, PROBES, "probes"),
         out,
         data_dir=data_dir,
         split=split,

@@ -101,7 +101,7 @@ def run_benchmark(
             f"{out}: already holds results; pass --resume to add to them or --overwrite to "
             "start again"
         )
-    records = _current_settings(read_records(out / "results.json") if resume else [])
+    records = read_records(out / "results.json") if resume else []
     finetune_settings = finetune_settings or FinetuneSettings()
     # A model trained from scratch is named by its version where features name their weights.
     trained = {
@@ -114,7 +114,9 @@ def run_benchmark(
     }  # a bad model folder fails here
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
-    done = {result_key(r) for r in records}
+    # A record made with other probe settings (a random forest of 200 trees, not 500) is not
+    # done: it is made again, and replaced when it is.
+    done = {result_key(r) for r in records if _current_settings(r)}
     reported: set = set()
     for name in datasets:
         before = list(records)
@@ -230,6 +232,7 @@ def run_benchmark(
                     value,
                     record["fit_seconds"],
                 )
+                records = [r for r in records if result_key(r) != result_key(record)]
                 records.append(record)
                 atomic_write_text(out / "results.json", json.dumps(records, indent=1))
             finetune_seeds = [seed for seed, probe in todo if probe == "finetune"]
@@ -266,13 +269,9 @@ def run_benchmark(
     return records
 
 
-def _current_settings(records: list[dict]) -> list[dict]:
-    """The records made with today's probe settings (a random forest of 200 trees is not
-    one of 500): the others are dropped, to be made again."""
-    kept = [r for r in records if r.get("probe_settings") == PROBE_SETTINGS.get(r["probe"])]
-    if len(kept) < len(records):
-        logger.info("dropping %d results made with other probe settings", len(records) - len(kept))
-    return kept
+def _current_settings(record: dict) -> bool:
+    """Whether a record was made with today's settings of its probe."""
+    return record.get("probe_settings") == PROBE_SETTINGS.get(record["probe"])
 
 
 def _report_reading(name: str, features: str, dropped: list[int], counts, reported: set) -> None:
