@@ -225,9 +225,20 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
     if config["objective"] == "mlm":
         title, encoder = "exlm-chem plain-MLM model", "A plain masked-language-model encoder"
         objective = "mlm (one prediction per `<mask>`, no expansion)"
+    elif config["objective"] == "descriptors":
+        title, encoder = "exlm-chem descriptor model", "An encoder of ExLM's shape"
+        objective = "descriptors only (no masks): regression of RDKit's 2D descriptors"
     else:
         title, encoder = "exlm-chem model", "An ExLM encoder (Zheng et al., ICML 2025)"
         objective = f"exlm (k = {config['k']} states per mask, `<s>` and `</s>`)"
+    masking = f"{config['mask_rate']:.0%} of real tokens, at least one per molecule"
+    if config["objective"] == "descriptors":
+        masking = "none"
+    if config.get("descriptors") and config["objective"] != "descriptors":
+        objective += (
+            f", plus regression of {config['descriptors']} RDKit 2D descriptors from the "
+            f"molecule vector, weight {config['descriptor_weight']:g}"
+        )
     return f"""# {title}
 
 {encoder} for SMILES, pretrained with exlm-chem's own
@@ -241,7 +252,7 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
 | tokenizer | atom-level SMILES regex, {config["vocab_size"]} tokens (5 special), sequences up to {config["max_length"]} tokens |
 | corpus | {corpus}: {run["corpus"]["kept"]:,} molecules kept of {run["corpus"]["read"]:,} read ({run["corpus"]["invalid_rdkit"]} rejected by RDKit){"; by source: " + source_list if source_list else ""}{"; draws per epoch: " + pretrain["source_weights"] if pretrain.get("source_weights") else ""} |
 {started_from}| validation | {val_corpus}, {pretrain["val_size"]:,} molecules |
-| masking | {config["mask_rate"]:.0%} of real tokens, at least one per molecule |
+| masking | {masking} |
 | optimisation | AdamW (0.9, 0.98), peak lr {pretrain["lr"]:g}, {pretrain["warmup"]:.0%} warm-up then {pretrain["schedule"]} decay, batches of {pretrain["batch_tokens"]:,} padded tokens, {run["precision"]} |
 | steps | {last["step"]:,} |
 | tokens seen | {last["tokens"]:,} ({last["molecules"]:,} molecules, {last["molecules"] / run["corpus"]["kept"]:.2f} passes over the corpus){tokens_before} |

@@ -188,3 +188,21 @@ def test_a_resumed_descriptor_run_ends_with_the_weights_of_an_uninterrupted_one(
     assert [r["descriptor_loss"] for r in resumed] == pytest.approx(
         [r["descriptor_loss"] for r in whole], rel=1e-5
     )
+
+
+def test_the_model_card_says_what_the_model_was_trained_on(corpus, tmp_path):
+    from exlm_chem.model_card import export_model
+
+    prepare_corpus([corpus], tmp_path / "p", descriptors=True)
+    for objective, weight, expected in [
+        ("exlm", 2.0, f"exlm (k = 4 states per mask, `<s>` and `</s>`), plus regression of "
+         f"{len(descriptor_names())} RDKit 2D descriptors from the molecule vector, weight 2"),
+        ("descriptors", 0.0, "descriptors only (no masks)"),
+    ]:  # fmt: skip
+        run = tmp_path / objective
+        pretrain(tiny(tmp_path / "p", run, objective=objective, descriptor_weight=weight,
+                      max_steps=2))  # fmt: skip
+        export_model(run, tmp_path / f"{objective}-exported")
+        card = (tmp_path / f"{objective}-exported" / "MODEL_CARD.md").read_text()
+        assert f"| objective | {expected}" in card, card[:800]
+    assert "| masking | none |" in card
