@@ -147,10 +147,6 @@ class JoinedFeatures:
         self.parts = parts
 
     @property
-    def model(self):
-        return getattr(self.parts[0], "model", None)
-
-    @property
     def blocks(self) -> list[int]:
         return [width for part in self.parts for width in _part_blocks(part)]
 
