@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import defaults
 from .embedding import embed
 from .errors import InputError
+from .finetune_settings import FinetuneSettings
 from .fingerprints import check_fingerprint, fingerprint_block, fingerprint_names, hybrid
 from .model import load_model, model_fingerprint, vector_names
 
@@ -134,7 +135,8 @@ class _FinetunedEstimator(BaseEstimator):
     head: ``cls`` (the ``<s>`` state, RoBERTa head), ``mean`` (the last layer's token mean,
     linear) or ``layers`` (every layer's token mean averaged, linear).
     learning_rate: one rate, or a sequence of rates chosen on the validation part.
-    epochs, patience, batch_size, dropout: as in `exlm_chem.finetune.FinetuneSettings`.
+    epochs, patience, batch_size, dropout, precision: as in
+    `exlm_chem.finetune_settings.FinetuneSettings`, where their defaults live.
     validation_fraction: share of the molecules held out for early stopping (and the rate),
     split by scaffold (``split="scaffold"``) or at random (``"random"``).
     device, precision: where and how to train (``auto`` precision: bf16 where native).
@@ -148,16 +150,16 @@ class _FinetunedEstimator(BaseEstimator):
     def __init__(
         self,
         model=None,
-        head: str = "cls",
-        learning_rate=1e-4,
-        epochs: int = 60,
-        patience: int = 10,
-        batch_size: int = 32,
-        dropout: float = 0.1,
+        head: str = FinetuneSettings.head,
+        learning_rate=FinetuneSettings.learning_rate,  # one rate; a list is a grid
+        epochs: int = FinetuneSettings.epochs,
+        patience: int = FinetuneSettings.patience,
+        batch_size: int = FinetuneSettings.batch_size,
+        dropout: float = FinetuneSettings.dropout,
         validation_fraction: float = 0.1,
         split: str = "scaffold",
         device=None,
-        precision: str = "auto",
+        precision: str = FinetuneSettings.precision,
         n_jobs: int | None = None,
         random_state: int = 0,
     ):
@@ -176,12 +178,7 @@ class _FinetunedEstimator(BaseEstimator):
         self.random_state = random_state
 
     def _fit(self, X, targets: np.ndarray):
-        from .finetuning import (
-            EncodedMolecules,
-            FinetuneSettings,
-            LabelledMolecules,
-            finetune_best_rate,
-        )
+        from .finetuning import EncodedMolecules, LabelledMolecules, finetune_best_rate
         from .splits import split_rows
 
         smiles = _as_smiles(X)

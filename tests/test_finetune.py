@@ -509,3 +509,31 @@ def test_a_labelled_table_pandas_cannot_parse_is_one_line(run_cli, tmp_path):
     code, _, err = run_cli("finetune", path, "--target", "y", "--out", tmp_path / "m")
     assert code == 2 and "quote.csv: cannot read as a table: " in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+
+
+def test_the_command_the_benchmark_and_the_estimators_share_one_set_of_defaults():
+    import inspect
+
+    from exlm_chem import ExLMClassifier, ExLMRegressor
+    from exlm_chem.cli.benchmark import benchmark
+    from exlm_chem.cli.finetune import finetune as finetune_command
+    from exlm_chem.finetune_settings import LEARNING_RATES
+    from exlm_chem.finetune_settings import FinetuneSettings as Settings
+
+    def option(function, name):
+        return inspect.signature(function).parameters[name].default.default
+
+    for name in ("head", "epochs", "patience", "batch_size", "dropout", "seed"):
+        assert option(finetune_command, name) == getattr(Settings, name), name
+    for name in ("head", "epochs", "patience"):
+        assert option(benchmark, f"finetune_{name}") == getattr(Settings, name), name
+    rates = [float(r) for r in option(finetune_command, "lr").split(",")]
+    assert (
+        rates
+        == list(LEARNING_RATES)
+        == [float(r) for r in option(benchmark, "finetune_lr").split(",")]
+    )
+    for estimator in (ExLMClassifier(), ExLMRegressor()):
+        params = estimator.get_params()
+        for name in ("head", "epochs", "patience", "batch_size", "dropout", "precision"):
+            assert params[name] == getattr(Settings, name), name

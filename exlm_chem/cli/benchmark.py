@@ -7,7 +7,9 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
+from ..finetune_settings import FinetuneSettings
 from .app import show_progress_messages
+from .finetune import DEFAULT_RATES, _default
 
 
 def benchmark(
@@ -39,10 +41,10 @@ def benchmark(
         "averaged over the seeds).",
     ),
     finetune_lr: str = typer.Option(
-        "3e-5,1e-4,3e-4,1e-3", help="Fine-tuning learning rates (comma-separated grid)."
+        DEFAULT_RATES, help="Fine-tuning learning rates (comma-separated grid)."
     ),
     finetune_head: str = typer.Option(
-        "cls",
+        _default("head"),
         help="Fine-tuning head: cls, mean or layers; several (comma-separated) are chosen on "
         "validation with the learning rate.",
     ),
@@ -51,8 +53,12 @@ def benchmark(
         help="Seeds whose validation chooses the head and learning rate (default: every seed); "
         "only they run the whole grid, the other seeds the choice (saves time on a CPU).",
     ),
-    finetune_epochs: int = typer.Option(60, help="Fine-tuning: at most this many epochs."),
-    finetune_patience: int = typer.Option(10, help="Fine-tuning: early-stopping patience."),
+    finetune_epochs: int = typer.Option(
+        _default("epochs"), help="Fine-tuning: at most this many epochs."
+    ),
+    finetune_patience: int = typer.Option(
+        _default("patience"), help="Fine-tuning: early-stopping patience."
+    ),
     finetune_jobs: int = typer.Option(
         1,
         help="Fine-tuning runs at a time, in worker processes (on a CPU each on its share "
@@ -78,7 +84,7 @@ def benchmark(
     import logging
 
     # The MoleculeNet package imports DeepChem, slow to import: only for this command.
-    from ..finetuning import HEADS, FinetuneSettings
+    from ..finetuning import HEADS
     from ..moleculenet.datasets import DATASETS
     from ..moleculenet.features import parse_features
     from ..moleculenet.probes import PROBES

@@ -8,9 +8,15 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
+from ..finetune_settings import LEARNING_RATES, FinetuneSettings
 from .app import show_progress_messages
 
-DEFAULT_RATES = "3e-5,1e-4,3e-4,1e-3"
+DEFAULT_RATES = ",".join(f"{rate:g}" for rate in LEARNING_RATES)
+
+
+def _default(name: str):
+    """A fine-tuning setting's default, from its one home (FinetuneSettings)."""
+    return FinetuneSettings.__dataclass_fields__[name].default
 
 
 def parse_rates(text: str) -> list[float]:
@@ -37,24 +43,26 @@ def finetune(
         None, help="Model directory to start from (default: the model shipped with the package)."
     ),
     head: str = typer.Option(
-        "cls",
+        _default("head"),
         help="cls (the <s> state, RoBERTa head), mean (last layer's token mean, linear) or "
         "layers (every layer's token mean averaged, linear).",
     ),
     lr: str = typer.Option(
         DEFAULT_RATES, help="Learning rate, or comma-separated rates chosen on validation."
     ),
-    epochs: int = typer.Option(60, help="At most this many epochs."),
-    patience: int = typer.Option(10, help="Stop after this many epochs without improvement."),
-    batch_size: int = typer.Option(32, help="Molecules per step."),
-    dropout: float = typer.Option(0.1, help="Dropout in the head and the encoder."),
+    epochs: int = typer.Option(_default("epochs"), help="At most this many epochs."),
+    patience: int = typer.Option(
+        _default("patience"), help="Stop after this many epochs without improvement."
+    ),
+    batch_size: int = typer.Option(_default("batch_size"), help="Molecules per step."),
+    dropout: float = typer.Option(_default("dropout"), help="Dropout in the head and the encoder."),
     schedule: str = typer.Option(
         "linear", help="Learning rate after the 6% warm-up: linear (decay to 0) or constant."
     ),
     split: str = typer.Option("scaffold", help="scaffold (seeded scaffold groups) or random."),
     valid_fraction: float = typer.Option(0.1, help="Share of molecules for validation."),
     test_fraction: float = typer.Option(0.1, help="Share held out for the reported test score."),
-    seed: int = typer.Option(0, help="Seed of the split, the head and the batches."),
+    seed: int = typer.Option(_default("seed"), help="Seed of the split, the head and the batches."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N or auto (default: cpu)."),
     precision: str = typer.Option("auto", help="auto (bf16 where native), fp32 or bf16."),
     jobs: int = typer.Option(
@@ -73,7 +81,6 @@ def finetune(
     ),
 ) -> None:
     """Fine-tune a model end to end on a labelled table; keep the best validation run."""
-    from ..finetuning import FinetuneSettings
     from ..finetuning.files import finetune_table
 
     show_progress_messages()

@@ -15,14 +15,13 @@ import torch
 
 from ..environment import resolve_device
 from ..errors import InputError, TrainingFailed
+from ..finetune_settings import LEARNING_RATES
 from ..model import ExLMModel
 from ..parallel import map_in_order
 from .data import LabelledMolecules
 from .train import FinetuneResult, FinetuneSettings, finetune, is_better
 
 logger = logging.getLogger(__name__)
-
-LEARNING_RATES = (3e-5, 1e-4, 3e-4, 1e-3)  # the default grid
 
 
 def finetune_each(

@@ -15,6 +15,7 @@ from torch import nn
 from ..embedding import prepare_smiles
 from ..environment import packaged_models, resolve_device, resolve_precision
 from ..errors import InputError
+from ..finetune_settings import HEADS
 from ..model import ExLMModel
 from ..model.encoder import Dropout
 from ..model.io import load_model_directory, save_model
@@ -23,7 +24,6 @@ from .data import EncodedMolecules
 
 # cls: the <s> state + RoBERTa head; mean: the last layer's token mean + linear; layers: every
 # layer's token mean, averaged (the default frozen read-out) + linear.
-HEADS = ("cls", "mean", "layers")
 HEAD_WEIGHTS_FILE, HEAD_CONFIG_FILE = "head.safetensors", "head.json"
 HEAD_FORMAT = "exlm-chem prediction head"
 PREDICT_BATCH = 128

@@ -1,0 +1,51 @@
+"""How a fine-tuning run trains: one settings object, read by `exlm-chem finetune`, the
+benchmark's fine-tuning and the scikit-learn estimators alike. Nothing heavy is imported here,
+so that the command line shows these defaults in its help without loading torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InputError
+
+HEADS = ("cls", "mean", "layers")  # the fine-tuning heads (see exlm_chem.finetuning.predictor)
+LEARNING_RATES = (3e-5, 1e-4, 3e-4, 1e-3)  # the default grid, chosen on validation
+SCHEDULES = ("linear", "constant")
+
+
+@dataclass
+class FinetuneSettings:
+    """How one fine-tuning run trains (the learning rate is one value; grids live outside)."""
+
+    head: str = "cls"
+    learning_rate: float = 1e-4
+    epochs: int = 60
+    patience: int = 10  # epochs without a better validation metric before stopping
+    batch_size: int = 32
+    warmup: float = 0.06  # fraction of the planned run
+    schedule: str = "linear"  # after warm-up: linear decay to 0 over the run, or constant
+    dropout: float = 0.1  # in the head and the encoder
+    weight_decay: float = 0.01
+    clip: float = 1.0  # gradient norm
+    balance_classes: bool = True
+    precision: str = "auto"  # auto: bf16 where the CPU or GPU has native bf16 matrix maths
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise InputError(f"head must be one of {', '.join(HEADS)}, not {self.head!r}")
+        if not self.learning_rate > 0:
+            raise InputError(f"learning rate must be positive, not {self.learning_rate}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.patience < 1:
+            raise InputError(f"patience must be at least 1, not {self.patience}")
+        if not (0 <= self.warmup < 1 and 0 <= self.dropout < 1):
+            raise InputError("warmup and dropout must be in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise InputError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}"
+            )
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise InputError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
