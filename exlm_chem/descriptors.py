@@ -57,7 +57,9 @@ def compute_descriptors(molecules: Sequence) -> np.ndarray:
     from rdkit import Chem
 
     out = np.full((len(molecules), len(descriptor_names())), np.nan, dtype=np.float32)
-    with quiet_rdkit():
+    # A few descriptors overflow in numpy on odd molecules: that value is NaN, not a warning.
+    with quiet_rdkit(), np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         for i, molecule in enumerate(molecules):
             mol = molecule if isinstance(molecule, Chem.Mol) else parse_smiles(molecule)
             if mol is not None:
