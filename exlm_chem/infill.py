@@ -326,6 +326,11 @@ def infill(
     if beam_size < 1:
         raise InputError(f"beam size must be at least 1, not {beam_size}")
     model = load_model(model, device).eval()
+    if model.config.objective == "descriptors":
+        raise InputError(
+            f"{model.name or 'the model'}: trained on descriptors alone, its token head never "
+            "learned to fill masks; infill needs an exlm or mlm model"
+        )
     parsed = parse_template(template, model.config.max_length)
     decode = decode_dag if model.transition_head is not None else decode_mlm
     return rank_candidates(parsed, decode(model, parsed, max(beam_size, n)), n, valid_only)
