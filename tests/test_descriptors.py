@@ -206,7 +206,8 @@ def test_the_model_card_says_what_the_model_was_trained_on(corpus, tmp_path):
         card = (tmp_path / f"{objective}-exported" / "MODEL_CARD.md").read_text()
         assert f"| objective | {expected}" in card, card[:800]
     assert "| masking | none |" in card
-    from exlm_chem import InputError, infill
+    from exlm_chem import InputError
+    from exlm_chem.infill import infill
 
     with pytest.raises(InputError, match="trained on descriptors alone"):
         infill("CC<mask:2>", model=tmp_path / "descriptors-exported")
