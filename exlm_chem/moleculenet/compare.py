@@ -142,9 +142,6 @@ def comparison_table(chosen: pd.DataFrame) -> str:
         for hybrid in families
         if hybrid.endswith("&ecfp") and hybrid != reference and "ecfp" in families
     ]
-    classification = list(dict.fromkeys(chosen.loc[chosen["metric"] == "roc_auc", "dataset"]))
-    regression = list(dict.fromkeys(chosen.loc[chosen["metric"] == "rmse", "dataset"]))
-    comparisons = [("mean ROC-AUC", classification)] + [(f"{d} RMSE", [d]) for d in regression]
     lines += [
         "",
         "### Paired bootstrap over the seeded splits",
@@ -157,23 +154,41 @@ def comparison_table(chosen: pd.DataFrame) -> str:
     ]
     for mode in dict.fromkeys(chosen["mode"]):
         for a, b in pairs:
-            for label, datasets in comparisons:
-                present = datasets_with_both(chosen, mode, a, b, datasets)
-                if not present:
-                    continue
-                result = paired_bootstrap(chosen, mode, a, b, present)
-                if len(present) < len(datasets):  # named, so that a partial mean is not misread
-                    label += f" ({len(present)} of {len(datasets)} sets: {', '.join(present)})"
-                if np.isnan(result["low"]):
-                    interval, excludes = "none (one split)", ""
-                else:
-                    interval = f"[{result['low']:+.3f}, {result['high']:+.3f}]"
-                    excludes = "yes" if result["excludes_zero"] else "no"
-                lines.append(
-                    f"| {mode} | {a} vs {b} | {label} | {result['difference']:+.3f} | "
-                    f"{interval} | {excludes} |"
-                )
+            for label, datasets in _comparisons(chosen):
+                cells = _bootstrap_cells(chosen, mode, a, b, label, datasets)
+                if cells is not None:
+                    lines.append(f"| {mode} | {a} vs {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _comparisons(chosen: pd.DataFrame, datasets=None) -> list[tuple[str, list[str]]]:
+    """What each family pair is compared on: the mean ROC-AUC over the classification sets,
+    then each regression set's RMSE (of ``datasets`` only, when given)."""
+
+    def of_metric(metric: str) -> list[str]:
+        names = dict.fromkeys(chosen.loc[chosen["metric"] == metric, "dataset"])
+        return [d for d in names if datasets is None or d in datasets]
+
+    regression = [(f"{d} RMSE", [d]) for d in of_metric("rmse")]
+    return [("mean ROC-AUC", of_metric("roc_auc")), *regression]
+
+
+def _bootstrap_cells(frame, mode, a, b, label, datasets, mode_b=None) -> list[str] | None:
+    """A table row's cells for family ``a`` minus ``b`` on ``datasets`` (those where both
+    have run): what, the difference, its 95% interval, whether it excludes 0; None when no
+    dataset has both."""
+    present = datasets_with_both(frame, mode, a, b, datasets, mode_b)
+    if not present:
+        return None
+    result = paired_bootstrap(frame, mode, a, b, present, mode_b=mode_b)
+    if len(present) < len(datasets):  # named, so that a partial mean is not misread
+        label += f" ({len(present)} of {len(datasets)} sets: {', '.join(present)})"
+    if np.isnan(result["low"]):
+        interval, excludes = "none (one split)", ""
+    else:
+        interval = f"[{result['low']:+.3f}, {result['high']:+.3f}]"
+        excludes = "yes" if result["excludes_zero"] else "no"
+    return [label, f"{result['difference']:+.3f}", interval, excludes]
 
 
 # The features and models a chemist would use instead of ours: each dataset's strongest of
@@ -229,11 +244,6 @@ def baseline_table(chosen: pd.DataFrame) -> str:
         values = frame[(frame["dataset"] == dataset) & (frame["family"] == STRONGEST)]["value"]
         spread = f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else ""
         lines.append(f"| {dataset} | {pick} | {values.mean():.3f}{spread} |")
-    classification = [
-        d for d in picks if frame.loc[frame["dataset"] == d, "metric"].iloc[0] == "roc_auc"
-    ]
-    regression = [d for d in picks if d not in classification]
-    comparisons = [("mean ROC-AUC", classification)] + [(f"{d} RMSE", [d]) for d in regression]
     lines += [
         "",
         "Difference: the family's score minus the strongest baseline's, positive when the "
@@ -248,22 +258,10 @@ def baseline_table(chosen: pd.DataFrame) -> str:
         if fam not in BASELINES
     ]
     for fam, mode in families:
-        for label, datasets in comparisons:
-            present = datasets_with_both(frame, mode, fam, STRONGEST, datasets, "baseline")
-            if not present:
-                continue
-            result = paired_bootstrap(frame, mode, fam, STRONGEST, present, mode_b="baseline")
-            if len(present) < len(datasets):
-                label += f" ({len(present)} of {len(datasets)} sets: {', '.join(present)})"
-            if np.isnan(result["low"]):
-                interval, excludes = "none (one split)", ""
-            else:
-                interval = f"[{result['low']:+.3f}, {result['high']:+.3f}]"
-                excludes = "yes" if result["excludes_zero"] else "no"
-            lines.append(
-                f"| {fam} | {mode} | {label} | {result['difference']:+.3f} | {interval} | "
-                f"{excludes} |"
-            )
+        for label, datasets in _comparisons(chosen, picks):
+            cells = _bootstrap_cells(frame, mode, fam, STRONGEST, label, datasets, "baseline")
+            if cells is not None:
+                lines.append(f"| {fam} | {mode} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
