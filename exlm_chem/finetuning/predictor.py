@@ -13,12 +13,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..embedding import prepare_smiles
-from ..environment import packaged_models, resolve_device, resolve_precision
+from ..environment import resolve_device, resolve_precision
 from ..errors import InputError
 from ..finetune_settings import HEADS
 from ..model import ExLMModel
 from ..model.encoder import Dropout
-from ..model.io import load_model_directory, save_model
+from ..model.io import load_model_directory, save_model, shipped_model_dir
 from ..outputs import atomic_path, atomic_write_text
 from .data import EncodedMolecules
 
@@ -146,7 +146,7 @@ def save_predictor(predictor: PropertyPredictor, directory: str | Path, about: d
 def load_predictor(directory: str | Path, device=None) -> PropertyPredictor:
     """A fine-tuned model folder written by `save_predictor` (safetensors only)."""
     directory = Path(directory)
-    if not directory.exists() and str(directory) in packaged_models():
+    if shipped_model_dir(directory) is not None:
         raise InputError(
             f"{directory}: a shipped model, without a prediction head; make one with "
             f"exlm-chem finetune --model {directory}"

@@ -136,6 +136,7 @@ def finetune(
         logger.info("%s: continuing from epoch %d", checkpoint, len(run.history) + 1)
     earlier_seconds, last_save = run.seconds, time.perf_counter()
     last_line = time.perf_counter()
+    diverged_at = None  # the epoch whose training loss was not finite
     last_epoch = len(run.history) if run.finished else settings.epochs
     for epoch in range(len(run.history) + 1, last_epoch + 1):
         epoch_loss = torch.zeros((), device=device)  # read once per epoch: no sync per step
@@ -165,9 +166,8 @@ def finetune(
             epoch_loss += loss.detach() * len(rows)
         if not math.isfinite(float(epoch_loss)):  # diverged: a result, not an error
             run.seconds = earlier_seconds + time.perf_counter() - start
-            return FinetuneResult(
-                None, math.nan, selection, 0, epoch, run.seconds, settings, run.history, epoch
-            )
+            diverged_at = epoch
+            break
         value, valid_loss = _validation_values(predictor, valid, task_type, selection, precision)
         run.history.append(
             dict(
@@ -201,10 +201,12 @@ def finetune(
             last_save = time.perf_counter()
         if run.finished:
             break
-    if run.best_state is None:  # no epoch gave a finite validation metric: no model either
+    if diverged_at is None and run.best_state is None:  # never a finite validation metric
+        diverged_at = len(run.history)
+    if diverged_at is not None:  # no model
         return FinetuneResult(
-            None, math.nan, selection, 0, len(run.history), run.seconds, settings, run.history,
-            len(run.history),
+            None, math.nan, selection, 0, diverged_at, run.seconds, settings, run.history,
+            diverged_at,
         )  # fmt: skip
     predictor.load_state_dict(run.best_state)
     predictor.eval()

@@ -50,9 +50,15 @@ def load_model(
     if model is None:
         # The default model is read once per process; callers get copies.
         return copy.deepcopy(_load_default_model(str(device) if device is not None else None))
+    return load_model_directory(shipped_model_dir(model) or model, device=device)
+
+
+def shipped_model_dir(model: str | Path) -> Path | None:
+    """The folder of a shipped model named ``model`` (``exlm-chem-v1``), or None when
+    ``model`` is not one's name or a path of that name exists (a folder of the user's)."""
     if not Path(model).exists() and str(model) in packaged_models():
-        return load_model_directory(PACKAGED_MODELS_DIR / str(model), device=device)
-    return load_model_directory(model, device=device)
+        return PACKAGED_MODELS_DIR / str(model)
+    return None
 
 
 @lru_cache(maxsize=2)
@@ -96,8 +102,7 @@ def model_tokenizer_path(model: str | Path | None = None) -> Path:
     model, without loading the model."""
     if model is None:
         return default_model_dir() / TOKENIZER_FILE
-    if not Path(model).exists() and str(model) in packaged_models():
-        return PACKAGED_MODELS_DIR / str(model) / TOKENIZER_FILE
+    model = shipped_model_dir(model) or model
     if not (Path(model) / TOKENIZER_FILE).is_file():
         shipped = ", ".join(packaged_models())
         raise InputError(

@@ -15,6 +15,7 @@ from ..outputs import atomic_write_text
 from .chemprop import chemprop_predictions
 from .datasets import DATASETS, cached_split, load_dataset
 from .features import FIXED, TRAINED, FeatureSpec, MorganCounts
+from .probes import PROBE_SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +66,7 @@ def scratch_records(name, spec, trainer, split, seeds, done, data_dir, cache_dir
     of the molecules RDKit reads (the fingerprint baselines' rows and splits), scored like
     every probe."""
     task_type = DATASETS[name].task_type
-    keys = [
-        dict(
-            dataset=name,
-            features=spec.name,
-            featurizer=trainer,
-            probe=SCRATCH,
-            seed=seed,
-            split=split,
-            probe_settings=None,
-        )  # fmt: skip
-        for seed in seeds
-    ]
+    keys = [record_key(name, spec.name, trainer, SCRATCH, seed, split) for seed in seeds]
     keys = [key for key in keys if result_key(key) not in done]
     if not keys:
         return []
@@ -102,6 +92,14 @@ def scratch_records(name, spec, trainer, split, seeds, done, data_dir, cache_dir
         )  # fmt: skip
         made.append(record)
     return made
+
+
+def record_key(dataset, features, featurizer, probe, seed, split) -> dict:
+    """The fields that name a result, and the settings of its probe."""
+    return dict(
+        dataset=dataset, features=features, featurizer=featurizer, probe=probe, seed=seed,
+        split=split, probe_settings=PROBE_SETTINGS.get(probe),
+    )  # fmt: skip
 
 
 def result_key(record: dict) -> tuple:

@@ -9,7 +9,6 @@ optional dependency: ``pip install 'exlm-chem[bench]'``.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -44,15 +43,13 @@ def chemprop_predictions(
     weight 0 is missing. ``options``: more ``chemprop train`` options (none: its defaults)."""
     n_tasks = train.y.shape[1]
     columns = [f"task_{t}" for t in range(n_tasks)]  # task names may hold any character
-    env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="exlm-chem-chemprop-") as folder:
         folder = Path(folder)
-        table = pd.concat(
-            [_table(part, columns, name) for part, name in ((train, "train"), (valid, "val"))]
-            + [_table(test, columns, "test")],
-            ignore_index=True,
-        )
-        table.to_csv(folder / "data.csv", index=False)
+        parts = [
+            _table(part, columns, name)
+            for part, name in ((train, "train"), (valid, "val"), (test, "test"))
+        ]
+        pd.concat(parts, ignore_index=True).to_csv(folder / "data.csv", index=False)
         _run(
             [
                 "train", "-i", "data.csv", "-s", "smiles", "--target-columns", *columns,
@@ -60,17 +57,17 @@ def chemprop_predictions(
                 "--accelerator", "cpu", "--devices", "1", "-n", "0",
                 "--pytorch-seed", str(seed), "--data-seed", str(seed), *options,
             ],
-            folder, env,
+            folder,
         )  # fmt: skip
         test_prediction = pd.read_csv(folder / "model" / "model_0" / "test_predictions.csv")
-        _table(valid, columns, "val")[["smiles"]].to_csv(folder / "valid.csv", index=False)
+        parts[1][["smiles"]].to_csv(folder / "valid.csv", index=False)
         _run(
             [
                 "predict", "-i", "valid.csv", "-s", "smiles", "--model-paths",
                 "model/model_0/best.pt", "-o", "valid_predictions.csv",
                 "--accelerator", "cpu", "--devices", "1", "-n", "0",
             ],
-            folder, env,
+            folder,
         )  # fmt: skip
         valid_prediction = pd.read_csv(folder / "valid_predictions.csv")
         return (
@@ -87,9 +84,9 @@ def _table(part, columns: list[str], split: str) -> pd.DataFrame:
     return frame
 
 
-def _run(args: list[str], folder: Path, env: dict) -> None:
+def _run(args: list[str], folder: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", _COMMAND, *args], cwd=folder, env=env, capture_output=True, text=True
+        [sys.executable, "-c", _COMMAND, *args], cwd=folder, capture_output=True, text=True
     )
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])

@@ -97,18 +97,16 @@ def parse_feature(item: str) -> FeatureSpec:
             "join one fingerprint with rdkit2d or a model"
         )
     pooling = check_pooling(readout or defaults.POOLING)
-    descriptors = "rdkit2d" in joined
+    # One spelling however it is written: a fingerprint first, then the descriptors.
+    ordered = fingerprints + ["rdkit2d"] * ("rdkit2d" in parts)
     if kind in FIXED:
-        # A fingerprint first, then the descriptors: ecfp-count&rdkit2d however it is written.
-        kind = fingerprints[0] if fingerprints else "rdkit2d"
-        name = "&".join(([kind] if kind != "rdkit2d" else []) + ["rdkit2d"] * ("rdkit2d" in parts))
-        return FeatureSpec(name, kind, descriptors=kind != "rdkit2d" and "rdkit2d" in parts)
+        return FeatureSpec("&".join(ordered), ordered[0], descriptors=len(ordered) > 1)
     name = f"mlm[{readout}]" if kind == "mlm" and readout else "mlm" if kind == "mlm" else first
     fingerprint = FINGERPRINT_OF[fingerprints[0]] if fingerprints else None
-    name += "".join(f"&{part}" for part in fingerprints + ["rdkit2d"] * descriptors)
     return FeatureSpec(
-        name, "exlm" if kind == "mlm" else kind, path, pooling, fingerprint, descriptors
-    )
+        name + "".join(f"&{part}" for part in ordered), "exlm" if kind == "mlm" else kind,
+        path, pooling, fingerprint, "rdkit2d" in ordered,
+    )  # fmt: skip
 
 
 def make_featurizer(spec: FeatureSpec):

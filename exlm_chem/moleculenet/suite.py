@@ -16,6 +16,7 @@ from .baselines import (
     is_baseline,
     keep_baseline,
     make_record,
+    record_key,
     result_key,
     scratch_records,
 )
@@ -157,16 +158,7 @@ def run_benchmark(
                 (seed, probe)
                 for seed in seeds
                 for probe in spec_probes
-                if result_key(
-                    dict(
-                        dataset=name,
-                        features=spec.name,
-                        featurizer=str(featurizer),
-                        probe=probe,
-                        seed=seed,
-                        split=split,
-                    )
-                )
+                if result_key(record_key(name, spec.name, str(featurizer), probe, seed, split))
                 not in done
             ]
             if not todo:
@@ -199,10 +191,7 @@ def run_benchmark(
                 deterministic = split == "scaffold" and probe == "logreg"
                 train, valid, test = cached_split(splits, dataset, split, seed)
                 start = time.perf_counter()
-                key = dict(
-                    dataset=name, features=spec.name, featurizer=str(featurizer), probe=probe,
-                    seed=seed, split=split, probe_settings=PROBE_SETTINGS.get(probe),
-                )  # fmt: skip
+                key = record_key(name, spec.name, str(featurizer), probe, seed, split)
                 baseline = is_baseline(spec)
                 record = cached_baseline(cache_dir, key) if baseline else None
                 if record is None:

@@ -88,13 +88,11 @@ def sample_corpus(directory: Path, stats: CorpusStats, size: int, seed: int) -> 
     shutil.rmtree(sampled, ignore_errors=True)
     whole.write_subset(chosen, sampled)
     counts = np.bincount(np.asarray(whole.sources)[chosen], minlength=len(whole.source_names))
+    stats.kept = size
+    stats.sources = {name: int(n) for name, n in zip(whole.source_names, counts) if n}
     del whole
     shutil.rmtree(directory)
     os.replace(sampled, directory)
-    stats.kept = size
-    stats.sources = {
-        name: int(n) for name, n in zip(PackedCorpus.load(directory).source_names, counts) if n
-    }
     return stats
 
 
