@@ -28,6 +28,7 @@ _PUBLIC = {
     "finetune": "finetuning",
     "infill": "infill",
     "load_predictor": "finetuning",
+    "load_finetuned": "finetuning",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

@@ -49,3 +49,28 @@ class FinetuneSettings:
             )
         if self.precision not in ("auto", "fp32", "bf16"):
             raise InputError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
+
+
+@dataclass
+class UncertaintySettings:
+    """How a fine-tuned model says how sure it is: an ensemble of ``members`` runs (seeds
+    seed, seed + 1, ...), regression intervals at ``coverage``, and an applicability domain
+    whose threshold leaves out ``domain_quantile`` of the validation molecules (those least
+    like the training molecules)."""
+
+    members: int = 1
+    coverage: float = 0.9
+    domain_quantile: float = 0.1
+
+    def __post_init__(self):
+        if not (isinstance(self.members, int) and self.members >= 1):
+            raise InputError(f"ensemble must be at least 1 member, not {self.members}")
+        check_coverage(self.coverage)
+        if not 0 <= self.domain_quantile < 1:
+            raise InputError(f"domain quantile must be in [0, 1), not {self.domain_quantile}")
+
+
+def check_coverage(coverage: float) -> float:
+    if not 0 < coverage < 1:
+        raise InputError(f"coverage must be between 0 and 1 (e.g. 0.9), not {coverage}")
+    return coverage

@@ -142,7 +142,12 @@ class _FinetunedEstimator(BaseEstimator):
     device, precision: where and how to train (``auto`` precision: bf16 where native).
     n_jobs: learning rates tried at a time, in worker processes (None: one; -1: as many as
     there are cores, as joblib counts them); see `exlm_chem.finetuning.finetune_each`.
-    random_state: seed of the split, the head and the batches.
+    random_state: seed of the split, the head and the batches (members: +1, +2, ...).
+    ensemble: members trained at the chosen rate; their spread is ``return_std``.
+    coverage: of the regression intervals (`ExLMRegressor.predict_interval`), calibrated by
+    conformal prediction on the validation part; classifiers' probabilities are
+    temperature-scaled there. `applicability_domain` says how like the training molecules
+    each molecule is.
     """
 
     _task_type = ""
@@ -162,6 +167,8 @@ class _FinetunedEstimator(BaseEstimator):
         precision: str = FinetuneSettings.precision,
         n_jobs: int | None = None,
         random_state: int = 0,
+        ensemble: int = 1,
+        coverage: float = 0.9,
     ):
         self.model = model
         self.head = head
@@ -176,9 +183,12 @@ class _FinetunedEstimator(BaseEstimator):
         self.precision = precision
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.ensemble = ensemble
+        self.coverage = coverage
 
     def _fit(self, X, targets: np.ndarray):
-        from .finetuning import EncodedMolecules, LabelledMolecules, finetune_best_rate
+        from .finetune_settings import UncertaintySettings
+        from .finetuning import EncodedMolecules, LabelledMolecules, finetune_ensemble
         from .splits import split_rows
 
         smiles = _as_smiles(X)
@@ -193,43 +203,64 @@ class _FinetunedEstimator(BaseEstimator):
             precision=self.precision,
             seed=self.random_state,
         )
+        uncertainty = UncertaintySettings(members=self.ensemble, coverage=self.coverage)
         rates = np.atleast_1d(np.asarray(self.learning_rate, dtype=float)).tolist()
         base = load_model(self.model, self.device)
         encoded = EncodedMolecules.from_smiles(smiles, base.tokenizer)
         train_rows, valid_rows, _ = split_rows(
             smiles, self.split, self.random_state, self.validation_fraction, 0.0
         )
-        train = LabelledMolecules(encoded.subset(train_rows), targets[train_rows])
-        valid = LabelledMolecules(encoded.subset(valid_rows), targets[valid_rows])
-        tasks = [f"task_{t}" for t in range(targets.shape[1])]
-        best, runs = finetune_best_rate(
-            base,
-            train,
-            valid,
-            self._task_type,
-            settings,
-            rates,
-            tasks,
-            self.device,
-            effective_n_jobs(self.n_jobs),
+        train, valid = (
+            LabelledMolecules(encoded.subset(rows), targets[rows], [smiles[i] for i in rows])
+            for rows in (train_rows, valid_rows)
         )
-        self.predictor_ = best.predictor
+        tasks = [f"task_{t}" for t in range(targets.shape[1])]
+        fitted, best, runs, _ = finetune_ensemble(
+            base, train, valid, self._task_type, settings, uncertainty, rates, tasks,
+            self.device, effective_n_jobs(self.n_jobs), train_ids=train_rows.tolist(),
+        )  # fmt: skip
+        self.finetuned_ = fitted
         self.learning_rate_ = best.settings.learning_rate
         self.best_epoch_ = best.best_epoch
         self.validation_score_ = best.valid_score
         self.runs_ = runs
         return self
 
-    def _outputs(self, X) -> np.ndarray:
-        from .finetuning import predict_smiles
-
-        check_is_fitted(self, "predictor_")
+    def _predictions(self, X, coverage: float | None = None):
+        check_is_fitted(self, "finetuned_")
         smiles = _as_smiles(X)
-        outputs, errors = predict_smiles(smiles, self.predictor_, self.precision)
+        predictions, errors = self.finetuned_.predict_smiles(smiles, self.precision, coverage)
         for i, error in enumerate(errors):
             if error is not None:
                 raise InputError(f"invalid SMILES at index {i} ({error}): {smiles[i]!r}")
-        return outputs
+        return predictions
+
+    def _spread(self, predictions) -> np.ndarray:
+        if predictions.spread is None:
+            raise InputError(
+                f"return_std needs an ensemble: fit with ensemble >= 2 (this one has "
+                f"{len(self.finetuned_.members)} member)"
+            )
+        return predictions.spread
+
+    def applicability_domain(self, X):
+        """A DataFrame with one row per molecule: max_cosine (to the training molecules'
+        vectors), max_tanimoto (ECFP4), nearest_train (the row of the training X with that
+        Tanimoto), nearest_train_smiles and in_domain (see
+        `exlm_chem.finetuning.domain`)."""
+        import pandas as pd
+
+        predictions = self._predictions(X)
+        sims, domain = predictions.similarities, self.finetuned_.domain
+        return pd.DataFrame(
+            {
+                "max_cosine": sims.max_cosine,
+                "max_tanimoto": sims.max_tanimoto,
+                "nearest_train": [domain.train_ids[i] for i in sims.nearest],
+                "nearest_train_smiles": [domain.train_smiles[i] for i in sims.nearest],
+                "in_domain": predictions.in_domain,
+            }
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -261,12 +292,18 @@ class ExLMClassifier(ClassifierMixin, _FinetunedEstimator):
             targets = y.astype(np.float64)
         return self._fit(X, targets)
 
-    def predict_proba(self, X) -> np.ndarray:
-        p = self._outputs(X)
-        return p if self.multitask_ else np.column_stack([1 - p[:, 0], p[:, 0]])
+    def predict_proba(self, X, return_std: bool = False):
+        """Calibrated probabilities; with ``return_std``, also their spread over the members."""
+        predictions = self._predictions(X)
+        p = predictions.value
+        proba = p if self.multitask_ else np.column_stack([1 - p[:, 0], p[:, 0]])
+        if not return_std:
+            return proba
+        spread = self._spread(predictions)
+        return proba, spread if self.multitask_ else np.column_stack([spread[:, 0]] * 2)
 
     def predict(self, X) -> np.ndarray:
-        p = self._outputs(X)
+        p = self._predictions(X).value
         return (
             (p >= 0.5).astype(int)
             if self.multitask_
@@ -284,6 +321,17 @@ class ExLMRegressor(RegressorMixin, _FinetunedEstimator):
         self.multitask_ = y.ndim == 2
         return self._fit(X, y.reshape(len(y), -1))
 
-    def predict(self, X) -> np.ndarray:
-        outputs = self._outputs(X)
-        return outputs if self.multitask_ else outputs[:, 0]
+    def predict(self, X, return_std: bool = False):
+        """The members' mean; with ``return_std``, also their spread (scikit-learn's
+        convention, as GaussianProcessRegressor)."""
+        predictions = self._predictions(X)
+        mean = self._shaped(predictions.value)
+        return (mean, self._shaped(self._spread(predictions))) if return_std else mean
+
+    def predict_interval(self, X, coverage: float | None = None):
+        """(low, high): split-conformal intervals at ``coverage`` (default: the fitted one)."""
+        predictions = self._predictions(X, coverage)
+        return self._shaped(predictions.low), self._shaped(predictions.high)
+
+    def _shaped(self, values: np.ndarray) -> np.ndarray:
+        return values if self.multitask_ else values[:, 0]

@@ -2,6 +2,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,3 +87,26 @@ def run_cli(monkeypatch, capsys):
         return code, out, err
 
     return run
+
+
+def chains(lengths, end: str) -> list[str]:
+    """Alkyl chains ending in one atom, in both directions: CCCO and OCCC."""
+    return [s for k in lengths for s in ("C" * k + end, end + "C" * k)]
+
+
+def amine_task(lengths):
+    """Label 1 for an amine, 0 for an alcohol: learnable from one token."""
+    smiles = chains(lengths, "N") + chains(lengths, "O")
+    y = np.array([1.0] * (2 * len(lengths)) + [0.0] * (2 * len(lengths)))
+    return smiles, y
+
+
+@pytest.fixture
+def amine_csv(tmp_path):
+    """Amines (1) and alcohols (0) in a CSV: a task learnable from one token."""
+    import pandas as pd
+
+    smiles, y = amine_task(range(1, 40))
+    path = tmp_path / "amines.csv"
+    pd.DataFrame({"smiles": smiles, "is_amine": y.astype(int)}).to_csv(path, index=False)
+    return path

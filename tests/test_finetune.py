@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import amine_task, chains
 
 from exlm_chem import InputError, load_model
 from exlm_chem.finetuning import (
@@ -24,19 +25,6 @@ from exlm_chem.finetuning import (
 )
 from exlm_chem.metrics import score
 from exlm_chem.splits import random_scaffold_split, scaffold_groups, split_rows
-
-
-def chains(lengths, end: str) -> list[str]:
-    """Alkyl chains ending in one atom, in both directions: CCCO and OCCC."""
-    return [s for k in lengths for s in ("C" * k + end, end + "C" * k)]
-
-
-def amine_task(lengths):
-    """Label 1 for an amine, 0 for an alcohol: learnable from one token."""
-    smiles = chains(lengths, "N") + chains(lengths, "O")
-    y = np.array([1.0] * (2 * len(lengths)) + [0.0] * (2 * len(lengths)))
-    return smiles, y
-
 
 FAST = dict(epochs=12, patience=12, batch_size=16, learning_rate=1e-3, precision="fp32")
 
@@ -234,14 +222,6 @@ def test_scaffold_splits_are_seeded_disjoint_and_keep_big_groups_in_training():
     assert len(random_parts[1]) == round(0.2 * len(smiles)) and len(random_parts[2]) == 0
 
 
-@pytest.fixture
-def amine_csv(tmp_path):
-    smiles, y = amine_task(range(1, 40))
-    path = tmp_path / "amines.csv"
-    pd.DataFrame({"smiles": smiles, "is_amine": y.astype(int)}).to_csv(path, index=False)
-    return path
-
-
 def test_finetune_and_predict_commands(run_cli, model_dir, amine_csv, tmp_path):
     import json
 
@@ -262,7 +242,8 @@ def test_finetune_and_predict_commands(run_cli, model_dir, amine_csv, tmp_path):
     code, _, err = run_cli("predict", molecules, "--model", out)
     assert code == 0, err
     table = pd.read_csv(tmp_path / "new.predictions.csv")
-    assert list(table.columns) == ["id", "smiles", "is_amine", "error"]
+    domain = ["max_cosine", "max_tanimoto", "nearest_train", "nearest_train_smiles", "in_domain"]
+    assert list(table.columns) == ["id", "smiles", "is_amine", *domain, "error"]
     assert table["is_amine"][0] > table["is_amine"][1] and np.isnan(table["is_amine"][2])
     assert table["error"].fillna("")[2] != ""
     # The output's name says its format; a name of no table format is refused.
@@ -297,24 +278,27 @@ def test_a_stopped_finetune_command_resumes(run_cli, model_dir, amine_csv, tmp_p
     args = (
         "finetune", amine_csv, "--target", "is_amine", "--model", model_dir, "--split", "random",
         "--lr", "1e-3,3e-4", "--epochs", "4", "--batch-size", "16", "--precision", "fp32",
+        "--ensemble", "2",
     )  # fmt: skip
     code, _, err = run_cli(*args, "--out", tmp_path / "whole")
     assert code == 0, err
     whole = json.loads((tmp_path / "whole" / "finetune.json").read_text())
-    # Stopped after training, before the model is saved: both rates' runs are checkpointed.
+    # Stopped after training, before the model is saved: both rates' runs and the second
+    # ensemble member are checkpointed.
     out = tmp_path / "stopped"
-    save = files.save_predictor
+    save = files.save_finetuned
 
     def stopped(*_, **__):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(files, "save_predictor", stopped)
+    monkeypatch.setattr(files, "save_finetuned", stopped)
     code, _, _ = run_cli(*args, "--out", out)
     assert code == 130  # as Ctrl-C
-    monkeypatch.setattr(files, "save_predictor", save)
+    monkeypatch.setattr(files, "save_finetuned", save)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "lr-0.0003.pt",
         "lr-0.001.pt",
+        "member-1.pt",
     ]
     code, _, err = run_cli(*args, "--out", out)
     assert code == 2 and "--resume to continue" in err
@@ -328,6 +312,10 @@ def test_a_stopped_finetune_command_resumes(run_cli, model_dir, amine_csv, tmp_p
 
     assert without_seconds(resumed) == without_seconds(whole)
     assert resumed["test_score"] == whole["test_score"]
+    assert (
+        resumed["ensemble"]["members"][1]["valid_score"]
+        == whole["ensemble"]["members"][1]["valid_score"]
+    )
     assert not (out / "checkpoints").exists()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from ..finetune_settings import LEARNING_RATES, FinetuneSettings
+from ..finetune_settings import LEARNING_RATES, FinetuneSettings, UncertaintySettings
 from .app import show_progress_messages
 
 DEFAULT_RATES = ",".join(f"{rate:g}" for rate in LEARNING_RATES)
@@ -65,10 +65,16 @@ def finetune(
     seed: int = typer.Option(_default("seed"), help="Seed of the split, the head and the batches."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N or auto (default: cpu)."),
     precision: str = typer.Option("auto", help="auto (bf16 where native), fp32 or bf16."),
+    ensemble: int = typer.Option(
+        1, help="Members of the ensemble: runs at the chosen rate with seeds SEED, SEED+1, ..."
+    ),
+    coverage: float = typer.Option(
+        0.9, help="Coverage of the regression intervals, calibrated on the validation part."
+    ),
     jobs: int = typer.Option(
         1,
-        help="Learning rates tried at a time, in worker processes (on a CPU each on its "
-        "share of the threads; on a GPU all on the device).",
+        help="Learning rates (or ensemble members) trained at a time, in worker processes "
+        "(on a CPU each on its share of the threads; on a GPU all on the device).",
     ),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Leave out rows whose SMILES is invalid (else: an error)."
@@ -94,6 +100,7 @@ def finetune(
         precision=precision,
         seed=seed,
     )
+    uncertainty = UncertaintySettings(members=ensemble, coverage=coverage)
     if task not in ("auto", "classification", "regression"):
         raise InputError(f"--task must be auto, classification or regression, not {task!r}")
     report = finetune_table(
@@ -105,6 +112,7 @@ def finetune(
         model=model,
         settings=settings,
         learning_rates=parse_rates(lr),
+        uncertainty=uncertainty,
         split=split,
         valid_fraction=valid_fraction,
         test_fraction=test_fraction,
@@ -121,6 +129,7 @@ def finetune(
         f"{chosen['best_epoch']}, validation {report['metric']} "
         + (f"{report['valid_score']:.4f}" if report["valid_score"] is not None else "undefined")
         + (f", test {report['metric']} {test:.4f}" if test is not None else "")
+        + (f" ({ensemble} members)" if ensemble > 1 else "")
         + f"; model in {out}",
         err=True,
     )
@@ -139,9 +148,14 @@ def predict(
     id_column: str | None = typer.Option(None, help="Id column (default: the row number)."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:N or auto (default: cpu)."),
     precision: str = typer.Option("auto", help="auto (bf16 where native), fp32 or bf16."),
+    coverage: float | None = typer.Option(
+        None, help="Coverage of regression intervals (default: the model's, 0.9 unless set)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
 ) -> None:
-    """Predict the fine-tuned tasks for every molecule of INPUT."""
+    """Predict the fine-tuned tasks for every molecule of INPUT: the value (or probability),
+    its spread over an ensemble's members, a regression interval, and how like the training
+    molecules each one is (the applicability domain)."""
     from ..finetuning.files import predict_file
 
     show_progress_messages()
@@ -154,5 +168,6 @@ def predict(
         device=device,
         precision=precision,
         overwrite=overwrite,
+        coverage=coverage,
     )
     typer.echo(f"predictions in {written}", err=True)

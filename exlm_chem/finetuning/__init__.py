@@ -1,8 +1,9 @@
 """Fine-tuning an encoder end to end on labelled molecules, and predicting with the result:
 `data` (molecules tokenized once, labels, class balancing), `predictor` (the heads, the
 fine-tuned model, saving and loading), `train` (the protocol, one run), `checkpoint` (a run's
-state, to continue it), `grid` (several runs, a grid of rates), `files` (a labelled table in,
-a fine-tuned model folder out; predictions for a molecule file).
+state, to continue it), `grid` (several runs, a grid of rates), `ensemble` (members at the
+chosen rate, with `calibration` and an applicability `domain`; `reliability` measures them),
+`files` (a labelled table in, a fine-tuned model folder out; predictions for a molecule file).
 
 The protocol is the reference ExLM's for MoleculeNet (itself Uni-Mol's): the first ``<s>``
 state through a RoBERTa classification head (or the mean of the token states through a linear
@@ -20,13 +21,20 @@ of a task with 3% of them count as much as its negatives.
 """
 
 from .data import EncodedMolecules, LabelledMolecules, balancing_weights, check_targets
+from .ensemble import (
+    FinetunedModel,
+    Predictions,
+    finetune_ensemble,
+    load_finetuned,
+    predict_smiles,
+    save_finetuned,
+)
 from .grid import LEARNING_RATES, choose_learning_rate, finetune_best_rate, finetune_each
 from .predictor import (
     HEADS,
     PropertyPredictor,
     load_predictor,
     predict_encoded,
-    predict_smiles,
     save_predictor,
 )
 from .train import FinetuneResult, FinetuneSettings, finetune
@@ -37,7 +45,9 @@ __all__ = [
     "EncodedMolecules",
     "FinetuneResult",
     "FinetuneSettings",
+    "FinetunedModel",
     "LabelledMolecules",
+    "Predictions",
     "PropertyPredictor",
     "balancing_weights",
     "check_targets",
@@ -45,8 +55,11 @@ __all__ = [
     "finetune",
     "finetune_best_rate",
     "finetune_each",
+    "finetune_ensemble",
+    "load_finetuned",
     "load_predictor",
     "predict_encoded",
     "predict_smiles",
+    "save_finetuned",
     "save_predictor",
 ]

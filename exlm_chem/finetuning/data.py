@@ -51,16 +51,20 @@ class EncodedMolecules:
 
 @dataclass
 class LabelledMolecules:
-    """Encoded molecules with their targets y (n, tasks), NaN where a label is missing."""
+    """Encoded molecules with their targets y (n, tasks), NaN where a label is missing, and
+    optionally the SMILES they were read from (the applicability domain needs them)."""
 
     molecules: EncodedMolecules
     y: np.ndarray
+    smiles: list[str] | None = None
 
     def __post_init__(self):
         y = np.asarray(self.y, dtype=np.float64)
         self.y = y[:, None] if y.ndim == 1 else y
         if len(self.y) != len(self.molecules):
             raise InputError(f"{len(self.molecules)} molecules but {len(self.y)} rows of targets")
+        if self.smiles is not None and len(self.smiles) != len(self.molecules):
+            raise InputError(f"{len(self.molecules)} molecules but {len(self.smiles)} SMILES")
 
     @property
     def w(self) -> np.ndarray:
@@ -69,7 +73,8 @@ class LabelledMolecules:
 
     @classmethod
     def from_smiles(cls, smiles, y, tokenizer, canonicalize: bool = True, label=None):
-        return cls(EncodedMolecules.from_smiles(smiles, tokenizer, canonicalize, label), y)
+        smiles = list(smiles)
+        return cls(EncodedMolecules.from_smiles(smiles, tokenizer, canonicalize, label), y, smiles)
 
 
 def check_targets(y: np.ndarray, task_type: str, tasks: list[str], where: str = "") -> None:

@@ -15,6 +15,7 @@ import numpy as np
 from ..embedding import prepare_smiles
 from ..environment import describe_hardware
 from ..errors import InputError, TrainingFailed
+from ..finetune_settings import UncertaintySettings
 from ..io import read_labelled_table, read_molecules
 from ..metrics import metric_name, score
 from ..model import load_model
@@ -26,16 +27,14 @@ from . import (
     FinetuneSettings,
     LabelledMolecules,
     check_targets,
-    finetune_best_rate,
-    load_predictor,
     predict_encoded,
-    predict_smiles,
-    save_predictor,
 )
+from .ensemble import FinetunedModel, Predictions, finetune_ensemble, load_finetuned, save_finetuned
+from .reliability import evaluate_uncertainty, plot_reliability
 
 logger = logging.getLogger(__name__)
 
-REPORT_FILE = "finetune.json"
+REPORT_FILE, RELIABILITY_FILE = "finetune.json", "reliability.png"
 CHECKPOINT_FOLDER = "checkpoints"  # in the output folder while a run is under way
 
 
@@ -73,6 +72,7 @@ def finetune_table(
     model=None,
     settings: FinetuneSettings | None = None,
     learning_rates=LEARNING_RATES,
+    uncertainty: UncertaintySettings | None = None,
     split: str = "scaffold",
     valid_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -85,6 +85,9 @@ def finetune_table(
     """Fine-tune on the SMILES and target columns of a CSV/TSV file; save the model with the
     best validation metric (over ``learning_rates``) in ``out``, with a report (finetune.json)
     holding the validation metric of every rate and the test metric of the one kept.
+    ``uncertainty``: the ensemble's size, the intervals' coverage and the domain's quantile
+    (see `exlm_chem.finetuning.ensemble`); the model folder keeps every member, the
+    calibration and the domain, and a reliability plot (reliability.png) on the test part.
 
     The rows are split once (``split``, ``settings.seed``) into train, validation (early
     stopping and the learning rate) and test (reported only; ``test_fraction=0`` keeps none).
@@ -94,6 +97,7 @@ def finetune_table(
     end); ``resume`` continues a stopped call from them, with the same data and settings.
     """
     settings = settings or FinetuneSettings()
+    uncertainty = uncertainty or UncertaintySettings()
     path, out = Path(path), Path(out)
     checkpoints = out / CHECKPOINT_FOLDER
     if out.exists() and not out.is_dir():
@@ -134,7 +138,10 @@ def finetune_table(
     smiles, y = [smiles[i] for i in kept], y[kept]
     encoded = EncodedMolecules.from_tokens([prepared.tokens[i] for i in kept], base.tokenizer)
     parts = split_rows(smiles, split, settings.seed, valid_fraction, test_fraction)
-    train, valid, test = (LabelledMolecules(encoded.subset(rows), y[rows]) for rows in parts)
+    train, valid, test = (
+        LabelledMolecules(encoded.subset(rows), y[rows], [smiles[i] for i in rows])
+        for rows in parts
+    )
     if len(train.molecules) == 0 or len(valid.molecules) == 0:
         raise InputError(f"{path}: too few molecules ({len(smiles)}) to split off validation data")
     check_targets(train.y, task_type, targets, f"{path} (training part of the split)")
@@ -151,17 +158,22 @@ def finetune_table(
         settings.seed,
     )
     try:
-        best, runs = finetune_best_rate(
-            base, train, valid, task_type, settings, learning_rates, targets, device, jobs,
-            checkpoints,
+        fitted, best, runs, members = finetune_ensemble(
+            base, train, valid, task_type, settings, uncertainty, learning_rates, targets,
+            device, jobs, checkpoints, train_ids=[f"line {kept[i] + 2}" for i in parts[0]],
         )  # fmt: skip
     except TrainingFailed:
         shutil.rmtree(checkpoints, ignore_errors=True)  # nothing to resume: no rate trains
         raise
-    test_score = None
+    # Scored on the test part, or (without one) the validation part the calibration saw.
+    held_out, held_out_name = (test, "test") if len(test.molecules) else (valid, "validation")
+    predictions = fitted.predict(held_out.molecules, held_out.smiles, settings.precision)
+    y_held_out = np.nan_to_num(held_out.y)
+    test_score = single_test_score = None
     if len(test.molecules):
-        prediction = predict_encoded(best.predictor, test.molecules, settings.precision)
-        test_score = score(task_type, np.nan_to_num(test.y), test.w, prediction)
+        test_score = score(task_type, y_held_out, test.w, predictions.value)
+        first = predict_encoded(fitted.members[0], test.molecules, settings.precision)
+        single_test_score = score(task_type, y_held_out, test.w, first)
     metric = metric_name(task_type)
     report = dict(
         data=str(path),
@@ -181,13 +193,57 @@ def finetune_table(
         metric=metric,
         valid_score=best.valid_score if best.selection == metric else None,
         test_score=test_score,
+        ensemble=dict(
+            members=members,
+            single_member_test_score=single_test_score,
+            coverage=uncertainty.coverage,
+            domain_threshold=fitted.domain.threshold if fitted.domain else None,
+        ),
+        uncertainty=dict(
+            part=held_out_name, **evaluate_uncertainty(task_type, held_out.y, predictions)
+        ),
         hardware=describe_hardware(next(best.predictor.parameters()).device),
         seconds=round(time.perf_counter() - start, 1),
     )
-    save_predictor(best.predictor, out, about=dict(trained_on=str(path), metric=metric))
+    save_finetuned(fitted, out, about=dict(trained_on=str(path), metric=metric))
+    plot_reliability(
+        task_type, held_out.y, predictions, out / RELIABILITY_FILE,
+        f"{path.name}, {held_out_name} part ({len(held_out.molecules)} molecules)",
+    )  # fmt: skip
     atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2))
     shutil.rmtree(checkpoints)
     return report
+
+
+def prediction_columns(fitted: FinetunedModel, predictions: Predictions) -> dict:
+    """Per task: TASK (the ensemble's mean, or its calibrated probability of 1), TASK_std (the
+    spread over members, for an ensemble), TASK_low and TASK_high (the regression interval);
+    then the applicability domain: max_cosine, max_tanimoto, nearest_train (the training
+    molecule with that Tanimoto: its line in the training file) and its SMILES, in_domain."""
+    import pandas as pd
+
+    columns = {}
+    for t, task in enumerate(fitted.tasks):
+        columns[task] = predictions.value[:, t]
+        for suffix, values in (("std", predictions.spread), ("low", predictions.low)):
+            if values is not None:
+                columns[f"{task}_{suffix}"] = values[:, t]
+        if predictions.high is not None:
+            columns[f"{task}_high"] = predictions.high[:, t]
+    sims = predictions.similarities
+    if sims is not None:
+        columns["max_cosine"], columns["max_tanimoto"] = sims.max_cosine, sims.max_tanimoto
+        known = sims.nearest >= 0
+        pick = lambda names: np.array(  # noqa: E731
+            [names[i] if ok else "" for i, ok in zip(sims.nearest, known)], dtype=object
+        )
+        columns["nearest_train"] = pick(fitted.domain.train_ids)
+        columns["nearest_train_smiles"] = pick(fitted.domain.train_smiles)
+        columns["in_domain"] = pd.array(
+            [bool(v) if ok else None for v, ok in zip(predictions.in_domain, known)],
+            dtype="boolean",
+        )
+    return columns
 
 
 def default_predictions_path(input_path: Path) -> Path:
@@ -206,10 +262,12 @@ def predict_file(
     device=None,
     precision: str = "auto",
     overwrite: bool = False,
+    coverage: float | None = None,
 ) -> Path:
-    """Write a table of predictions for every molecule of a file: id, smiles, one column per
-    task (a probability for classification), and ``error`` (why a row has no prediction).
-    The output's name says its format: .csv, .tsv or .parquet."""
+    """Write a table of predictions for every molecule of a file: id, smiles, the columns of
+    `prediction_columns`, and ``error`` (why a row has no prediction). The output's name says
+    its format: .csv, .tsv or .parquet. ``coverage``: of the regression intervals (default:
+    the one the model was calibrated for)."""
     import pandas as pd
 
     path = Path(path)
@@ -220,15 +278,26 @@ def predict_file(
             "taken from the name)"
         )
     check_output_file(out, inputs=[path], overwrite=overwrite)
-    predictor = load_predictor(model, device)
+    fitted = load_finetuned(model, device)
+    try:
+        fitted.check_coverage(coverage)
+    except InputError as exc:
+        raise InputError(f"--coverage {coverage}: {model}: {exc}") from None
+    if fitted.calibration is None and fitted.domain is None:
+        logger.warning(
+            "%s: fine-tuned before ensembles, calibration and the applicability domain were "
+            "saved; predictions come without spread, intervals or domain columns",
+            model,
+        )
     records = list(
         read_molecules(path, smiles_column=smiles_column, id_column=id_column, errors="keep")
     )
-    predictions, errors = predict_smiles([r.smiles for r in records], predictor, precision)
+    predictions, errors = fitted.predict_smiles([r.smiles for r in records], precision, coverage)
     errors = [record.error or error for record, error in zip(records, errors)]
     frame = pd.DataFrame({"id": [r.id for r in records], "smiles": [r.smiles for r in records]})
-    for t, task in enumerate(predictor.tasks):
-        frame[task] = np.where([e is None for e in errors], predictions[:, t], np.nan)
+    predicted = np.array([e is None for e in errors])
+    for name, column in prediction_columns(fitted, predictions).items():
+        frame[name] = np.where(predicted, column, np.nan) if column.dtype == float else column
     frame["error"] = [e or "" for e in errors]
     with atomic_path(out) as tmp:
         if out.suffix.lower() == ".parquet":

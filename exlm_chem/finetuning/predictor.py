@@ -12,7 +12,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..embedding import prepare_smiles
 from ..environment import resolve_device, resolve_precision
 from ..errors import InputError
 from ..finetune_settings import HEADS
@@ -96,22 +95,35 @@ class PropertyPredictor(nn.Module):
 
 
 def predict_encoded(
-    predictor: PropertyPredictor, molecules: EncodedMolecules, precision: str = "auto"
-) -> np.ndarray:
-    """Probabilities (classification) or values (regression), (n, tasks), in input order."""
+    predictor: PropertyPredictor,
+    molecules: EncodedMolecules,
+    precision: str = "auto",
+    logits: bool = False,
+    vectors: bool = False,
+):
+    """Probabilities (classification; logits with ``logits``) or values (regression),
+    (n, tasks), in input order; with ``vectors``, also the (n, hidden) molecule vectors the
+    head reads, from the same pass."""
     device = next(predictor.parameters()).device
     precision = resolve_precision(precision, device)
     order = np.argsort(molecules.lengths.numpy(), kind="stable")  # similar lengths together
     out = np.empty((len(molecules), len(predictor.tasks)), dtype=np.float64)
+    hidden = predictor.base.config.hidden_size
+    pooled_out = np.empty((len(molecules), hidden), dtype=np.float32) if vectors else None
+    keep_logits = logits and predictor.task_type == "classification"
     was_training = predictor.training
     predictor.eval()
     with torch.inference_mode(), autocast(device, precision):
         for start in range(0, len(order), PREDICT_BATCH):
             rows = order[start : start + PREDICT_BATCH]
             ids = molecules.batch(rows).to(device, non_blocking=True)
-            out[rows] = predictor.outputs(predictor(ids)).cpu().numpy()
+            pooled = predictor.base.embed_states(ids, pooling=predictor.head_kind).pooled
+            raw = predictor.head(pooled)
+            out[rows] = (raw.float() if keep_logits else predictor.outputs(raw)).cpu().numpy()
+            if vectors:
+                pooled_out[rows] = pooled.float().cpu().numpy()
     predictor.train(was_training)
-    return out
+    return (out, pooled_out) if vectors else out
 
 
 def autocast(device: torch.device, precision: str):
@@ -175,20 +187,3 @@ def load_predictor(directory: str | Path, device=None) -> PropertyPredictor:
     predictor.eval()
     device = resolve_device(device)
     return predictor.to(device) if device is not None else predictor
-
-
-def predict_smiles(
-    smiles, predictor: PropertyPredictor, precision: str = "auto", canonicalize: bool = True
-) -> tuple[np.ndarray, list[str | None]]:
-    """Predictions (n, tasks) for SMILES, NaN rows where a SMILES is invalid, and the reasons
-    (None where valid)."""
-    smiles = list(smiles)
-    prepared = prepare_smiles(smiles, predictor.tokenizer, canonicalize)
-    good = [i for i, tokens in enumerate(prepared.tokens) if tokens is not None]
-    out = np.full((len(smiles), len(predictor.tasks)), np.nan)
-    if good:
-        encoded = EncodedMolecules.from_tokens(
-            [prepared.tokens[i] for i in good], predictor.tokenizer
-        )
-        out[good] = predict_encoded(predictor, encoded, precision)
-    return out, prepared.errors
