@@ -80,14 +80,14 @@ class ExLMFeaturizer(MolecularFeaturizer):
         # Molecules over all calls: DeepChem's loaders call featurize once per shard of a file.
         self.counts = Counter()
 
-    def _model(self):
+    def get_model(self):
         if self._loaded is None:
             self._loaded = load_model(self.model, self.device)
         return self._loaded
 
     def _workers(self) -> WorkerPool:
         if self._pool is None:
-            device = next(self._model().parameters()).device
+            device = next(self.get_model().parameters()).device
             self._pool = WorkerPool(embed_workers(device) if self.workers is None else self.workers)
         return self._pool
 
@@ -105,7 +105,7 @@ class ExLMFeaturizer(MolecularFeaturizer):
         if isinstance(datapoints, (str, Chem.Mol)):
             datapoints = [datapoints]
         smiles = list(datapoints)  # SMILES or RDKit molecules: both are read as they are
-        model = self._model()
+        model = self.get_model()
         result = embed_molecules(
             smiles,
             model,
@@ -143,7 +143,7 @@ class ExLMFeaturizer(MolecularFeaturizer):
 
     def __str__(self) -> str:
         # DeepChem names its on-disk caches after str(featurizer): tie it to the weights.
-        model = self._model()
+        model = self.get_model()
         return (
             f"ExLMFeaturizer_{model_label(model)}_{model_fingerprint(model)}_{self.pooling}"
             + (f"_{self.fingerprint}" if self.fingerprint else "")
@@ -153,5 +153,5 @@ class ExLMFeaturizer(MolecularFeaturizer):
     @property
     def blocks(self) -> list[int]:
         """The widths of the blocks of a vector: [ExLM] or [ExLM, fingerprint]."""
-        width = pooled_size(self._model().config.hidden_size, self.pooling)
+        width = pooled_size(self.get_model().config.hidden_size, self.pooling)
         return [width, ECFP_BITS] if self.fingerprint else [width]

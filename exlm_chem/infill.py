@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from .errors import InputError
 from .model import ExLMModel, load_model
 from .model.exlm import BOS_ID, EOS_ID, MASK_ID, PAD_ID
-from .model.expansion import expand_states, pack_selected
+from .model.expansion import expand_states
 from .smiles import parse_smiles, quiet_rdkit, tokenize_smiles
 
 DEFAULT_SPAN = 4  # tokens a bare <mask> or {} may be filled with
@@ -168,12 +168,10 @@ def decode_dag(
     with torch.inference_mode():
         batch = expand_states(ids, model.config.k, model.expand_ids, PAD_ID)
         hidden = model.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
-        states, state_valid = pack_selected(batch.expanded)
-        state_hidden = hidden.gather(1, states[..., None].expand(-1, -1, hidden.shape[-1]))
-        raw_log_probs = F.log_softmax(model._logits(state_hidden).float(), dim=-1)
-        content = _content_only(raw_log_probs, tokenizer)
+        dag = model.dag_states(hidden, batch.expanded)
+        states, state_valid, transition = dag.states, dag.valid, dag.transition
+        content = _content_only(dag.log_probs, tokenizer)
         top_lp, top_id = content.topk(TOKENS_PER_STATE, dim=-1)
-        transition = model.transition_head(state_hidden, states, state_valid)
         log_transition = transition.clamp(min=1e-30).log().masked_fill(transition == 0, -math.inf)
         source = batch.p1.gather(1, states)  # each state's token in the input
     finished: dict[tuple, float] = {}
@@ -189,8 +187,8 @@ def decode_dag(
             top_lp[row, :size].cpu().numpy(),
             top_id[row, :size].cpu().numpy(),
             span_of_token[source[row, :size].cpu().numpy()],
-            float(raw_log_probs[row, 0, BOS_ID]),
-            float(raw_log_probs[row, size - 1, EOS_ID]),
+            float(dag.log_probs[row, 0, BOS_ID]),
+            float(dag.log_probs[row, size - 1, EOS_ID]),
             np.array(lengths),
             beam_size,
         )
@@ -255,7 +253,7 @@ def decode_mlm(
     with torch.inference_mode():
         batch = expand_states(ids, 1, model.expand_ids, PAD_ID)  # k = 1: nothing expands
         hidden = model.encoder(batch.ids, batch.p1, batch.p2, batch.valid)
-        log_probs = F.log_softmax(model._logits(hidden).float(), dim=-1)
+        log_probs = F.log_softmax(model.token_logits(hidden).float(), dim=-1)
         content = _content_only(log_probs, tokenizer)
     finished: dict[tuple, float] = {}
     for row, lengths in enumerate(combinations):

@@ -109,7 +109,7 @@ def test_mlm_baseline_tries_every_length_and_scores_positions_independently(tiny
         hidden = tiny_mlm.encoder(
             batch_states.ids, batch_states.p1, batch_states.p2, batch_states.valid
         )
-        log_probs = torch.log_softmax(tiny_mlm._logits(hidden).float(), -1)[0, 3]
+        log_probs = torch.log_softmax(tiny_mlm.token_logits(hidden).float(), -1)[0, 3]
     one_token = {f[0][0]: lp for f, lp in fillings.items() if len(f[0]) == 1}
     token, lp = max(one_token.items(), key=lambda item: item[1])
     assert lp == pytest.approx(float(log_probs[tiny_mlm.tokenizer.token_to_id[token]]), abs=1e-5)

@@ -74,7 +74,7 @@ class PropertyPredictor(nn.Module):
         self.base.load_state_dict(base.state_dict())
         head_class = RobertaHead if head == "cls" else LinearHead
         self.head = head_class(base.config.hidden_size, len(tasks), dropout)
-        self.head.apply(ExLMModel._init_weights)  # normal(0, 0.02), as RoBERTa's heads
+        self.head.apply(ExLMModel.init_weights)  # normal(0, 0.02), as RoBERTa's heads
         self.register_buffer("target_mean", torch.zeros(len(tasks)))
         self.register_buffer("target_std", torch.ones(len(tasks)))
         self.head_kind, self.tasks, self.task_type = head, list(tasks), task_type

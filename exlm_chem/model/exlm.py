@@ -68,6 +68,14 @@ class PretrainOutput:
 
 
 @dataclass
+class DagStates:
+    states: torch.Tensor  # (B, S) positions of the expanded states in the hidden states
+    valid: torch.Tensor  # (B, S) False for padding
+    log_probs: torch.Tensor  # (B, S, V) each state's token log-probabilities
+    transition: torch.Tensor  # (B, S, S) the learned transition matrix
+
+
+@dataclass
 class EmbeddingOutput:
     hidden: torch.Tensor  # (B, N, d)
     token_states: torch.Tensor  # (B, N) True for the states of real tokens (not <s>, </s>, padding)
@@ -97,10 +105,10 @@ class ExLMModel(nn.Module):
         self.register_buffer(
             "special_ids", torch.tensor([PAD_ID, BOS_ID, EOS_ID, MASK_ID]), persistent=False
         )
-        self.apply(self._init_weights)
+        self.apply(self.init_weights)
 
     @staticmethod
-    def _init_weights(module):
+    def init_weights(module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
         if isinstance(module, nn.Linear) and module.bias is not None:
@@ -118,7 +126,7 @@ class ExLMModel(nn.Module):
         model.name = f"untrained {self.name}" if self.name else None
         return model
 
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden, self.encoder.embed_tokens.weight)
 
     # -- pretraining ------------------------------------------------------------------------
@@ -187,7 +195,7 @@ class ExLMModel(nn.Module):
         # (past the longest molecule of the batch there are no states, only padding).
         ids, mask_positions = ids[:, : hidden.shape[1]], mask_positions[:, : hidden.shape[1]]
         rows = mask_positions.nonzero()[:, 0]
-        logits = self._logits(hidden[mask_positions]).float()
+        logits = self.token_logits(hidden[mask_positions]).float()
         token_loss = F.cross_entropy(logits, ids[mask_positions], reduction="none")
         counts = mask_positions.sum(1).to(token_loss.dtype)
         molecule_loss = torch.zeros_like(counts).index_add_(0, rows, token_loss) / counts.clamp(
@@ -202,11 +210,23 @@ class ExLMModel(nn.Module):
             output.targets, output.target_valid = ids.gather(1, index), valid
         return output
 
-    def _exlm_loss(self, hidden, expanded, ids, mask_positions, with_predictions) -> PretrainOutput:
-        # Only the expanded states take part in the DAG: gather them to the front.
+    def dag_states(self, hidden: torch.Tensor, expanded: torch.Tensor) -> DagStates:
+        """The DAG over the expanded states of an encoded batch: only they take part,
+        gathered to the front, with their token log-probabilities and transition matrix."""
         states, state_valid = pack_selected(expanded)  # (B, S)
         state_hidden = hidden.gather(1, states[..., None].expand(-1, -1, hidden.shape[-1]))
-        log_probs = F.log_softmax(self._logits(state_hidden).float(), dim=-1)  # (B, S, V)
+        log_probs = F.log_softmax(self.token_logits(state_hidden).float(), dim=-1)  # (B, S, V)
+        transition = self.transition_head(state_hidden, states, state_valid)
+        return DagStates(states, state_valid, log_probs, transition)
+
+    def _exlm_loss(self, hidden, expanded, ids, mask_positions, with_predictions) -> PretrainOutput:
+        dag = self.dag_states(hidden, expanded)
+        states, state_valid, log_probs, transition = (
+            dag.states,
+            dag.valid,
+            dag.log_probs,
+            dag.transition,
+        )
         # Target Y = [<s>, masked tokens in order, </s>].
         in_target = mask_positions | (ids == BOS_ID) | (ids == EOS_ID)
         target_index, target_valid = pack_selected(in_target)
@@ -214,7 +234,6 @@ class ExLMModel(nn.Module):
         emission = log_probs.gather(
             2, targets[:, None, :].expand(-1, states.shape[1], -1)
         ).exp()  # (B, S, T)
-        transition = self.transition_head(state_hidden, states, state_valid)
         num_states, target_len = state_valid.sum(1), target_valid.sum(1)
         log_likelihood = dag_log_likelihood_from_probabilities(
             emission, transition, num_states, target_len

@@ -168,7 +168,7 @@ class ReadableRows(dc.feat.MolecularFeaturizer):
     GPU (ToxCast: 74-98 s per model)."""
 
     def __init__(self, featurizer: ExLMFeaturizer):
-        self.tokenizer = featurizer._model().tokenizer
+        self.tokenizer = featurizer.get_model().tokenizer
         self.canonicalize = featurizer.canonicalize
         self.name = f"rows_{featurizer}"
 
