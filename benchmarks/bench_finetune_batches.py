@@ -25,7 +25,7 @@ from exlm_chem.environment import resolve_precision
 from exlm_chem.finetuning.data import EncodedMolecules, LabelledMolecules
 from exlm_chem.finetuning.predictor import PropertyPredictor, autocast
 from exlm_chem.finetuning.train import length_bucketed_batches
-from exlm_chem.model.io import load_model
+from exlm_chem.model.storage import load_model
 
 
 def molecules(n: int) -> tuple[list[str], str]:

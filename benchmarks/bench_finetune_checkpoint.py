@@ -22,7 +22,7 @@ from rdkit import RDLogger
 
 from exlm_chem.environment import describe_hardware
 from exlm_chem.finetuning import FinetuneSettings, finetune
-from exlm_chem.model.io import load_model
+from exlm_chem.model.storage import load_model
 
 
 def main() -> None:

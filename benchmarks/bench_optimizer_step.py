@@ -16,7 +16,7 @@ import time
 import torch
 from common import print_result
 
-from exlm_chem.model.io import load_model
+from exlm_chem.model.storage import load_model
 
 VARIANTS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 from . import defaults
 from .embedding import embed_prepared, embed_workers, prepare_smiles
 from .errors import InputError
-from .io import estimate_records, read_molecule_chunks
 from .model import ExLMModel, check_pooling, load_model, model_fingerprint, vector_names
+from .molecule_files import estimate_records, read_molecule_chunks
 from .outputs import NpyAppender, atomic_path, check_output_file, molecule_file_stem
 from .parallel import map_in_order
 from .progress import Progress

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import defaults
 from .errors import InputError
-from .io import read_molecules
+from .molecule_files import read_molecules
 from .smiles import (
     ELEMENT_TOKENS,
     SMILES_REGEX,

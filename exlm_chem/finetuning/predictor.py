@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..finetune_settings import HEADS
 from ..model import ExLMModel
 from ..model.encoder import Dropout
-from ..model.io import load_model_directory, save_model, shipped_model_dir
+from ..model.storage import load_model_directory, save_model, shipped_model_dir
 from ..outputs import atomic_path, atomic_write_text
 from .data import EncodedMolecules
 

@@ -10,7 +10,7 @@ from .exlm import (
     pooled_size,
     vector_names,
 )
-from .io import (
+from .storage import (
     load_model,
     load_model_directory,
     model_fingerprint,

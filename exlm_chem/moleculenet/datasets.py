@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..featurizer import ExLMFeaturizer
-from ..io import estimate_records
+from ..molecule_files import estimate_records
 from ..outputs import atomic_path, atomic_write_text
 from ..progress import Progress
 from ..smiles import quiet_rdkit

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..descriptors import DescriptorScaling
 from ..errors import InputError
-from ..io import read_molecule_chunks, table_columns
+from ..molecule_files import read_molecule_chunks, table_columns
 from ..outputs import NpyAppender, atomic_write_text
 from ..parallel import map_in_order
 from ..smiles import parse_smiles, quiet_rdkit, tokenize_smiles
