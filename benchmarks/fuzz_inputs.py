@@ -166,7 +166,7 @@ def fuzz(examples: int, seed: int = 0, embed_every: int = 10, commands_every: in
             folder = Path(folder)
             path = _write(folder, suffix, data, truncate)
             try:
-                for chunk in read_molecule_chunks(path, errors="keep"):
+                for chunk in read_molecule_chunks(path, invalid="keep"):
                     for record in chunk:
                         if record.error is None:
                             try:

@@ -17,7 +17,7 @@ from . import defaults
 from .errors import InputError
 from .model import ExLMModel, load_model, pooled_size
 from .parallel import WorkerPool, default_workers
-from .smiles import parse_smiles, quiet_rdkit, smiles_problem
+from .smiles import check_invalid_policy, parse_smiles, quiet_rdkit, smiles_problem
 from .tokenizer import EncodingReport
 
 PRECISIONS = ("fp32", "bf16")
@@ -230,7 +230,7 @@ def embed(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     precision: str = defaults.PRECISION,
-    errors: str = "warn",
+    invalid: str = "keep",
     canonicalize: bool = True,
     strict_atoms: bool = False,
     workers: int | None = None,
@@ -241,10 +241,11 @@ def embed(
 
     Molecules are embedded in batches of similar length (sorted, embedded, put back in order)
     under ``torch.inference_mode``. A SMILES that is invalid (see `prepare_smiles`) gets a row
-    of NaN and a warning listing the indices (``errors="warn"``), a row of NaN silently
-    (``"ignore"``), or an InputError (``"raise"``). Molecules with atoms outside the model's
-    vocabulary or cut at its maximum length are embedded and counted in one warning (unless
-    ``errors="ignore"``); ``strict_atoms=True`` raises an InputError naming the first instead.
+    of NaN and a warning listing the indices (``invalid="keep"``), or an InputError naming it
+    (``"raise"``). Molecules with atoms outside the model's vocabulary or cut at its maximum
+    length are embedded and counted in one warning; ``strict_atoms=True`` raises an InputError
+    naming the first instead. (Warnings are Python's: ``warnings.simplefilter("ignore")``
+    silences them.)
 
     batch_size: molecules per forward pass (default: 128 on a CPU, 1024 on a GPU).
 
@@ -257,20 +258,19 @@ def embed(
     workers: processes preparing molecules (RDKit) while the model embeds (0: none; default:
     see `embed_workers`); the vectors are the same whatever their number.
     """
-    if errors not in ("warn", "ignore", "raise"):
-        raise InputError(f"errors must be 'warn', 'ignore' or 'raise', not {errors!r}")
+    check_invalid_policy(invalid, ("keep", "raise"))
     smiles = [smiles] if isinstance(smiles, str) else list(smiles)
     model = load_model(model, device)
     workers = embed_workers(next(model.parameters()).device) if workers is None else workers
     result = embed_molecules(smiles, model, pooling, batch_size, precision, canonicalize, workers)
-    invalid = np.flatnonzero(~result.valid)
-    if len(invalid) and errors == "raise":
-        i = int(invalid[0])
+    rejected = np.flatnonzero(~result.valid)
+    if len(rejected) and invalid == "raise":
+        i = int(rejected[0])
         raise InputError(f"invalid SMILES at index {i} ({result.errors[i]}): {smiles[i]!r}")
-    if len(invalid) and errors == "warn":
-        shown = ", ".join(map(str, invalid[:20])) + (" ..." if len(invalid) > 20 else "")
+    if len(rejected):
+        shown = ", ".join(map(str, rejected[:20])) + (" ..." if len(rejected) > 20 else "")
         warnings.warn(
-            f"{len(invalid)} invalid SMILES got NaN embeddings (indices {shown})", stacklevel=2
+            f"{len(rejected)} invalid SMILES got NaN embeddings (indices {shown})", stacklevel=2
         )
     lossy = np.flatnonzero(result.not_read_in_full)
     if strict_atoms and len(lossy):
@@ -280,7 +280,7 @@ def embed(
             f"{smiles[i]!r}"
         )
     summary = result.summary(model.config.max_length)
-    if summary and errors != "ignore":
+    if summary:
         warnings.warn(summary, stacklevel=2)
     return result.vectors
 

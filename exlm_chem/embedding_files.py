@@ -19,6 +19,7 @@ from .molecule_files import estimate_records, read_molecule_chunks
 from .outputs import NpyAppender, atomic_path, check_output_file, molecule_file_stem
 from .parallel import map_in_order
 from .progress import Progress
+from .smiles import check_invalid_policy
 
 OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
 
@@ -137,7 +138,7 @@ def embed_file(
     """Embed a molecule file into ``.parquet``, ``.npy`` or ``.csv`` (chosen by extension).
 
     Streams: chunks are read, embedded and appended, so memory stays flat on any file size.
-    invalid: ``keep`` (rows flagged invalid with NaN vectors), ``skip`` (dropped) or ``strict``
+    invalid: ``keep`` (rows flagged invalid with NaN vectors), ``skip`` (dropped) or ``raise``
     (InputError at the first, naming its row). strict_atoms: InputError at the first molecule
     with an atom outside the model's vocabulary or longer than its maximum length.
     canonicalize: as in `embed`; the output keeps the SMILES as read. shard (I, N): only the
@@ -152,8 +153,7 @@ def embed_file(
     Returns counts: molecules read, written, invalid, with unknown atoms, truncated, and the
     output path.
     """
-    if invalid not in ("keep", "skip", "strict"):
-        raise InputError(f"invalid must be 'keep', 'skip' or 'strict', not {invalid!r}")
+    check_invalid_policy(invalid)
     if workers is not None and workers < 0:
         raise InputError(f"--workers must be 0 (none) or more, not {workers}")
     input_path = Path(input_path)
@@ -165,7 +165,7 @@ def embed_file(
     check_pooling(pooling)
     model = load_model(model, device)
     reader = dict(
-        smiles_column=smiles_column, id_column=id_column, chunk_size=chunk_size, errors="keep"
+        smiles_column=smiles_column, id_column=id_column, chunk_size=chunk_size, invalid="keep"
     )
     first, last = 0, None
     if shard is not None:
@@ -200,7 +200,7 @@ def embed_file(
                 )
                 bar.update(len(chunk) - (bar.done - shown))  # the molecules not embedded
                 valid = result.valid
-                if invalid == "strict" and not valid.all():
+                if invalid == "raise" and not valid.all():
                     i = int(np.flatnonzero(~valid)[0])
                     raise InputError(
                         f"{input_path}: row {chunk[i].row}: {result.errors[i]}: "

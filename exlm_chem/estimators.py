@@ -21,8 +21,8 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
 
     X: a sequence of SMILES, a pandas Series, a one-column DataFrame/array, or one SMILES
     string (one row). An invalid SMILES raises an error naming its row and the reason
-    (``errors="raise"``, the default: scikit-learn estimators downstream reject NaN), or gives
-    a NaN row (``errors="ignore"``, for a pipeline that imputes or drops them).
+    (``invalid="raise"``, the default: scikit-learn estimators downstream reject NaN), or gives
+    a NaN row (``invalid="keep"``, for a pipeline that imputes or drops them).
 
     Parameters
     ----------
@@ -44,7 +44,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         batch_size: int | None = None,
         device=None,
         precision: str = defaults.PRECISION,
-        errors: str = "raise",
+        invalid: str = "raise",
         canonicalize: bool = True,
         workers: int | None = None,
     ):
@@ -54,7 +54,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
-        self.errors = errors
+        self.invalid = invalid
         self.canonicalize = canonicalize
         self.workers = workers
 
@@ -78,7 +78,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
             self.pooling,
             self.batch_size,
             precision=self.precision,
-            errors=self.errors,
+            invalid=self.invalid,
             canonicalize=self.canonicalize,
             workers=self.workers,
         )

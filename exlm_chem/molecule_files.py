@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import InputError
-from .smiles import quiet_rdkit
+from .smiles import check_invalid_policy, quiet_rdkit
 
 if TYPE_CHECKING:
     import numpy as np
@@ -221,17 +221,16 @@ def read_molecule_chunks(
     smiles_column: str | None = None,
     id_column: str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    errors: str = "raise",
+    invalid: str = "raise",
     max_smiles_chars: int = MAX_SMILES_CHARS,
 ) -> Iterator[list[MoleculeRecord]]:
     """Stream a molecule file as lists of at most ``chunk_size`` records.
 
-    ``errors="raise"`` stops at the first empty or over-long SMILES with an `InputError` that
-    names the file and row; ``errors="keep"`` yields such records with their ``error`` set.
+    ``invalid="raise"`` stops at the first empty or over-long SMILES with an `InputError` that
+    names the file and row; ``invalid="keep"`` yields such records with their ``error`` set.
     Bytes that are not UTF-8 always raise. A file with no molecules raises `InputError`.
     """
-    if errors not in ("raise", "keep"):
-        raise InputError(f"errors must be 'raise' or 'keep', not {errors!r}")
+    check_invalid_policy(invalid, ("raise", "keep"))
     path = Path(path)
     _check_readable(path)
     suffix = _base_suffix(path)
@@ -243,7 +242,7 @@ def read_molecule_chunks(
         chunks = _in_chunks(_read_lines(path, max_smiles_chars), chunk_size)
     found = False
     for chunk in chunks:
-        if errors == "raise":
+        if invalid == "raise":
             for record in chunk:
                 if record.error:
                     raise InputError(f"{path}: row {record.row}: {record.error}")

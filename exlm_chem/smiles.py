@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import re
 
+from .errors import InputError
+
 SMILES_REGEX = (
     r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>>?|\*|\$"
     r"|\%[0-9]{2}|[0-9])"
@@ -42,6 +44,18 @@ def tokenize_smiles(smiles: str) -> list[str]:
     Raises ValueError naming the first character the SMILES regex does not cover.
     """
     return regex_tokens(smiles, _SMILES_RE, "SMILES")
+
+
+# What to do with an invalid molecule, one word everywhere: keep its row (NaN vector, empty
+# prediction, a record with its error), skip the row, or raise an InputError naming it. Each
+# function takes the policies that make sense for it (a vector-per-input array cannot skip).
+INVALID_POLICIES = ("keep", "skip", "raise")
+
+
+def check_invalid_policy(policy: str, allowed=INVALID_POLICIES) -> str:
+    if policy not in allowed:
+        raise InputError(f"invalid must be {' or '.join(repr(p) for p in allowed)}, not {policy!r}")
+    return policy
 
 
 def smiles_problem(text) -> str | None:

@@ -44,7 +44,7 @@ def test_invalid_smiles_give_nan_rows_and_a_warning(model):
     assert np.isnan(vectors[[1, 2, 4]]).all() and not np.isnan(vectors[[0, 3]]).any()
     np.testing.assert_allclose(vectors[0], embed(["CCO"], model)[0], atol=1e-5)
     with pytest.raises(InputError, match="index 1"):
-        embed(smiles, model, errors="raise")
+        embed(smiles, model, invalid="raise")
 
 
 def test_every_smiles_of_a_molecule_gets_the_same_vector(model):
@@ -96,19 +96,19 @@ def test_the_shipped_model_learned_chemistry(drug_smiles):
         output = model(ids, masks, with_predictions=True)
     correct = (output.predictions == output.targets)[output.target_valid].float()
     assert len(correct) >= 30 and correct.mean() > 0.6  # an untrained network: about 1 in 29
-    vectors = embed(drug_smiles, errors="ignore")
+    vectors = embed(drug_smiles)
     assert (
         vectors.shape == (len(drug_smiles), model.config.hidden_size) and np.isfinite(vectors).all()
     )
 
 
 def test_changing_a_loaded_default_model_leaves_the_next_one_as_shipped(drug_smiles):
-    before = embed(drug_smiles[:4], errors="ignore")
+    before = embed(drug_smiles[:4])
     tuned = load_model()
     with torch.no_grad():
         for parameter in tuned.parameters():
             parameter.add_(1.0)  # what fine-tuning in place would do, only more
-    assert np.allclose(embed(drug_smiles[:4], errors="ignore"), before, atol=1e-6, equal_nan=True)
+    assert np.allclose(embed(drug_smiles[:4]), before, atol=1e-6, equal_nan=True)
 
 
 def test_shipped_models_are_selectable_by_name(run_cli, tmp_path):
@@ -133,13 +133,13 @@ def test_shipped_models_are_selectable_by_name(run_cli, tmp_path):
 
 def test_a_missing_default_model_gets_a_clear_message(monkeypatch, tmp_path):
     from exlm_chem import environment
-    from exlm_chem.model import io
+    from exlm_chem.model import storage
 
     monkeypatch.setattr(environment, "DEFAULT_MODEL_DIR", tmp_path)
-    io._load_default_model.cache_clear()
+    storage._load_default_model.cache_clear()
     with pytest.raises(InputError, match="default model is missing from this installation"):
         load_model()
-    io._load_default_model.cache_clear()
+    storage._load_default_model.cache_clear()
 
 
 @pytest.fixture
@@ -214,7 +214,7 @@ def test_embed_file_npy_csv_skip_and_shards(model, molecules_csv, tmp_path):
 def test_embed_file_strict_stops_and_leaves_no_file(model, molecules_csv, tmp_path):
     out = tmp_path / "strict.parquet"
     with pytest.raises(InputError, match=r"mols.csv: row 3: RDKit cannot parse it: 'C1CC'"):
-        embed_file(molecules_csv, out, model=model, invalid="strict")
+        embed_file(molecules_csv, out, model=model, invalid="raise")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mols.csv"]
 
 

@@ -112,7 +112,7 @@ def test_empty_cells_name_the_row(tmp_path, cell):
     path = write(tmp_path / "a.csv", f"smiles,x\nCCO,1\n{cell},2\n")
     with pytest.raises(InputError, match=r"a.csv: row 3: empty SMILES"):
         list(read_molecules(path))
-    kept = list(read_molecules(path, errors="keep"))
+    kept = list(read_molecules(path, invalid="keep"))
     assert kept[1].smiles == "" and kept[1].error == "empty SMILES"
 
 

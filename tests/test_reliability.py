@@ -136,7 +136,7 @@ def test_whitespace_inside_a_smiles_makes_it_invalid_everywhere(
         vectors = embed(smiles, model)
     assert np.isnan(vectors[:3]).all() and not np.isnan(vectors[3]).any()
     with pytest.raises(InputError, match=r"index 0 \(whitespace inside the SMILES\)"):
-        embed(smiles, model, errors="raise")
+        embed(smiles, model, invalid="raise")
     path = tmp_path / "spaces.csv"
     pd.DataFrame({"smiles": smiles}).to_csv(path, index=False)
     code, _, err = run_cli("embed", path, "-o", tmp_path / "e.parquet", "--model", model_dir)
@@ -210,7 +210,7 @@ def test_the_sklearn_transformer_names_the_molecule_it_cannot_read(model_dir):
     with pytest.raises(InputError, match=r"index 1 \(RDKit cannot parse it\): 'C1CC'"):
         transformer.transform(pd.Series(["CCO", "C1CC"]))
     assert np.isnan(
-        ExLMTransformer(model=model_dir, errors="ignore").fit().transform(["CCO", "C1CC"])[1]
+        ExLMTransformer(model=model_dir, invalid="keep").fit().transform(["CCO", "C1CC"])[1]
     ).all()
 
 

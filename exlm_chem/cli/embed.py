@@ -83,7 +83,7 @@ def embed(
         batch_size=batch_size,
         device=device,
         precision=precision,
-        invalid="strict" if strict else "skip" if skip_invalid else "keep",
+        invalid="raise" if strict else "skip" if skip_invalid else "keep",
         canonicalize=canonicalize,
         shard=parse_shard(shard),
         overwrite=overwrite,

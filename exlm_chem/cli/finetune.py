@@ -118,7 +118,7 @@ def finetune(
         test_fraction=test_fraction,
         device=device,
         overwrite=overwrite,
-        skip_invalid=skip_invalid,
+        invalid="skip" if skip_invalid else "raise",
         jobs=jobs,
         resume=resume,
     )

@@ -20,6 +20,7 @@ from ..metrics import metric_name, score
 from ..model import load_model
 from ..molecule_files import read_labelled_table, read_molecules
 from ..outputs import atomic_path, atomic_write_text, check_output_file, molecule_file_stem
+from ..smiles import check_invalid_policy
 from ..splits import split_rows
 from . import (
     LEARNING_RATES,
@@ -78,7 +79,7 @@ def finetune_table(
     test_fraction: float = 0.1,
     device=None,
     overwrite: bool = False,
-    skip_invalid: bool = False,
+    invalid: str = "raise",
     jobs: int = 1,
     resume: bool = False,
 ) -> dict:
@@ -91,13 +92,15 @@ def finetune_table(
 
     The rows are split once (``split``, ``settings.seed``) into train, validation (early
     stopping and the learning rate) and test (reported only; ``test_fraction=0`` keeps none).
-    An invalid SMILES raises InputError naming its line, or is left out with ``skip_invalid``.
+    An invalid SMILES raises InputError naming its line (``invalid="raise"``), or is left out
+    (``"skip"``).
 
     While it runs, each rate's run keeps a checkpoint in ``out/checkpoints`` (removed at the
     end); ``resume`` continues a stopped call from them, with the same data and settings.
     """
     settings = settings or FinetuneSettings()
     uncertainty = uncertainty or UncertaintySettings()
+    check_invalid_policy(invalid, ("raise", "skip"))
     path, out = Path(path), Path(out)
     checkpoints = out / CHECKPOINT_FOLDER
     if out.exists() and not out.is_dir():
@@ -124,16 +127,18 @@ def finetune_table(
     base = load_model(model, device)
     start = time.perf_counter()
     prepared = prepare_smiles(smiles, base.tokenizer)
-    invalid = [i for i, tokens in enumerate(prepared.tokens) if tokens is None]
-    if invalid and not skip_invalid:
-        i = invalid[0]
+    rejected = [i for i, tokens in enumerate(prepared.tokens) if tokens is None]
+    if rejected and invalid == "raise":
+        i = rejected[0]
         raise InputError(
             f"{path}: line {i + 2}: invalid SMILES ({prepared.errors[i]}): {smiles[i]!r}; "
             "pass --skip-invalid to leave such rows out"
         )
-    if invalid:
-        shown = ", ".join(str(i + 2) for i in invalid[:15]) + (" ..." if len(invalid) > 15 else "")
-        logger.warning("%s: %d invalid SMILES left out (lines %s)", path, len(invalid), shown)
+    if rejected:
+        shown = ", ".join(str(i + 2) for i in rejected[:15]) + (
+            " ..." if len(rejected) > 15 else ""
+        )
+        logger.warning("%s: %d invalid SMILES left out (lines %s)", path, len(rejected), shown)
     kept = [i for i, tokens in enumerate(prepared.tokens) if tokens is not None]
     smiles, y = [smiles[i] for i in kept], y[kept]
     encoded = EncodedMolecules.from_tokens([prepared.tokens[i] for i in kept], base.tokenizer)
@@ -290,7 +295,7 @@ def predict_file(
             model,
         )
     records = list(
-        read_molecules(path, smiles_column=smiles_column, id_column=id_column, errors="keep")
+        read_molecules(path, smiles_column=smiles_column, id_column=id_column, invalid="keep")
     )
     predictions, errors = fitted.predict_smiles([r.smiles for r in records], precision, coverage)
     errors = [record.error or error for record, error in zip(records, errors)]

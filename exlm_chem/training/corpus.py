@@ -203,7 +203,7 @@ def pack_corpus(
             name = Path(path).name.split(".")[0]
             column = SOURCE_COLUMN if has_source else None
             for chunk in read_molecule_chunks(
-                path, smiles_column=smiles_column, id_column=column, errors="keep"
+                path, smiles_column=smiles_column, id_column=column, invalid="keep"
             ):
                 usable = [r for r in chunk if not r.error]
                 stats.read += len(chunk)
