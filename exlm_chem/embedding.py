@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import NamedTuple
@@ -150,28 +150,40 @@ def embed_molecules(
     canonicalize: bool,
     workers: int | WorkerPool = 0,
 ) -> Embedded:
-    """Prepare, embed the valid molecules, and put them back in input order: the one path
-    behind `embed`, `embed_file` and `ExLMFeaturizer`. With ``workers`` (a number, or a
-    `WorkerPool` kept between calls), the molecules are prepared in chunks in that many
-    processes while the model embeds the chunk before."""
+    """Prepare, embed the valid molecules, and put them back in input order (see
+    `embed_chunks`, cut into chunks for the workers)."""
     pooled_size(model.config.hidden_size, pooling)  # checks the read-out before any work
+    count = workers.workers if isinstance(workers, WorkerPool) else workers
+    chunk = worker_chunk(len(smiles), count)
+    chunks = [smiles[i : i + chunk] for i in range(0, len(smiles), chunk)] or [smiles]
+    workers = workers if len(chunks) > 1 else 0  # one chunk: no process to wait for
+    parts = list(embed_chunks(chunks, model, pooling, batch_size, precision, canonicalize, workers))
+    return Embedded(*(_joined([getattr(p, f) for p in parts]) for f in Embedded._fields))
+
+
+def embed_chunks(
+    chunks: Iterable[Sequence],
+    model: ExLMModel,
+    pooling: str,
+    batch_size: int | None,
+    precision: str,
+    canonicalize: bool,
+    workers: int | WorkerPool = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> Iterator[Embedded]:
+    """Each chunk of molecules prepared and embedded, in order: the one path behind `embed`,
+    `embed_file` and `ExLMFeaturizer`. With ``workers`` (a number, or a `WorkerPool` kept
+    between calls), the next chunks are prepared in that many processes while the model embeds
+    the current one; closing the generator early stops them."""
     pool = workers if isinstance(workers, WorkerPool) else WorkerPool(workers)
-    chunk = worker_chunk(len(smiles), pool.workers)
-    if pool.workers == 0 or chunk >= len(smiles):
-        prepared = prepare_smiles(smiles, model.tokenizer, canonicalize)
-        return embed_prepared(prepared, model, pooling, batch_size, precision)
-    jobs = (
-        (smiles[i : i + chunk], model.tokenizer, canonicalize) for i in range(0, len(smiles), chunk)
-    )
+    jobs = ((chunk, model.tokenizer, canonicalize) for chunk in chunks)
     try:
         with closing(pool.imap(prepare_job, jobs)) as prepared_chunks:
-            parts = [
-                embed_prepared(p, model, pooling, batch_size, precision) for p in prepared_chunks
-            ]
+            for prepared in prepared_chunks:
+                yield embed_prepared(prepared, model, pooling, batch_size, precision, on_batch)
     finally:
         if pool is not workers:  # started for this call
             pool.close()
-    return Embedded(*(_joined([getattr(p, f) for p in parts]) for f in Embedded._fields))
 
 
 def worker_chunk(molecules: int, workers: int) -> int:

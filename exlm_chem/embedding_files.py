@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from contextlib import closing
 from pathlib import Path
 
@@ -12,12 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import defaults
-from .embedding import embed_prepared, embed_workers, prepare_smiles
+from .embedding import embed_chunks, embed_workers
 from .errors import InputError
 from .model import ExLMModel, check_pooling, load_model, model_fingerprint, vector_names
 from .molecule_files import estimate_records, read_molecule_chunks
 from .outputs import NpyAppender, atomic_path, check_output_file, molecule_file_stem
-from .parallel import map_in_order
 from .progress import Progress
 from .smiles import check_invalid_policy
 
@@ -92,19 +91,6 @@ class _EmbeddingWriter:
             self._raw.close()
 
 
-def prepare_chunk(job: tuple) -> tuple:
-    """In a worker (or here): a chunk of records and what the model reads of each. A record
-    the reader flagged (an over-long SMILES, say) is invalid for its reason: no vector."""
-    records, tokenizer, canonicalize = job
-    prepared = prepare_smiles(
-        ["" if r.error else r.smiles for r in records], tokenizer, canonicalize
-    )
-    for i, record in enumerate(records):
-        if record.error:
-            prepared.smiles[i], prepared.tokens[i], prepared.errors[i] = None, None, record.error
-    return records, prepared
-
-
 def _chunks_in_slice(chunks, first: int, last: int | None):
     """The chunks cut to records first..last-1 (all of them when ``last`` is None)."""
     seen = 0
@@ -176,13 +162,29 @@ def embed_file(
         molecules=0, written=0, invalid=0, unknown_atoms=0, fallback_atoms=0, truncated=0
     )
     workers = embed_workers(next(model.parameters()).device) if workers is None else workers
+    records_ahead: deque = deque()  # the record chunks whose SMILES are being prepared
+
+    def smiles_of(chunks):
+        for chunk in chunks:
+            records_ahead.append(chunk)
+            yield ["" if r.error else r.smiles for r in chunk]  # a flagged record: no vector
+
     chunks = _chunks_in_slice(read_molecule_chunks(input_path, **reader), first, last)
-    jobs = ((chunk, model.tokenizer, canonicalize) for chunk in chunks)
-    prepared_chunks = closing(map_in_order(prepare_chunk, jobs, workers))  # stops them on error
     with (
         atomic_path(output_path) as tmp,
         Progress(expected, "molecules", enabled=progress) as bar,
-        prepared_chunks as prepared_chunks,
+        closing(  # stops the workers on an error
+            embed_chunks(
+                smiles_of(chunks),
+                model,
+                pooling,
+                batch_size,
+                precision,
+                canonicalize,
+                workers,
+                on_batch=bar.update,
+            )
+        ) as results,
     ):
         names = vector_names(model.config.hidden_size, pooling)
         made_by = {
@@ -192,13 +194,12 @@ def embed_file(
         }
         writer = _EmbeddingWriter(tmp, suffix, names, made_by)
         try:
-            for chunk, prepared in prepared_chunks:
+            for result in results:
+                chunk = records_ahead.popleft()
                 smiles = [r.smiles for r in chunk]
-                shown = bar.done
-                result = embed_prepared(
-                    prepared, model, pooling, batch_size, precision, on_batch=bar.update
-                )
-                bar.update(len(chunk) - (bar.done - shown))  # the molecules not embedded
+                errors = [r.error or error for r, error in zip(chunk, result.errors)]
+                result = result._replace(errors=errors)
+                bar.update(len(chunk) - int(result.valid.sum()))  # the molecules not embedded
                 valid = result.valid
                 if invalid == "raise" and not valid.all():
                     i = int(np.flatnonzero(~valid)[0])

@@ -78,12 +78,12 @@ def test_default_output_names_keep_the_whole_stem(run_cli, model_dir, tmp_path):
 def test_an_output_that_cannot_be_written_fails_before_any_embedding(
     run_cli, model_dir, drugs, tmp_path, monkeypatch
 ):
-    from exlm_chem import embedding_files
+    from exlm_chem import embedding
 
     def never(*args, **kwargs):
         raise AssertionError("embedding started")
 
-    monkeypatch.setattr(embedding_files, "embed_prepared", never)
+    monkeypatch.setattr(embedding, "embed_prepared", never)
     folder = tmp_path / "a_folder.parquet"
     folder.mkdir()
     cases = [(folder, "is a folder"), ("/proc/x.parquet", "/proc/x.parquet")]
