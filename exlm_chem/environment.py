@@ -196,7 +196,7 @@ def restart_under_mimalloc() -> None:
 
     Batches of changing shapes fragment glibc's heap: over 300 steps of the `small` ExLM the
     peak resident memory was 2,002 MB under glibc's malloc and 1,510 MB under mimalloc, at
-    1.08x the speed (benchmarks/bench_pretrain_memory.py). A preloaded library takes effect
+    1.08x the speed (benchmarks/speed/bench_pretrain_memory.py). A preloaded library takes effect
     only from a process's start, hence the restart (os.execve: same process id, arguments and
     environment). Returns, doing nothing, where mimalloc is not installed or not Linux, in
     the restarted process, and where this process was not started for the command in

@@ -62,7 +62,7 @@ def export_model(
 
     ``dest`` may not be the run folder; a folder that already holds a model is replaced only
     with ``overwrite``. ``coverage``: how the model's vocabulary reads each MoleculeNet set
-    (the JSON of ``benchmarks/vocabulary_coverage.py``), shown on the card. Returns facts about
+    (the JSON of ``benchmarks/checks/vocabulary_coverage.py``), shown on the card. Returns facts about
     the export, among them the largest difference between embeddings from the stored weights
     and from the float32 weights.
     """
@@ -308,7 +308,7 @@ def coverage_section(coverage: dict | None) -> str:
     return (
         "\n## Vocabulary coverage\n\n"
         "How the vocabulary reads the MoleculeNet sets as `embed` feeds them to the model "
-        "(`benchmarks/vocabulary_coverage.py`): the share of molecules with a token read as "
+        "(`benchmarks/checks/vocabulary_coverage.py`): the share of molecules with a token read as "
         "`<unk>`, with an atom read through a fallback (`[NH+]` as `[N+]`), and of those written "
         "with stereochemistry, the share whose stereo the model reads.\n\n"
         "| set | molecules | with `<unk>` | with a fallback | stereo read |\n"

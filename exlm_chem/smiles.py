@@ -121,7 +121,7 @@ def standardization(stereo: bool) -> dict[str, str]:
     submit, the broad pretraining corpus is written this way, and stripping them would give a
     salt and its parent one vector. Stereochemistry is kept where the vocabulary has stereo
     tokens. Largest-fragment, neutralized parents serve only to keep evaluation molecules out
-    of pretraining corpora (benchmarks/corpus_overlap.py).
+    of pretraining corpora (benchmarks/checks/corpus_overlap.py).
     """
     return {
         "smiles": "RDKit canonical SMILES of the whole molecule (corpus: --canonicalize)",

@@ -9,11 +9,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_benchmark_script(name: str):
-    """A script of benchmarks/ as a module (they are scripts, not a package)."""
-    # They import their sibling `common`, as when run as `python benchmarks/NAME.py`.
-    if str(REPO / "benchmarks") not in sys.path:
-        sys.path.append(str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    """A script of benchmarks/ or one of its folders (speed, quality, checks, gpu) as a module
+    (they are scripts, not a package)."""
+    benchmarks = REPO / "benchmarks"
+    path = benchmarks / f"{name}.py"
+    if not path.exists():
+        (path,) = [p for p in benchmarks.glob(f"*/{name}.py") if p.parent.name != "results"]
+    # They import `common` and their siblings, as when run as `python benchmarks/DIR/NAME.py`.
+    for folder in (benchmarks, path.parent):
+        if str(folder) not in sys.path:
+            sys.path.append(str(folder))
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -224,7 +224,8 @@ def export(
     coverage: Path | None = typer.Option(
         None,
         "--coverage",
-        help="JSON of benchmarks/vocabulary_coverage.py for this model: a table on the card.",
+        help="JSON of benchmarks/checks/vocabulary_coverage.py for this model: a table on the "
+        "card.",
     ),
 ) -> None:
     """Export a run's model (final, or its latest checkpoint) as a model folder with a card."""

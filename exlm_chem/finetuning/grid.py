@@ -38,7 +38,7 @@ def finetune_each(
     jobs: runs at a time, each in a worker process. On a CPU each worker gets its share of
     this process's threads: a small model's matrix products use two cores poorly, so on 2
     cores two runs on one thread each finish 1.2x sooner than the same runs one after the
-    other on two (`benchmarks/bench_finetune_jobs.py`), and the results equal those of runs on
+    other on two (`benchmarks/speed/bench_finetune_jobs.py`), and the results equal those of runs on
     that many threads in this process. On a GPU every worker trains on the same device, which
     one run's small batches leave mostly idle between kernel launches (how many runs pay
     there is not measured yet). The predictors come back on ``device``."""

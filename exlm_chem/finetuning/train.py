@@ -233,7 +233,7 @@ def length_bucketed_batches(
     order shuffled. A batch is padded to its longest molecule, and SMILES lengths have a long
     tail (MoleculeNet: mean 39 tokens, longest 128 and more), so batches of random rows are
     mostly padding; sorted chunks cut the tokens computed to less than half
-    (`benchmarks/bench_finetune_batches.py`)."""
+    (`benchmarks/speed/bench_finetune_batches.py`)."""
     order = rng.permutation(len(lengths))
     batches = []
     for start in range(0, len(order), batch_size * chunk_batches):

@@ -63,7 +63,7 @@ def rotary_tables(
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate (..., head_dim) by the tables: [a, b] -> [a cos - b sin, b cos + a sin] per half,
-    each dtype its faster way (benchmarks/bench_rotary.py)."""
+    each dtype its faster way (benchmarks/speed/bench_rotary.py)."""
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     if x.dtype == torch.float32:
         return rotate_on_quarter_views(x, cos, sin)
@@ -90,7 +90,7 @@ def rotate_on_swapped_copy(x, cos, sin):
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Inverted dropout. On a CPU the mask comes from 16 random bits per element, four to one
     64-bit draw: PyTorch's CPU dropout draws once per element, 29% of the time of a profiled
-    fine-tuning step (`benchmarks/bench_training_ops.py` compares the two). An element is
+    fine-tuning step (`benchmarks/speed/bench_training_ops.py` compares the two). An element is
     dropped with probability round(p * 65536) / 65536, within 1e-5 of p, and the kept ones are
     scaled to match."""
     if not training or p == 0:
@@ -119,8 +119,8 @@ def attention(q, k, v, mask, dropout_p: float = 0.0):
     """Scaled dot-product attention, (B, H, N, hd) -> (B, H, N, hd); ``mask`` (True: attend)
     broadcasts to (B, H, N, N). PyTorch's fused kernel, except when training on a CPU in
     bfloat16 or float16, where its backward is 4-8x slower than the same maths as two matrix
-    products (`benchmarks/bench_training_ops.py`), or with dropout, where PyTorch falls back to
-    those products anyway and drops out more slowly than `dropout`."""
+    products (`benchmarks/speed/bench_training_ops.py`), or with dropout, where PyTorch falls
+    back to those products anyway and drops out more slowly than `dropout`."""
     if (
         q.requires_grad
         and q.device.type == "cpu"

@@ -76,7 +76,7 @@ def probe_predictions(
         warnings.filterwarnings("ignore", "Singular matrix in solving dual problem")
         if jobs > 1 and len(tasks) > 1:
             # Threads: no start-up, nothing to pickle; the GIL holds the gain to 1.2x on 2
-            # cores (`benchmarks/bench_probe_tasks.py`; worker processes 1.5x once started).
+            # cores (`benchmarks/speed/bench_probe_tasks.py`; worker processes 1.5x once started).
             with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(jobs) as pool:
                 columns = list(pool.map(fit_task, tasks))
         else:
@@ -149,7 +149,7 @@ def _fit_linear_probe(classification, X_train, y_train, X_valid, y_valid, blas_t
     blas_threads: BLAS threads for the fits (None: the library's default). One is the
     default because the products here are small (thousands of rows by hundreds of columns):
     threads spend more time waiting for each other than multiplying (on a busy 2-core
-    machine: 3.6x slower in `benchmarks/bench_linear_probe.py`, about 20x on Tox21)."""
+    machine: 3.6x slower in `benchmarks/speed/bench_linear_probe.py`, about 20x on Tox21)."""
     with threadpool_limits(limits=blas_threads, user_api="blas"):
         return _fit_linear_path(classification, X_train, y_train, X_valid, y_valid)
 

@@ -92,7 +92,7 @@ def build_optimizer(model: ExLMModel, lr: float, weight_decay: float) -> torch.o
         {"params": no_decay, "weight_decay": 0.0},
     ]
     # fused: one kernel per parameter instead of a dozen, 3-7x faster steps on 2 CPU cores
-    # (benchmarks/bench_optimizer_step.py).
+    # (benchmarks/speed/bench_optimizer_step.py).
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
 
 
