@@ -86,7 +86,7 @@ def test_bf16_stays_close_to_fp32(model, drug_smiles):
 
 
 def test_the_shipped_model_learned_chemistry(drug_smiles):
-    from exlm_chem.embedding import prepare_smiles
+    from exlm_chem.preparation import prepare_smiles
 
     model = load_model()  # the default model inside the package
     smiles = [s for s in prepare_smiles(drug_smiles, model.tokenizer).smiles if s is not None]

@@ -608,7 +608,8 @@ def test_importing_deepchem_through_us_prints_none_of_its_noise():
 
 
 def test_progress_counts_batches_and_prints_each_count_once(model, drug_smiles, capsys):
-    from exlm_chem.embedding import embed_prepared, prepare_smiles
+    from exlm_chem.embedding import embed_prepared
+    from exlm_chem.preparation import prepare_smiles
     from exlm_chem.progress import Progress
 
     prepared = prepare_smiles(drug_smiles + ["C1CC"], model.tokenizer)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from exlm_chem import SmilesTokenizer, load_model, tokenize_smiles
-from exlm_chem.embedding import prepare_smiles
+from exlm_chem.preparation import prepare_smiles
 from exlm_chem.smiles import parse_smiles, quiet_rdkit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common

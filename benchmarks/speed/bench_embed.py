@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from exlm_chem import ExLMConfig, ExLMModel, SmilesTokenizer, embed
-from exlm_chem.embedding import default_batch_size, embed_prepared, embed_workers, prepare_smiles
+from exlm_chem.embedding import default_batch_size, embed_prepared, embed_workers
 from exlm_chem.environment import describe_hardware, resolve_device
+from exlm_chem.preparation import prepare_smiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common
 from common import benchmark_smiles, print_result

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..embedding import prepare_smiles
 from ..errors import InputError
 from ..model.exlm import PAD_ID
+from ..preparation import prepare_smiles
 
 TASK_TYPES = ("classification", "regression")
 

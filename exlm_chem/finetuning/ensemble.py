@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..embedding import prepare_smiles
 from ..errors import InputError, TrainingFailed
 from ..finetune_settings import (
     LEARNING_RATES,
@@ -31,6 +30,7 @@ from ..finetune_settings import (
     check_coverage,
 )
 from ..outputs import atomic_write_text
+from ..preparation import prepare_smiles
 from .calibration import Calibration, fit_calibration
 from .data import EncodedMolecules, LabelledMolecules
 from .domain import DOMAIN_CONFIG_FILE, DomainReference, Similarities, fit_domain

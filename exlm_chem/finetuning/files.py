@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..embedding import prepare_smiles
 from ..environment import describe_hardware
 from ..errors import InputError, TrainingFailed
 from ..finetune_settings import UncertaintySettings
@@ -20,6 +19,7 @@ from ..metrics import metric_name, score
 from ..model import load_model
 from ..molecule_files import read_labelled_table, read_molecules
 from ..outputs import atomic_path, atomic_write_text, check_output_file, molecule_file_stem
+from ..preparation import prepare_smiles
 from ..smiles import check_invalid_policy
 from ..splits import split_rows
 from . import (

@@ -26,11 +26,11 @@ import numpy as np
 
 from .. import defaults
 from ..descriptors import molecule_descriptors
-from ..embedding import prepare_smiles
 from ..errors import InputError
 from ..featurizer import ExLMFeaturizer, rows_for_deepchem
 from ..fingerprints import ECFP_BITS, ecfp4_counts
 from ..model import check_pooling, load_model
+from ..preparation import prepare_smiles
 
 # kind, then :DIR for a model folder, then [READ-OUT]: exlm[cls], mlm:runs/mlm/model[mean+cls]
 _SPEC = re.compile(
