@@ -102,46 +102,15 @@ def finetune_table(
     uncertainty = uncertainty or UncertaintySettings()
     check_invalid_policy(invalid, ("raise", "skip"))
     path, out = Path(path), Path(out)
-    checkpoints = out / CHECKPOINT_FOLDER
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
-    holds_files = out.is_dir() and any(out.iterdir())
-    if holds_files and not (overwrite or resume):
-        stopped = checkpoints.is_dir()
-        raise InputError(
-            f"{out}: already exists; pass "
-            + ("--resume to continue the run stopped there, or " if stopped else "")
-            + "--overwrite to replace what is in it"
-        )
-    if resume and holds_files and not checkpoints.is_dir():
-        raise InputError(
-            f"{out}: holds no stopped run to resume (no {CHECKPOINT_FOLDER} folder); pass "
-            "--overwrite to replace what is in it"
-        )
-    if overwrite and not resume and checkpoints.is_dir():
-        shutil.rmtree(checkpoints)
+    checkpoints = prepare_output_folder(out, overwrite, resume)
     smiles, y = read_labelled_table(path, targets, smiles_column)
     if task_type == "auto":
         task_type = infer_task_type(y, targets, str(path))
     check_targets(y, task_type, targets, str(path))
     base = load_model(model, device)
     start = time.perf_counter()
-    prepared = prepare_smiles(smiles, base.tokenizer)
-    rejected = [i for i, tokens in enumerate(prepared.tokens) if tokens is None]
-    if rejected and invalid == "raise":
-        i = rejected[0]
-        raise InputError(
-            f"{path}: line {i + 2}: invalid SMILES ({prepared.errors[i]}): {smiles[i]!r}; "
-            "pass --skip-invalid to leave such rows out"
-        )
-    if rejected:
-        shown = ", ".join(str(i + 2) for i in rejected[:15]) + (
-            " ..." if len(rejected) > 15 else ""
-        )
-        logger.warning("%s: %d invalid SMILES left out (lines %s)", path, len(rejected), shown)
-    kept = [i for i, tokens in enumerate(prepared.tokens) if tokens is not None]
+    encoded, kept = encode_rows(path, smiles, base.tokenizer, invalid)
     smiles, y = [smiles[i] for i in kept], y[kept]
-    encoded = EncodedMolecules.from_tokens([prepared.tokens[i] for i in kept], base.tokenizer)
     parts = split_rows(smiles, split, settings.seed, valid_fraction, test_fraction)
     train, valid, test = (
         LabelledMolecules(encoded.subset(rows), y[rows], [smiles[i] for i in rows])
@@ -173,12 +142,7 @@ def finetune_table(
     # Scored on the test part, or (without one) the validation part the calibration saw.
     held_out, held_out_name = (test, "test") if len(test.molecules) else (valid, "validation")
     predictions = fitted.predict(held_out.molecules, held_out.smiles, settings.precision)
-    y_held_out = np.nan_to_num(held_out.y)
-    test_score = single_test_score = None
-    if len(test.molecules):
-        test_score = score(task_type, y_held_out, test.w, predictions.value)
-        first = predict_encoded(fitted.members[0], test.molecules, settings.precision)
-        single_test_score = score(task_type, y_held_out, test.w, first)
+    test_score, single_test_score = scores_on_test(fitted, test, predictions, settings.precision)
     metric = metric_name(task_type)
     report = dict(
         data=str(path),
@@ -218,6 +182,57 @@ def finetune_table(
     atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2))
     shutil.rmtree(checkpoints)
     return report
+
+
+def prepare_output_folder(out: Path, overwrite: bool, resume: bool) -> Path:
+    """Check what ``out`` holds against ``overwrite`` and ``resume``; its checkpoint folder."""
+    checkpoints = out / CHECKPOINT_FOLDER
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    holds_files = out.is_dir() and any(out.iterdir())
+    if holds_files and not (overwrite or resume):
+        stopped = checkpoints.is_dir()
+        raise InputError(
+            f"{out}: already exists; pass "
+            + ("--resume to continue the run stopped there, or " if stopped else "")
+            + "--overwrite to replace what is in it"
+        )
+    if resume and holds_files and not checkpoints.is_dir():
+        raise InputError(
+            f"{out}: holds no stopped run to resume (no {CHECKPOINT_FOLDER} folder); pass "
+            "--overwrite to replace what is in it"
+        )
+    if overwrite and not resume and checkpoints.is_dir():
+        shutil.rmtree(checkpoints)
+    return checkpoints
+
+
+def encode_rows(path: Path, smiles: list[str], tokenizer, invalid: str):
+    """The table's molecules encoded once, and the rows kept: an invalid SMILES raises
+    InputError naming its line (``invalid="raise"``) or is left out with a warning."""
+    prepared = prepare_smiles(smiles, tokenizer)
+    rejected = [i for i, tokens in enumerate(prepared.tokens) if tokens is None]
+    if rejected and invalid == "raise":
+        i = rejected[0]
+        raise InputError(
+            f"{path}: line {i + 2}: invalid SMILES ({prepared.errors[i]}): {smiles[i]!r}; "
+            "pass --skip-invalid to leave such rows out"
+        )
+    if rejected:
+        shown = ", ".join(str(i + 2) for i in rejected[:15]) + " ..." * (len(rejected) > 15)
+        logger.warning("%s: %d invalid SMILES left out (lines %s)", path, len(rejected), shown)
+    kept = [i for i, tokens in enumerate(prepared.tokens) if tokens is not None]
+    return EncodedMolecules.from_tokens([prepared.tokens[i] for i in kept], tokenizer), kept
+
+
+def scores_on_test(fitted: FinetunedModel, test: LabelledMolecules, predictions, precision: str):
+    """The ensemble's test metric and its first member's alone (None without a test part)."""
+    if not len(test.molecules):
+        return None, None
+    y = np.nan_to_num(test.y)
+    first = predict_encoded(fitted.members[0], test.molecules, precision)
+    task_type = fitted.task_type
+    return score(task_type, y, test.w, predictions.value), score(task_type, y, test.w, first)
 
 
 def prediction_columns(fitted: FinetunedModel, predictions: Predictions) -> dict:
