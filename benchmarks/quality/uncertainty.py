@@ -179,6 +179,8 @@ def summarize(out: Path, command: str) -> str:
                 f"{np.mean([r['single_member_test_score'] for r in rs]):.3f} |"
             )
         lines.append("")
+    for name, rs in by_set.items():
+        plot_pooled(out, name, rs)
     cpu = sum(r["cpu_seconds"] for r in records)
     lines += [
         f"Runs: {len(records)} (set, seed) pairs, {cpu / 3600:.2f} CPU hours in this process "
@@ -192,6 +194,24 @@ def summarize(out: Path, command: str) -> str:
     text = "\n".join(lines)
     (out / "results.md").write_text(text)
     return text
+
+
+def plot_pooled(out: Path, name: str, records: list[dict]) -> None:
+    """The reliability plot `finetune` draws, on the test molecules of every seed pooled:
+    OUT/reliability_SET.png."""
+    from exlm_chem.finetuning import Predictions
+    from exlm_chem.finetuning.reliability import plot_reliability
+
+    arrays = [np.load(out / "predictions" / f"{name}-{r['seed']}.npz") for r in records]
+    pooled = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0].files}
+    predictions = Predictions(
+        pooled["value"], pooled.get("spread"), pooled.get("low"), pooled.get("high"),
+        pooled.get("uncalibrated"),
+    )  # fmt: skip
+    title = f"{name}, test parts of {len(records)} scaffold splits ({len(pooled['y'])} molecules)"
+    plot_reliability(
+        records[0]["task_type"], pooled["y"], predictions, out / f"reliability_{name}.png", title
+    )
 
 
 def _domain_errors(arrays, task_type: str, score) -> tuple[str, str]:
