@@ -62,7 +62,7 @@ class Calibration:
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities from (..., n, tasks) logits."""
         temperatures = np.array([t.temperature for t in self.tasks])
-        return _sigmoid(logits / temperatures)
+        return sigmoid(logits / temperatures)
 
     def intervals(
         self, mean: np.ndarray, spread: np.ndarray | None, coverage: float | None = None
@@ -184,10 +184,5 @@ def _labelled(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray
     return np.asarray(probabilities)[labelled], np.asarray(labels)[labelled]
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.tanh(0.5 * z))  # no overflow warning for large |z|
-
-
-def logits_of(probabilities: np.ndarray) -> np.ndarray:
-    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    return np.log(p) - np.log1p(-p)

@@ -31,7 +31,7 @@ from ..finetune_settings import (
 )
 from ..outputs import atomic_write_text
 from ..preparation import prepare_smiles
-from .calibration import Calibration, fit_calibration
+from .calibration import Calibration, fit_calibration, sigmoid
 from .data import EncodedMolecules, LabelledMolecules
 from .domain import DOMAIN_CONFIG_FILE, DomainReference, Similarities, fit_domain
 from .grid import finetune_best_rate, finetune_each
@@ -130,9 +130,9 @@ class FinetunedModel:
         several = len(outputs) > 1
         if self.task_type == "classification":
             mean_logit = outputs.mean(0)
-            uncalibrated = _sigmoid(mean_logit)
+            uncalibrated = sigmoid(mean_logit)
             if self.calibration is None:
-                members = _sigmoid(outputs)
+                members = sigmoid(outputs)
                 value = uncalibrated
             else:
                 members = self.calibration.probabilities(outputs)
@@ -188,10 +188,6 @@ def _scatter(kept: Predictions, rows: list[int], n: int) -> Predictions:
         None if sims is None else Similarities(*(place(a) for a in vars(sims).values())),
         place(kept.in_domain),
     )
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1 + np.tanh(0.5 * z))
 
 
 def finetune_ensemble(

@@ -71,7 +71,7 @@ def plot_reliability(
         if predictions.uncalibrated is not None:
             curves.insert(0, ("before calibration", predictions.uncalibrated))
         for label, p in curves:
-            mean_p, observed, counts = reliability_bins(p, y)
+            mean_p, observed, _ = reliability_bins(p, y)
             ece = expected_calibration_error(p, y)
             axes.plot(mean_p, observed, "o-", label=f"{label} (ECE {ece:.3f})")
         axes.set_xlabel("predicted probability")
