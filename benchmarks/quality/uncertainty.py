@@ -141,8 +141,7 @@ def summarize(out: Path, command: str) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for name in regression:
-            rs = sorted(by_set[name], key=lambda r: r["seed"])
-            arrays = [np.load(out / "predictions" / f"{name}-{r['seed']}.npz") for r in rs]
+            rs, arrays = seed_arrays(out, name, by_set[name])
             spread = np.concatenate([a["spread"][~np.isnan(a["y"])] for a in arrays])
             errors = np.concatenate(
                 [np.abs(a["value"] - a["y"])[~np.isnan(a["y"])] for a in arrays]
@@ -167,8 +166,7 @@ def summarize(out: Path, command: str) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for name in classification:
-            rs = sorted(by_set[name], key=lambda r: r["seed"])
-            arrays = [np.load(out / "predictions" / f"{name}-{r['seed']}.npz") for r in rs]
+            rs, arrays = seed_arrays(out, name, by_set[name])
             before = [expected_calibration_error(a["uncalibrated"], a["y"]) for a in arrays]
             after = [expected_calibration_error(a["value"], a["y"]) for a in arrays]
             inside, outside = _domain_errors(arrays, "classification", score)
@@ -196,13 +194,19 @@ def summarize(out: Path, command: str) -> str:
     return text
 
 
+def seed_arrays(out: Path, name: str, records: list[dict]) -> tuple[list[dict], list]:
+    """A set's records in seed order, and each one's saved test predictions."""
+    records = sorted(records, key=lambda r: r["seed"])
+    return records, [np.load(out / "predictions" / f"{name}-{r['seed']}.npz") for r in records]
+
+
 def plot_pooled(out: Path, name: str, records: list[dict]) -> None:
     """The reliability plot `finetune` draws, on the test molecules of every seed pooled:
     OUT/reliability_SET.png."""
     from exlm_chem.finetuning import Predictions
     from exlm_chem.finetuning.reliability import plot_reliability
 
-    arrays = [np.load(out / "predictions" / f"{name}-{r['seed']}.npz") for r in records]
+    records, arrays = seed_arrays(out, name, records)
     pooled = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0].files}
     predictions = Predictions(
         pooled["value"], pooled.get("spread"), pooled.get("low"), pooled.get("high"),
