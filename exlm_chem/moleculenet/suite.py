@@ -90,18 +90,8 @@ def run_benchmark(
     with other ``finetune_settings`` are refused, not taken up.
     ``finetune_jobs`` runs go at a time (see `exlm_chem.finetuning.finetune_each`).
     """
-    if split not in SPLITS:
-        raise InputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise InputError(f"{data_dir}: data folder does not exist")
-    if (out / "results.json").exists() and not (resume or overwrite):
-        raise InputError(
-            f"{out}: already holds results; pass --resume to add to them or --overwrite to "
-            "start again"
-        )
+    _check_places(split, out, data_dir, resume, overwrite)
     records = read_records(out / "results.json") if resume else []
     finetune_settings = finetune_settings or FinetuneSettings()
     # A model trained from scratch is named by its version where features name their weights.
@@ -126,25 +116,7 @@ def run_benchmark(
         to_tune: list[ModelToTune] = []
         for spec in features:
             featurizer = featurizers[spec.name]
-            # Results under the same features name from other weights (a replaced default
-            # model, say) would be averaged with the new ones: drop them.
-            current = [
-                r
-                for r in records
-                if not (
-                    r["dataset"] == name
-                    and r["features"] == spec.name
-                    and r.get("featurizer") != str(featurizer)
-                )
-            ]
-            if len(current) < len(records):
-                logger.info(
-                    "%s / %s: dropping %d results of other weights",
-                    name,
-                    spec.name,
-                    len(records) - len(current),
-                )
-                records = current
+            records = _without_other_weights(records, name, spec.name, str(featurizer))
             if spec.kind in TRAINED:
                 made = scratch_records(
                     name, spec, featurizer, split, seeds, done, data_dir, cache_dir
@@ -189,12 +161,12 @@ def run_benchmark(
                     continue  # after the probes: the learning rate is chosen over every seed
                 # DeepChem's scaffold split is deterministic, and so is the linear probe on it.
                 deterministic = split == "scaffold" and probe == "logreg"
-                train, valid, test = cached_split(splits, dataset, split, seed)
-                start = time.perf_counter()
                 key = record_key(name, spec.name, str(featurizer), probe, seed, split)
                 baseline = is_baseline(spec)
                 record = cached_baseline(cache_dir, key) if baseline else None
                 if record is None:
+                    train, valid, test = cached_split(splits, dataset, split, seed)
+                    start = time.perf_counter()
                     if deterministic and probe in seed_free:
                         valid_prediction, prediction = seed_free[probe]
                     else:
@@ -256,6 +228,44 @@ def run_benchmark(
     if not (out / "results.md").exists():
         write_reports(records, out)
     return records
+
+
+def _check_places(split: str, out: Path, data_dir, resume: bool, overwrite: bool) -> None:
+    """InputError for a split we do not know, an output that is a file or already holds
+    results (without resume or overwrite), or a data folder that does not exist."""
+    if split not in SPLITS:
+        raise InputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise InputError(f"{data_dir}: data folder does not exist")
+    if (out / "results.json").exists() and not (resume or overwrite):
+        raise InputError(
+            f"{out}: already holds results; pass --resume to add to them or --overwrite to "
+            "start again"
+        )
+
+
+def _without_other_weights(records: list[dict], dataset: str, features: str, featurizer: str):
+    """The records less those of ``features`` on ``dataset`` made by other weights (a replaced
+    default model, say), which would otherwise be averaged with the new ones."""
+    current = [
+        r
+        for r in records
+        if not (
+            r["dataset"] == dataset
+            and r["features"] == features
+            and r.get("featurizer") != featurizer
+        )
+    ]
+    if len(current) < len(records):
+        logger.info(
+            "%s / %s: dropping %d results of other weights",
+            dataset,
+            features,
+            len(records) - len(current),
+        )
+    return current
 
 
 def _current_settings(record: dict) -> bool:
