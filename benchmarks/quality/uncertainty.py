@@ -13,8 +13,8 @@ applicability domain on the validation part, and measured on the test part:
 
 Each (set, seed) is one line of OUT/runs.jsonl with its test predictions in
 OUT/predictions/SET-SEED.npz; a finished one is skipped when the script runs again, a run under
-way continues from its checkpoints (OUT/checkpoints). OUT/results.md is written from what is
-there, every time.
+way continues from its checkpoints (--checkpoints, under runs/). OUT/results.md is written from
+what is there, every time.
 
     EXLM_DATA_DIR=../shared/data python benchmarks/quality/uncertainty.py \
         --sets esol,freesolv,lipo,bbbp,bace,clintox --seeds 0,1,2,3,4 --members 5 \
@@ -61,7 +61,7 @@ def run_one(name, seed, model, featurizer, args) -> dict:
         )
     train, valid, test = parts
     start = time.process_time(), time.perf_counter()
-    checkpoints = args.out / "checkpoints" / f"{name}-{seed}"
+    checkpoints = args.checkpoints / f"{name}-{seed}"
     fitted, best, runs, members = finetune_ensemble(
         model, train, valid, task_type, FinetuneSettings(seed=seed),
         UncertaintySettings(members=args.members), args.lr, jobs=args.jobs,
@@ -248,6 +248,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/uncertainty"))
     parser.add_argument("--cache", type=Path, default=Path("runs/moleculenet-cache"))
+    parser.add_argument(
+        "--checkpoints", type=Path, default=Path("runs/uncertainty-checkpoints"),
+        help="where a run under way keeps its state (not the results folder)",
+    )  # fmt: skip
     parser.add_argument("--summarize-only", action="store_true")
     args = parser.parse_args()
     args.lr = [float(x) for x in args.lr.split(",")]
