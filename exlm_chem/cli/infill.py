@@ -29,7 +29,7 @@ def infill(
 ) -> None:
     """Suggest molecules for the masked spans of a template (R-groups, linkers, fragments)."""
     from ..infill import infill as infill_template
-    from ..infill_outputs import candidates_table, draw_grid, read_templates, write_table
+    from ..infill_files import candidates_table, draw_grid, read_templates, write_table
     from ..model import load_model
     from ..outputs import check_output_file
 

@@ -1,4 +1,5 @@
-"""Infilling results as a table, and as a grid picture of the candidate molecules."""
+"""The infill command's files: templates read from a file, results written as a table and as a
+grid picture of the candidate molecules."""
 
 from __future__ import annotations
 
