@@ -61,16 +61,6 @@ class Predictions:
     similarities: Similarities | None = None  # (n,) each; None: no domain stored
     in_domain: np.ndarray | None = None  # (n,) bool
 
-    def rows(self, keep: np.ndarray) -> Predictions:
-        """The predictions of the molecules ``keep`` selects."""
-        pick = lambda a: None if a is None else a[keep]  # noqa: E731
-        sims = self.similarities
-        return Predictions(
-            *(pick(a) for a in (self.value, self.spread, self.low, self.high, self.uncalibrated)),
-            None if sims is None else Similarities(*(pick(a) for a in vars(sims).values())),
-            pick(self.in_domain),
-        )
-
 
 @dataclass
 class FinetunedModel:
@@ -115,7 +105,9 @@ class FinetunedModel:
         outputs, vectors = [], None
         for k, member in enumerate(self.members):
             if k == 0 and self.domain is not None and smiles is not None:
-                values, vectors = predict_encoded(member, molecules, precision, True, True)
+                values, vectors = predict_encoded(
+                    member, molecules, precision, logits=True, vectors=True
+                )
             else:
                 values = predict_encoded(member, molecules, precision, logits=True)
             outputs.append(values)
