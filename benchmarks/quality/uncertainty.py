@@ -43,7 +43,6 @@ def run_one(name, seed, model, featurizer, args) -> dict:
         EncodedMolecules,
         LabelledMolecules,
         finetune_ensemble,
-        predict_encoded,
     )
     from exlm_chem.finetuning.reliability import evaluate_uncertainty
     from exlm_chem.metrics import score
@@ -69,7 +68,7 @@ def run_one(name, seed, model, featurizer, args) -> dict:
     )  # fmt: skip
     predictions = fitted.predict(test.molecules, test.smiles)
     y0 = np.nan_to_num(test.y)
-    single = predict_encoded(fitted.members[0], test.molecules)
+    single = predictions.first_member
     arrays = dict(
         y=test.y,
         value=predictions.value,

@@ -60,6 +60,7 @@ class Predictions:
     uncalibrated: np.ndarray | None = None  # classification: the probability before scaling
     similarities: Similarities | None = None  # (n,) each; None: no domain stored
     in_domain: np.ndarray | None = None  # (n,) bool
+    first_member: np.ndarray | None = None  # the first member's own value or probability
 
 
 @dataclass
@@ -130,13 +131,14 @@ class FinetunedModel:
                 members = self.calibration.probabilities(outputs)
                 value = self.calibration.probabilities(mean_logit)
             spread = members.std(0, ddof=1) if several else None
-            return Predictions(value, spread, uncalibrated=uncalibrated)
+            first = sigmoid(outputs[0])  # as the run alone predicts: not calibrated
+            return Predictions(value, spread, uncalibrated=uncalibrated, first_member=first)
         mean = outputs.mean(0)
         spread = outputs.std(0, ddof=1) if several else None
-        if self.calibration is None:
-            return Predictions(mean, spread)
-        low, high = self.calibration.intervals(mean, spread, coverage)
-        return Predictions(mean, spread, low, high)
+        low, high = (None, None)
+        if self.calibration is not None:
+            low, high = self.calibration.intervals(mean, spread, coverage)
+        return Predictions(mean, spread, low, high, first_member=outputs[0])
 
     def predict_smiles(
         self, smiles, precision: str = "auto", coverage: float | None = None
@@ -179,6 +181,7 @@ def _scatter(kept: Predictions, rows: list[int], n: int) -> Predictions:
         *(place(a) for a in (kept.value, kept.spread, kept.low, kept.high, kept.uncalibrated)),
         None if sims is None else Similarities(*(place(a) for a in vars(sims).values())),
         place(kept.in_domain),
+        place(kept.first_member),
     )
 
 

@@ -28,7 +28,6 @@ from . import (
     FinetuneSettings,
     LabelledMolecules,
     check_targets,
-    predict_encoded,
 )
 from .ensemble import FinetunedModel, Predictions, finetune_ensemble, load_finetuned, save_finetuned
 from .reliability import evaluate_uncertainty, plot_reliability
@@ -142,7 +141,7 @@ def finetune_table(
     # Scored on the test part, or (without one) the validation part the calibration saw.
     held_out, held_out_name = (test, "test") if len(test.molecules) else (valid, "validation")
     predictions = fitted.predict(held_out.molecules, held_out.smiles, settings.precision)
-    test_score, single_test_score = scores_on_test(fitted, test, predictions, settings.precision)
+    test_score, single_test_score = scores_on_test(fitted.task_type, test, predictions)
     metric = metric_name(task_type)
     report = dict(
         data=str(path),
@@ -225,14 +224,16 @@ def encode_rows(path: Path, smiles: list[str], tokenizer, invalid: str):
     return EncodedMolecules.from_tokens([prepared.tokens[i] for i in kept], tokenizer), kept
 
 
-def scores_on_test(fitted: FinetunedModel, test: LabelledMolecules, predictions, precision: str):
-    """The ensemble's test metric and its first member's alone (None without a test part)."""
+def scores_on_test(task_type: str, test: LabelledMolecules, predictions: Predictions):
+    """The ensemble's test metric and its first member's alone, from the predictions of the
+    test part (None, None without one)."""
     if not len(test.molecules):
         return None, None
     y = np.nan_to_num(test.y)
-    first = predict_encoded(fitted.members[0], test.molecules, precision)
-    task_type = fitted.task_type
-    return score(task_type, y, test.w, predictions.value), score(task_type, y, test.w, first)
+    return tuple(
+        score(task_type, y, test.w, values)
+        for values in (predictions.value, predictions.first_member)
+    )
 
 
 def prediction_columns(fitted: FinetunedModel, predictions: Predictions) -> dict:
