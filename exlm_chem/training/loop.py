@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
@@ -11,8 +10,6 @@ from pathlib import Path
 import torch
 
 from ..environment import (
-    allocator_in_use,
-    describe_hardware,
     keep_freed_memory,
     limit_kernel_cache,
     peak_rss_mb,
@@ -21,7 +18,6 @@ from ..environment import (
 )
 from ..errors import InputError
 from ..model import ExLMConfig, ExLMModel, load_model, save_model
-from ..outputs import atomic_write_text
 from ..parallel import default_workers
 from ..tokenizer import SmilesTokenizer
 from .batches import BatchStream
@@ -42,7 +38,7 @@ from .data import (
 )
 from .distributed import Distributed, gather_positions, rank0_view, setup_distributed
 from .prefetch import BatchPrefetcher
-from .runlog import RunLog, Window
+from .runlog import RunLog, Window, describe_run
 from .stopping import StopSignal
 from .validation import validate
 from .warm_start import warm_start
@@ -149,28 +145,7 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
         out.mkdir(parents=True, exist_ok=True)
     dist.barrier()
     checkpoint = load_checkpoint(checkpoint_paths(out)[-1]) if config.resume else None
-    sources = CorpusSources(
-        config.corpus,
-        config.val_corpus,
-        config.val_size,
-        config.smiles_column,
-        config.canonicalize,
-        config.seed,
-        default_workers() if config.workers is None else config.workers,
-    )
-    train_corpus, val_corpus, corpus_stats = prepare_corpora(
-        sources, config.corpus_cache or out / "corpus", dist
-    )
-    if dist.is_main:
-        write_run_tokenizer(
-            out / "tokenizer.json",
-            config.tokenizer,
-            corpus_stats["token_counts"],
-            config.min_token_count,
-            config.max_length,
-        )
-    dist.barrier()
-    tokenizer = SmilesTokenizer.load(out / "tokenizer.json")
+    train_corpus, val_corpus, corpus_stats, tokenizer = _corpora_and_tokenizer(config, dist)
     descriptors = 0
     if config.uses_descriptors:
         descriptors = check_descriptor_targets(train_corpus, config.corpus[0])
@@ -186,23 +161,9 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
         )
     elif config.init_from:
         started = warm_start(model, load_model(config.init_from), config.init_from)
-    training_model = model
-    if dist.world_size > 1:
-        training_model = torch.nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
-            # The descriptors objective leaves the token-prediction head out of the loss.
-            find_unused_parameters=config.objective == "descriptors",
-        )
+    training_model = _distributed(model, config, dist)
     precision = resolve_precision(config.precision, dist.device)
-    autocast = (
-        torch.autocast(dist.device.type, dtype=torch.bfloat16)
-        if precision == "bf16"
-        else nullcontext()
-    )
-    if dist.device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    autocast = _autocast(precision, dist.device)
 
     stream = BatchStream(
         train_corpus,
@@ -218,7 +179,7 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
     steps_only = config.max_steps and not (config.max_time or config.max_tokens)
     log = RunLog(out, dist.is_main, config.max_steps if steps_only else None, counters.step)
     if dist.is_main:
-        _describe_run(config, model, precision, dist, corpus_stats, len(train_corpus), log)
+        describe_run(config, model, precision, dist, corpus_stats, len(train_corpus), log)
         if started is not None:
             log.message(
                 f"started from {config.init_from}: {started.copied} tensors copied; token rows: "
@@ -286,19 +247,7 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
                 log.record(metrics)
                 window = Window()
             if counters.step % config.checkpoint_every == 0 or done or stopped:
-                positions = gather_positions(data_position, dist)
-                if dist.is_main:
-                    state = {
-                        **vars(counters),
-                        "data_position": positions,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "torch_rng": torch.get_rng_state(),
-                        "model_config": model.config.to_dict(),
-                        "batch_settings": config.batch_settings(),
-                    }
-                    save_checkpoint(out, state, config.keep_checkpoints)
-                dist.barrier()
+                _checkpoint(config, dist, model, optimizer, counters, data_position)
 
     if stopped:
         log.message(f"stopped at step {counters.step} with a checkpoint; continue with --resume")
@@ -306,6 +255,68 @@ def _run(config: PretrainConfig, dist: Distributed) -> PretrainResult:
         save_model(model, out / "model", tokenizer)
     log.finish()
     return PretrainResult(model, counters.step, counters.tokens, out, dist.rank, stopped)
+
+
+def _corpora_and_tokenizer(config: PretrainConfig, dist: Distributed):
+    """The training and validation corpora (prepared once, cached), their statistics, and
+    the run's tokenizer (written by the main process beside the run)."""
+    sources = CorpusSources(
+        config.corpus,
+        config.val_corpus,
+        config.val_size,
+        config.smiles_column,
+        config.canonicalize,
+        config.seed,
+        default_workers() if config.workers is None else config.workers,
+    )
+    train_corpus, val_corpus, stats = prepare_corpora(
+        sources, config.corpus_cache or config.out / "corpus", dist
+    )
+    path = config.out / "tokenizer.json"
+    if dist.is_main:
+        write_run_tokenizer(
+            path, config.tokenizer, stats["token_counts"], config.min_token_count, config.max_length
+        )
+    dist.barrier()
+    return train_corpus, val_corpus, stats, SmilesTokenizer.load(path)
+
+
+def _distributed(model: ExLMModel, config: PretrainConfig, dist: Distributed):
+    """The model the steps run: itself, or wrapped for data-parallel training."""
+    if dist.world_size == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model,
+        device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
+        # The descriptors objective leaves the token-prediction head out of the loss.
+        find_unused_parameters=config.objective == "descriptors",
+    )
+
+
+def _autocast(precision: str, device: torch.device):
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return (
+        torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    )
+
+
+def _checkpoint(config, dist, model, optimizer, counters: Counters, data_position: dict) -> None:
+    """Everything an exact resume needs; every rank's data position, written by the main one."""
+    positions = gather_positions(data_position, dist)
+    if dist.is_main:
+        state = {
+            **vars(counters),
+            "data_position": positions,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "model_config": model.config.to_dict(),
+            "batch_settings": config.batch_settings(),
+        }
+        save_checkpoint(config.out, state, config.keep_checkpoints)
+    dist.barrier()
 
 
 def check_descriptor_targets(corpus, path: Path) -> int:
@@ -316,24 +327,3 @@ def check_descriptor_targets(corpus, path: Path) -> int:
             "--descriptors for --descriptor-weight or --objective descriptors"
         )
     return corpus.descriptors.shape[1]
-
-
-def _describe_run(config, model, precision, dist, corpus_stats, training_molecules, log) -> None:
-    """run.json, and the run's first log line."""
-    run_info = {
-        "pretrain": config.to_json(),
-        "model": model.config.to_dict(),
-        "parameters": model.num_parameters(),
-        "precision": precision,
-        "world_size": dist.world_size,
-        "hardware": describe_hardware(dist.device),
-        "allocator": allocator_in_use(),
-        "corpus": {k: v for k, v in corpus_stats.items() if k != "token_counts"},
-    }
-    atomic_write_text(config.out / "run.json", json.dumps(run_info, indent=2))
-    log.message(
-        f"{config.objective} {config.preset} ({model.num_parameters():,} parameters), "
-        f"{training_molecules:,} training molecules "
-        f"({corpus_stats['invalid_rdkit']} invalid SMILES skipped), {precision}, "
-        f"{dist.world_size} process(es), device {dist.device}"
-    )

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..environment import allocator_in_use, describe_hardware
 from ..outputs import atomic_path, atomic_write_text
 
 
@@ -139,3 +140,24 @@ def plot_curves(
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def describe_run(config, model, precision, dist, corpus_stats, training_molecules, log) -> None:
+    """run.json, and the run's first log line."""
+    run_info = {
+        "pretrain": config.to_json(),
+        "model": model.config.to_dict(),
+        "parameters": model.num_parameters(),
+        "precision": precision,
+        "world_size": dist.world_size,
+        "hardware": describe_hardware(dist.device),
+        "allocator": allocator_in_use(),
+        "corpus": {k: v for k, v in corpus_stats.items() if k != "token_counts"},
+    }
+    atomic_write_text(config.out / "run.json", json.dumps(run_info, indent=2))
+    log.message(
+        f"{config.objective} {config.preset} ({model.num_parameters():,} parameters), "
+        f"{training_molecules:,} training molecules "
+        f"({corpus_stats['invalid_rdkit']} invalid SMILES skipped), {precision}, "
+        f"{dist.world_size} process(es), device {dist.device}"
+    )
