@@ -88,14 +88,7 @@ def finetune(
     """
     settings = settings or FinetuneSettings()
     tasks = tasks or [f"task_{t}" for t in range(train.y.shape[1])]
-    if len(tasks) != train.y.shape[1] or valid.y.shape[1] != train.y.shape[1]:
-        raise InputError(
-            f"{len(tasks)} task names, {train.y.shape[1]} training and {valid.y.shape[1]} "
-            "validation target columns: they must agree"
-        )
-    check_targets(train.y, task_type, tasks, "training data")
-    if len(valid.molecules) == 0:
-        raise InputError("fine-tuning needs validation molecules (early stopping reads them)")
+    _check_data(train, valid, task_type, tasks)
     device = resolve_device(device) or next(model.parameters()).device
     precision = resolve_precision(settings.precision, device)
     start = time.perf_counter()
@@ -105,21 +98,7 @@ def finetune(
     predictor = PropertyPredictor(model, settings.head, tasks, task_type, settings.dropout)
     predictor.to(device).train()
 
-    w = train.w
-    y = np.nan_to_num(train.y)
-    if task_type == "regression":
-        mean = np.array([train.y[w[:, t] > 0, t].mean() for t in range(len(tasks))])
-        std = np.array([train.y[w[:, t] > 0, t].std() for t in range(len(tasks))])
-        std = np.where(std > 0, std, 1.0)
-        predictor.target_mean.copy_(torch.as_tensor(mean))
-        predictor.target_std.copy_(torch.as_tensor(std))
-        y = np.where(w > 0, (y - mean) / std, 0.0)
-        loss_weights = w
-    else:
-        loss_weights = balancing_weights(train.y, w) if settings.balance_classes else w
-    y_all = torch.as_tensor(y, dtype=torch.float32)
-    weight_all = torch.as_tensor(loss_weights, dtype=torch.float32)
-    labelled_all = torch.as_tensor(w, dtype=torch.float32)
+    targets = _training_targets(predictor, train, task_type, settings.balance_classes)
 
     parameters = [*predictor.base.encoder.parameters(), *predictor.head.parameters()]
     optimizer = torch.optim.AdamW(
@@ -139,31 +118,11 @@ def finetune(
     diverged_at = None  # the epoch whose training loss was not finite
     last_epoch = len(run.history) if run.finished else settings.epochs
     for epoch in range(len(run.history) + 1, last_epoch + 1):
-        epoch_loss = torch.zeros((), device=device)  # read once per epoch: no sync per step
-        for rows in length_bucketed_batches(lengths, settings.batch_size, rng):
-            ids = train.molecules.batch(rows).to(device, non_blocking=True)
-            targets, weights = (t[rows].to(device) for t in (y_all, weight_all))
-            labelled = labelled_all[rows].to(device)
-            with autocast(device, precision):
-                raw = predictor(ids).float()
-            if task_type == "classification":
-                losses = F.binary_cross_entropy_with_logits(raw, targets, reduction="none")
-            else:
-                losses = (raw - targets) ** 2
-            loss = (losses * weights).sum() / labelled.sum().clamp(min=1)
-            for group in optimizer.param_groups:
-                group["lr"] = scheduled_rate(
-                    settings.learning_rate,
-                    settings.warmup,
-                    settings.schedule,
-                    run.step / total_steps,
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, settings.clip)
-            optimizer.step()
-            run.step += 1
-            epoch_loss += loss.detach() * len(rows)
+        batches = length_bucketed_batches(lengths, settings.batch_size, rng)
+        epoch_loss = _train_epoch(
+            predictor, optimizer, parameters, train, targets, batches, run, settings, total_steps,
+            task_type, device, precision,
+        )  # fmt: skip
         if not math.isfinite(float(epoch_loss)):  # diverged: a result, not an error
             run.seconds = earlier_seconds + time.perf_counter() - start
             diverged_at = epoch
@@ -181,11 +140,7 @@ def finetune(
         # the outputs are still near-constant; on a tie the lower validation loss wins, so the
         # run does not keep its earliest, least trained epoch. Patience counts from the last
         # gain in the metric itself.
-        improved = is_better(value, run.best_value, selection)
-        if improved or (value == run.best_value and valid_loss < run.best_loss):
-            run.best_value, run.best_loss, run.best_epoch = value, valid_loss, epoch
-            run.best_state = {k: v.detach().clone() for k, v in predictor.state_dict().items()}
-        run.improved_epoch = epoch if improved else run.improved_epoch
+        _keep_if_best(run, predictor, epoch, value, valid_loss, selection)
         run.finished = epoch - run.improved_epoch >= settings.patience or epoch == settings.epochs
         run.seconds = earlier_seconds + time.perf_counter() - start
         # A line per epoch on a terminal; in a log the first, then one every 30 s.
@@ -220,6 +175,77 @@ def finetune(
         settings,
         run.history,
     )
+
+
+def _check_data(train, valid, task_type: str, tasks: list[str]) -> None:
+    if len(tasks) != train.y.shape[1] or valid.y.shape[1] != train.y.shape[1]:
+        raise InputError(
+            f"{len(tasks)} task names, {train.y.shape[1]} training and {valid.y.shape[1]} "
+            "validation target columns: they must agree"
+        )
+    check_targets(train.y, task_type, tasks, "training data")
+    if len(valid.molecules) == 0:
+        raise InputError("fine-tuning needs validation molecules (early stopping reads them)")
+
+
+def _training_targets(predictor, train, task_type: str, balance_classes: bool) -> tuple:
+    """(targets, loss weights, labelled) for every training row. Regression targets are
+    standardized per task, and the predictor learns the scale to undo it."""
+    w = train.w
+    y = np.nan_to_num(train.y)
+    if task_type == "regression":
+        tasks = range(train.y.shape[1])
+        mean = np.array([train.y[w[:, t] > 0, t].mean() for t in tasks])
+        std = np.array([train.y[w[:, t] > 0, t].std() for t in tasks])
+        std = np.where(std > 0, std, 1.0)
+        predictor.target_mean.copy_(torch.as_tensor(mean))
+        predictor.target_std.copy_(torch.as_tensor(std))
+        y = np.where(w > 0, (y - mean) / std, 0.0)
+        loss_weights = w
+    else:
+        loss_weights = balancing_weights(train.y, w) if balance_classes else w
+    return tuple(torch.as_tensor(a, dtype=torch.float32) for a in (y, loss_weights, w))
+
+
+def _train_epoch(
+    predictor, optimizer, parameters, train, targets, batches, run, settings, total_steps,
+    task_type, device, precision,
+) -> torch.Tensor:  # fmt: skip
+    """One epoch's steps; the training loss summed over its molecules (a device tensor, read
+    once per epoch: no sync per step)."""
+    y_all, weight_all, labelled_all = targets
+    epoch_loss = torch.zeros((), device=device)
+    for rows in batches:
+        ids = train.molecules.batch(rows).to(device, non_blocking=True)
+        y, weights = (t[rows].to(device) for t in (y_all, weight_all))
+        labelled = labelled_all[rows].to(device)
+        with autocast(device, precision):
+            raw = predictor(ids).float()
+        if task_type == "classification":
+            losses = F.binary_cross_entropy_with_logits(raw, y, reduction="none")
+        else:
+            losses = (raw - y) ** 2
+        loss = (losses * weights).sum() / labelled.sum().clamp(min=1)
+        for group in optimizer.param_groups:
+            group["lr"] = scheduled_rate(
+                settings.learning_rate, settings.warmup, settings.schedule, run.step / total_steps
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, settings.clip)
+        optimizer.step()
+        run.step += 1
+        epoch_loss += loss.detach() * len(rows)
+    return epoch_loss
+
+
+def _keep_if_best(run, predictor, epoch: int, value: float, valid_loss: float, selection: str):
+    """Keeps the epoch's weights if its validation metric is the best so far."""
+    improved = is_better(value, run.best_value, selection)
+    if improved or (value == run.best_value and valid_loss < run.best_loss):
+        run.best_value, run.best_loss, run.best_epoch = value, valid_loss, epoch
+        run.best_state = {k: v.detach().clone() for k, v in predictor.state_dict().items()}
+    run.improved_epoch = epoch if improved else run.improved_epoch
 
 
 def length_bucketed_batches(

@@ -140,18 +140,9 @@ def finetune_results(
         results = finetune_each(work, task_type, device=device, jobs=jobs, checkpoints=checkpoints)
         for (tuned, run_key), result, checkpoint in zip(missing, results, checkpoints):
             test = tuned.labelled_parts(split, run_key["seed"])[2]
-            if result.diverged:  # no model: its validation and test values are not numbers
-                prediction = np.full(test.y.shape, np.nan)
-            else:
-                prediction = predict_encoded(result.predictor, test.molecules, settings.precision)
             run = dict(
                 run_key,
-                valid_value=result.valid_score,
-                selection=result.selection,
-                value=score(task_type, np.nan_to_num(test.y), test.w, prediction),
-                best_epoch=result.best_epoch,
-                epochs_run=result.epochs_run,
-                fit_seconds=round(result.seconds, 1),
+                **_run_outcome(result, test, task_type, settings.precision),
                 # The seconds are this machine's, ``jobs`` runs at a time.
                 device=place.type,
                 hardware=hardware,
@@ -184,25 +175,19 @@ def finetune_results(
     run_missing(
         [(t, seed, *choice) for t in models for seed in choice_seeds_of(t) for choice in grid]
     )
-    choices = {}
-    for tuned in models:
-        mine = [
-            r
-            for r in runs
-            if _matches(r, key(tuned))
-            and r["seed"] in choice_seeds_of(tuned)
-            and (r["head"], r["learning_rate"]) in grid
-        ]
-        # Pooled over the seeds: the metric where every seed's validation set defines it, else
-        # the validation loss.
-        selection = metric if all(r["selection"] == metric for r in mine) else "loss"
-        # Keyed by (head, rate): both chosen by the rule that chooses a rate.
-        by_choice: dict[tuple[str, float], list[float]] = {}
-        for r in mine:
-            by_choice.setdefault((r["head"], r["learning_rate"]), []).append(
-                r["valid_value"] if r["selection"] == selection else float("nan")
-            )
-        choices[tuned.spec.name] = choose_learning_rate(by_choice, selection)
+    choices = {
+        tuned.spec.name: _chosen_head_and_rate(
+            [
+                r
+                for r in runs
+                if _matches(r, key(tuned))
+                and r["seed"] in choice_seeds_of(tuned)
+                and (r["head"], r["learning_rate"]) in grid
+            ],
+            metric,
+        )
+        for tuned in models
+    }
     run_missing([(t, seed, *choices[t.spec.name]) for t in models for seed in t.seeds])
     records = []
     for tuned in models:
@@ -229,6 +214,36 @@ def finetune_results(
             for seed in tuned.seeds
         ]
     return records
+
+
+def _run_outcome(result, test, task_type: str, precision: str) -> dict:
+    """What a fine-tuning run scored on validation and test, and how long it ran."""
+    if result.diverged:  # no model: its validation and test values are not numbers
+        prediction = np.full(test.y.shape, np.nan)
+    else:
+        prediction = predict_encoded(result.predictor, test.molecules, precision)
+    return dict(
+        valid_value=result.valid_score,
+        selection=result.selection,
+        value=score(task_type, np.nan_to_num(test.y), test.w, prediction),
+        best_epoch=result.best_epoch,
+        epochs_run=result.epochs_run,
+        fit_seconds=round(result.seconds, 1),
+    )
+
+
+def _chosen_head_and_rate(runs: list[dict], metric: str) -> tuple[str, float]:
+    """The (head, rate) of the best validation value averaged over the choice seeds' runs."""
+    # Pooled over the seeds: the metric where every seed's validation set defines it, else
+    # the validation loss.
+    selection = metric if all(r["selection"] == metric for r in runs) else "loss"
+    # Keyed by (head, rate): both chosen by the rule that chooses a rate.
+    by_choice: dict[tuple[str, float], list[float]] = {}
+    for r in runs:
+        by_choice.setdefault((r["head"], r["learning_rate"]), []).append(
+            r["valid_value"] if r["selection"] == selection else float("nan")
+        )
+    return choose_learning_rate(by_choice, selection)
 
 
 def _checkpoint_path(directory: Path | None, run_key: dict) -> Path | None:
