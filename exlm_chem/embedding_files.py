@@ -92,12 +92,12 @@ class _EmbeddingWriter:
 
 
 def _chunks_in_slice(chunks, first: int, last: int | None):
-    """The chunks cut to records first..last-1 (all of them when ``last`` is None)."""
+    """The chunks cut to records first..last-1 (to the end when ``last`` is None)."""
     seen = 0
     for chunk in chunks:
         begin, seen = seen, seen + len(chunk)
-        if last is not None:
-            chunk = chunk[max(first - begin, 0) : max(last - begin, 0)]
+        end = len(chunk) if last is None else max(last - begin, 0)
+        chunk = chunk[max(first - begin, 0) : end]
         if chunk:
             yield chunk
 
@@ -153,11 +153,15 @@ def embed_file(
     reader = dict(
         smiles_column=smiles_column, id_column=id_column, chunk_size=chunk_size, invalid="keep"
     )
+    total = estimate_records(input_path)
     first, last = 0, None
     if shard is not None:
-        total = sum(len(chunk) for chunk in read_molecule_chunks(input_path, **reader))
-        first, last = total * shard[0] // shard[1], total * (shard[0] + 1) // shard[1]
-    expected = last - first if last is not None else estimate_records(input_path)
+        # Cut at the cheap count (no record parsed to count it), the last shard running to
+        # the end: any count that every shard shares gives disjoint slices covering the file.
+        index, count = shard
+        first = total * index // count
+        last = total * (index + 1) // count if index < count - 1 else None
+    expected = (total if last is None else last) - first
     counts = Counter(
         molecules=0, written=0, invalid=0, unknown_atoms=0, fallback_atoms=0, truncated=0
     )

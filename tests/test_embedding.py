@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from rdkit import Chem
 
 from exlm_chem import (
     ExLMConfig,
@@ -209,6 +210,32 @@ def test_embed_file_npy_csv_skip_and_shards(model, molecules_csv, tmp_path):
     np.testing.assert_allclose(
         np.concatenate(parts), frame.iloc[:, 6:].to_numpy(dtype=np.float32), atol=1e-5
     )
+
+
+def test_shards_cover_a_file_whose_line_count_is_off(model, tmp_path):
+    # No final newline: the cheap count (lines) is one short; an SD file is counted by its
+    # record ends. The shards must still cover every record once.
+    smiles = ["CCO", "c1ccccc1", "CC(=O)O", "CCN", "C1CCCCC1", "CCCl", "OCCO"]
+    table = tmp_path / "in.csv"
+    table.write_text("smiles\n" + "\n".join(smiles))
+    sdf = tmp_path / "in.sdf"
+    with Chem.SDWriter(str(sdf)) as writer:
+        for s in smiles:
+            writer.write(Chem.MolFromSmiles(s))
+    for path in (table, sdf):
+        whole = np.load(
+            embed_file(path, tmp_path / "whole.npy", model=model, overwrite=True)["output"]
+        )
+        parts = [
+            np.load(
+                embed_file(path, tmp_path / f"{path.suffix}{i}.npy", model=model, shard=(i, 3))[
+                    "output"
+                ]
+            )
+            for i in range(3)
+        ]
+        assert sum(len(part) for part in parts) == len(smiles)
+        np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-5)
 
 
 def test_embed_file_strict_stops_and_leaves_no_file(model, molecules_csv, tmp_path):
