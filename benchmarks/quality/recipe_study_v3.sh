@@ -11,7 +11,8 @@
 # (5,000 of them held out as the training monitor). The recipe is chosen afterwards on
 # MoleculeNet validation splits (benchmarks/quality/recipe_scores.py). Runs one after another and
 # resumes: a finished run is skipped, an interrupted one continues from its last checkpoint.
-# THREADS: torch threads per run (1 beside another job on a 2-core machine).
+# THREADS: torch threads per run (1 beside another job on a 2-core machine). CACHE: the
+# prepared-corpus cache (default $RUNS/corpus), shared by runs of the same corpus.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${EXLM_DATA_DIR:-../shared/data}
@@ -30,7 +31,7 @@ if [ ! -f "$CORPUS/descriptors.json" ]; then
 fi
 common=(--corpus "$CORPUS" --tokenizer exlm_chem/weights/exlm-chem-v2/tokenizer.json
     --preset small --seed 0 --max-tokens "$TOKENS" --val-every 500 --checkpoint-every 250
-    --log-every 50 --shape-bucket 1 --threads "$THREADS" --corpus-cache "$RUNS/corpus")
+    --log-every 50 --shape-bucket 1 --threads "$THREADS" --corpus-cache "${CACHE:-$RUNS/corpus}")
 for run in $ONLY; do
     case $run in
         exlm) args=(--objective exlm) ;;
