@@ -286,6 +286,10 @@ def test_benchmark_finetune_chooses_one_rate_over_the_seeds(tiny_model_dir, shar
     }
     assert pooled[rate] == min(pooled.values())  # RMSE: lower is better
     assert all(np.isfinite(r["value"]) and r["value"] < 10 for r in chosen)
+    # Every epoch's validation RMSE is kept; the run's value is its best epoch's.
+    for r in runs:
+        assert len(r["valid_history"]) == r["epochs_run"]
+        assert r["valid_history"][r["best_epoch"] - 1] == pytest.approx(r["valid_value"], abs=1e-6)
     # Each run's checkpoint was written in the cache and deleted once the run was recorded.
     checkpoints = out / "cache" / "finetune-checkpoints" / "freesolv"
     assert checkpoints.is_dir() and not list(checkpoints.iterdir())

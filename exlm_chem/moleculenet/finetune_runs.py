@@ -229,6 +229,9 @@ def _run_outcome(result, test, task_type: str, precision: str) -> dict:
         best_epoch=result.best_epoch,
         epochs_run=result.epochs_run,
         fit_seconds=round(result.seconds, 1),
+        # Every epoch's validation metric, so that a cheaper stopping rule (fewer epochs of
+        # patience) can be read off the runs without training again.
+        valid_history=[round(epoch["valid"], 6) for epoch in result.history],
     )
 
 
