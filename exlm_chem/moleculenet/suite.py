@@ -159,25 +159,12 @@ def run_benchmark(
             for seed, probe in todo:
                 if probe == "finetune":
                     continue  # after the probes: the learning rate is chosen over every seed
-                # DeepChem's scaffold split is deterministic, and so is the linear probe on it.
-                deterministic = split == "scaffold" and probe == "logreg"
                 key = record_key(name, spec.name, str(featurizer), probe, seed, split)
                 baseline = is_baseline(spec)
                 record = cached_baseline(cache_dir, key) if baseline else None
                 if record is None:
-                    train, valid, test = cached_split(splits, dataset, split, seed)
-                    start = time.perf_counter()
-                    if deterministic and probe in seed_free:
-                        valid_prediction, prediction = seed_free[probe]
-                    else:
-                        valid_prediction, prediction = probe_predictions(
-                            probe, task_type, train, valid, test, seed,
-                            blocks=feature_blocks(featurizer),
-                        )  # fmt: skip
-                    if deterministic:
-                        seed_free[probe] = valid_prediction, prediction
-                    record = make_record(
-                        key, metric, task_type, valid, test, valid_prediction, prediction, start
+                    record = _probe_record(
+                        key, task_type, dataset, splits, seed_free, feature_blocks(featurizer)
                     )
                     record["featurize_seconds"] = featurize_seconds
                     if baseline:
@@ -228,6 +215,26 @@ def run_benchmark(
     if not (out / "results.md").exists():
         write_reports(records, out)
     return records
+
+
+def _probe_record(key: dict, task_type: str, dataset, splits, seed_free, blocks) -> dict:
+    """The record of one probe fitted on one seed's split (splits: made once per seed)."""
+    probe, seed, split = key["probe"], key["seed"], key["split"]
+    # DeepChem's scaffold split is deterministic, and so is the linear probe on it.
+    deterministic = split == "scaffold" and probe == "logreg"
+    train, valid, test = cached_split(splits, dataset, split, seed)
+    start = time.perf_counter()
+    if deterministic and probe in seed_free:
+        valid_prediction, prediction = seed_free[probe]
+    else:
+        valid_prediction, prediction = probe_predictions(
+            probe, task_type, train, valid, test, seed, blocks=blocks
+        )
+    if deterministic:
+        seed_free[probe] = valid_prediction, prediction
+    return make_record(
+        key, metric_name(task_type), task_type, valid, test, valid_prediction, prediction, start
+    )
 
 
 def _check_places(split: str, out: Path, data_dir, resume: bool, overwrite: bool) -> None:
