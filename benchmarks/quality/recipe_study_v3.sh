@@ -37,7 +37,11 @@ for run in $ONLY; do
         exlm) args=(--objective exlm) ;;
         exlm-desc1) args=(--objective exlm --descriptor-weight 1) ;;
         exlm-desc5) args=(--objective exlm --descriptor-weight 5) ;;
-        mlm-desc) run=mlm-desc$MLM_WEIGHT; args=(--objective mlm --descriptor-weight "$MLM_WEIGHT") ;;
+        mlm-desc*)  # mlm-desc takes $MLM_WEIGHT; mlm-descW names its weight
+            weight=${run#mlm-desc}
+            weight=${weight:-$MLM_WEIGHT}
+            run=mlm-desc$weight
+            args=(--objective mlm --descriptor-weight "$weight") ;;
         descriptors) args=(--objective descriptors) ;;
         *) echo "unknown run $run" >&2; exit 2 ;;
     esac
