@@ -12,7 +12,9 @@
 # MoleculeNet validation splits (benchmarks/quality/recipe_scores.py). Runs one after another and
 # resumes: a finished run is skipped, an interrupted one continues from its last checkpoint.
 # THREADS: torch threads per run (1 beside another job on a 2-core machine). CACHE: the
-# prepared-corpus cache (default $RUNS/corpus), shared by runs of the same corpus.
+# prepared-corpus cache (default $RUNS/corpus), shared by runs of the same corpus. SEED: the
+# runs' seed (0; another seed, in another $RUNS, makes a replicate: other initial weights,
+# batches, masks and 5,000-molecule hold-out, to tell a recipe's effect from a run's luck).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${EXLM_DATA_DIR:-../shared/data}
@@ -21,6 +23,7 @@ CORPUS=${CORPUS:-runs/broad-600k}
 TOKENS=${TOKENS:-20000000}
 THREADS=${THREADS:-2}
 MLM_WEIGHT=${MLM_WEIGHT:-1}
+SEED=${SEED:-0}
 ONLY=${ONLY:-exlm-desc1 descriptors exlm-desc5 exlm mlm-desc}
 source benchmarks/resumable_pretrain.sh
 mkdir -p "$RUNS"
@@ -30,7 +33,7 @@ if [ ! -f "$CORPUS/descriptors.json" ]; then
         --sample 600000 --seed 0 --descriptors
 fi
 common=(--corpus "$CORPUS" --tokenizer exlm_chem/weights/exlm-chem-v2/tokenizer.json
-    --preset small --seed 0 --max-tokens "$TOKENS" --val-every 500 --checkpoint-every 250
+    --preset small --seed "$SEED" --max-tokens "$TOKENS" --val-every 500 --checkpoint-every 250
     --log-every 50 --shape-bucket 1 --threads "$THREADS" --corpus-cache "${CACHE:-$RUNS/corpus}")
 for run in $ONLY; do
     case $run in
