@@ -320,3 +320,17 @@ def test_estimators_give_spread_intervals_and_domain_and_still_clone_and_pickle(
         classifier.predict_proba(smiles[:2], return_std=True)
     with pytest.raises(InputError, match="this model classifies"):
         classifier._predictions(smiles[:2], coverage=0.9)
+
+
+def test_uncertainty_summary_splits_coverage_by_domain(benchmark_script):
+    summary = benchmark_script("uncertainty")
+    y = np.array([[0.0], [0.0], [0.0], [0.0], [np.nan]])
+    seed = dict(
+        y=y,
+        low=np.array([[-1.0], [1.0], [-1.0], [-1.0], [-1.0]]),  # the second misses
+        high=np.ones((5, 1)),
+        in_domain=np.array([1, 1, 0, 0, 0]),  # the unlabelled fifth counts nowhere
+    )
+    other = dict(seed, low=np.full((5, 1), 0.5))  # misses every molecule
+    covered_in, covered_out = summary._domain_coverage([seed, other])
+    assert covered_in == pytest.approx(1 / 4) and covered_out == pytest.approx(2 / 4)

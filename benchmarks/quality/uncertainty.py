@@ -113,6 +113,18 @@ def spearman_interval(spread: np.ndarray, errors: np.ndarray, seed: int = 0):
     return float(rho), *np.nanpercentile(draws, [2.5, 97.5]).tolist()
 
 
+def _domain_coverage(arrays: list[dict]) -> tuple[float, float]:
+    """The intervals' coverage of the test molecules in and out of the domain, pooled over
+    the seeds."""
+    inside = np.concatenate([((a["y"] >= a["low"]) & (a["y"] <= a["high"]))[:, 0] for a in arrays])
+    in_domain = np.concatenate([a["in_domain"].astype(bool) for a in arrays])
+    labelled = np.concatenate([~np.isnan(a["y"][:, 0]) for a in arrays])
+    return (
+        float(inside[in_domain & labelled].mean()),
+        float(inside[~in_domain & labelled].mean()),
+    )
+
+
 def summarize(out: Path, command: str) -> str:
     from exlm_chem.finetuning.calibration import expected_calibration_error
     from exlm_chem.metrics import score
@@ -136,8 +148,9 @@ def summarize(out: Path, command: str) -> str:
             "## Regression: 90% intervals and the spread",
             "",
             "| set | seeds | coverage (mean, min-max) | mean width | spread-error Spearman [95% CI]"
-            " | RMSE in / out of domain (molecules) | RMSE ensemble / single run |",
-            "|---|---|---|---|---|---|---|",
+            " | coverage in / out of domain | RMSE in / out of domain (molecules)"
+            " | RMSE ensemble / single run |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for name in regression:
             rs, arrays = seed_arrays(out, name, by_set[name])
@@ -148,10 +161,12 @@ def summarize(out: Path, command: str) -> str:
             rho, low, high = spearman_interval(spread, errors)
             inside, outside = _domain_errors(arrays, "regression", score)
             coverages = [r["coverage"] for r in rs]
+            covered_in, covered_out = _domain_coverage(arrays)
             lines.append(
                 f"| {name} | {len(rs)} | {np.mean(coverages):.3f} ({min(coverages):.2f}-"
                 f"{max(coverages):.2f}) | {np.mean([r['mean_width'] for r in rs]):.3f} | "
-                f"{rho:+.3f} [{low:+.3f}, {high:+.3f}] | {inside} / {outside} | "
+                f"{rho:+.3f} [{low:+.3f}, {high:+.3f}] | {covered_in:.3f} / {covered_out:.3f} | "
+                f"{inside} / {outside} | "
                 f"{np.mean([r['test_score'] for r in rs]):.3f} / "
                 f"{np.mean([r['single_member_test_score'] for r in rs]):.3f} |"
             )
