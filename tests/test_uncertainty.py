@@ -12,6 +12,7 @@ from exlm_chem import InputError
 from exlm_chem.finetune_settings import FinetuneSettings, UncertaintySettings
 from exlm_chem.finetuning import (
     LabelledMolecules,
+    Predictions,
     finetune,
     finetune_ensemble,
     load_finetuned,
@@ -25,6 +26,7 @@ from exlm_chem.finetuning.calibration import (
     fit_temperature,
 )
 from exlm_chem.finetuning.domain import _cosine_block, _tanimoto_block, fit_domain
+from exlm_chem.finetuning.reliability import evaluate_uncertainty
 
 FAST = dict(epochs=8, patience=8, batch_size=16, learning_rate=1e-3, precision="fp32")
 
@@ -322,15 +324,13 @@ def test_estimators_give_spread_intervals_and_domain_and_still_clone_and_pickle(
         classifier._predictions(smiles[:2], coverage=0.9)
 
 
-def test_uncertainty_summary_splits_coverage_by_domain(benchmark_script):
-    summary = benchmark_script("uncertainty")
-    y = np.array([[0.0], [0.0], [0.0], [0.0], [np.nan]])
-    seed = dict(
-        y=y,
-        low=np.array([[-1.0], [1.0], [-1.0], [-1.0], [-1.0]]),  # the second misses
-        high=np.ones((5, 1)),
-        in_domain=np.array([1, 1, 0, 0, 0]),  # the unlabelled fifth counts nowhere
-    )
-    other = dict(seed, low=np.full((5, 1), 0.5))  # misses every molecule
-    covered_in, covered_out = summary._domain_coverage([seed, other])
-    assert covered_in == pytest.approx(1 / 4) and covered_out == pytest.approx(2 / 4)
+def test_interval_coverage_is_reported_in_and_out_of_domain():
+    y = np.array([[0.0], [0.0], [0.0], [0.0], [np.nan]] * 2)
+    low = np.array([[-1.0], [1.0], [-1.0], [-1.0], [-1.0]] + [[0.5]] * 5)  # 2nd, last 5 miss
+    predictions = Predictions(
+        np.zeros((10, 1)), low=low, high=np.ones((10, 1)),
+        in_domain=np.array([1, 1, 0, 0, 0] * 2, dtype=bool),  # the unlabelled count nowhere
+    )  # fmt: skip
+    report = evaluate_uncertainty("regression", y, predictions)
+    assert report["in_domain_coverage"] == pytest.approx(1 / 4)
+    assert report["out_of_domain_coverage"] == pytest.approx(2 / 4)

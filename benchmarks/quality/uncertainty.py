@@ -113,21 +113,9 @@ def spearman_interval(spread: np.ndarray, errors: np.ndarray, seed: int = 0):
     return float(rho), *np.nanpercentile(draws, [2.5, 97.5]).tolist()
 
 
-def _domain_coverage(arrays: list[dict]) -> tuple[float, float]:
-    """The intervals' coverage of the test molecules in and out of the domain, pooled over
-    the seeds."""
-    inside = np.concatenate([((a["y"] >= a["low"]) & (a["y"] <= a["high"]))[:, 0] for a in arrays])
-    in_domain = np.concatenate([a["in_domain"].astype(bool) for a in arrays])
-    labelled = np.concatenate([~np.isnan(a["y"][:, 0]) for a in arrays])
-    return (
-        float(inside[in_domain & labelled].mean()),
-        float(inside[~in_domain & labelled].mean()),
-    )
-
-
 def summarize(out: Path, command: str) -> str:
     from exlm_chem.finetuning.calibration import expected_calibration_error
-    from exlm_chem.metrics import score
+    from exlm_chem.finetuning.reliability import evaluate_uncertainty
 
     records = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     lines = [
@@ -159,13 +147,14 @@ def summarize(out: Path, command: str) -> str:
                 [np.abs(a["value"] - a["y"])[~np.isnan(a["y"])] for a in arrays]
             )
             rho, low, high = spearman_interval(spread, errors)
-            inside, outside = _domain_errors(arrays, "regression", score)
+            report = evaluate_uncertainty("regression", *pooled_predictions(arrays))
+            inside, outside = _domain_errors(report)
             coverages = [r["coverage"] for r in rs]
-            covered_in, covered_out = _domain_coverage(arrays)
             lines.append(
                 f"| {name} | {len(rs)} | {np.mean(coverages):.3f} ({min(coverages):.2f}-"
                 f"{max(coverages):.2f}) | {np.mean([r['mean_width'] for r in rs]):.3f} | "
-                f"{rho:+.3f} [{low:+.3f}, {high:+.3f}] | {covered_in:.3f} / {covered_out:.3f} | "
+                f"{rho:+.3f} [{low:+.3f}, {high:+.3f}] | {report['in_domain_coverage']:.3f} / "
+                f"{report['out_of_domain_coverage']:.3f} | "
                 f"{inside} / {outside} | "
                 f"{np.mean([r['test_score'] for r in rs]):.3f} / "
                 f"{np.mean([r['single_member_test_score'] for r in rs]):.3f} |"
@@ -183,7 +172,9 @@ def summarize(out: Path, command: str) -> str:
             rs, arrays = seed_arrays(out, name, by_set[name])
             before = [expected_calibration_error(a["uncalibrated"], a["y"]) for a in arrays]
             after = [expected_calibration_error(a["value"], a["y"]) for a in arrays]
-            inside, outside = _domain_errors(arrays, "classification", score)
+            inside, outside = _domain_errors(
+                evaluate_uncertainty("classification", *pooled_predictions(arrays))
+            )
             lines.append(
                 f"| {name} | {len(rs)} | {np.mean(before):.4f} | {np.mean(after):.4f} | "
                 f"{sum(a < b for a, b in zip(after, before))} of {len(rs)} seeds | "
@@ -217,39 +208,37 @@ def seed_arrays(out: Path, name: str, records: list[dict]) -> tuple[list[dict], 
 def plot_pooled(out: Path, name: str, records: list[dict]) -> None:
     """The reliability plot `finetune` draws, on the test molecules of every seed pooled:
     OUT/reliability_SET.png."""
-    from exlm_chem.finetuning import Predictions
     from exlm_chem.finetuning.reliability import plot_reliability
 
     records, arrays = seed_arrays(out, name, records)
-    pooled = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0].files}
-    predictions = Predictions(
-        pooled["value"], pooled.get("spread"), pooled.get("low"), pooled.get("high"),
-        pooled.get("uncalibrated"),
-    )  # fmt: skip
-    title = f"{name}, test parts of {len(records)} scaffold splits ({len(pooled['y'])} molecules)"
+    y, predictions = pooled_predictions(arrays)
+    title = f"{name}, test parts of {len(records)} scaffold splits ({len(y)} molecules)"
     plot_reliability(
-        records[0]["task_type"], pooled["y"], predictions, out / f"reliability_{name}.png", title
+        records[0]["task_type"], y, predictions, out / f"reliability_{name}.png", title
     )
 
 
-def _domain_errors(arrays, task_type: str, score) -> tuple[str, str]:
-    """Pooled over seeds: the error of in-domain and of out-of-domain test molecules."""
-    out = []
-    for inside in (True, False):
-        ys, values = [], []
-        for a in arrays:
-            rows = a["in_domain"] == inside
-            ys.append(a["y"][rows])
-            values.append(a["value"][rows])
-        y, value = np.concatenate(ys), np.concatenate(values)
-        if len(y) == 0:
-            out.append("- (0)")
-            continue
-        w = (~np.isnan(y)).astype(float)
-        metric = score(task_type, np.nan_to_num(y), w, value)
-        error = metric if task_type == "regression" else 1 - metric
-        out.append(f"{error:.3f} ({len(y)})")
-    return out[0], out[1]
+def pooled_predictions(arrays: list) -> tuple:
+    """The targets and predictions of every seed's test molecules, pooled."""
+    from exlm_chem.finetuning import Predictions
+
+    pooled = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0].files}
+    predictions = Predictions(
+        pooled["value"], pooled.get("spread"), pooled.get("low"), pooled.get("high"),
+        pooled.get("uncalibrated"), in_domain=pooled["in_domain"].astype(bool),
+    )  # fmt: skip
+    return pooled["y"], predictions
+
+
+def _domain_errors(report: dict) -> tuple[str, str]:
+    """The error (RMSE, or 1 - ROC-AUC) and count of in- and out-of-domain molecules."""
+    cells = []
+    for name in ("in_domain", "out_of_domain"):
+        count, error = report[f"{name}_molecules"], report[f"{name}_error"]
+        cells.append(
+            "- (0)" if count == 0 else f"{np.nan if error is None else error:.3f} ({count})"
+        )
+    return cells[0], cells[1]
 
 
 def main() -> None:

@@ -42,6 +42,9 @@ def evaluate_uncertainty(task_type: str, y: np.ndarray, predictions: Predictions
             ("out_of_domain", ~predictions.in_domain),
         ):
             report[f"{name}_molecules"] = int(rows.sum())
+            if task_type == "regression" and predictions.low is not None:
+                held = inside[rows][labelled[rows]]
+                report[f"{name}_coverage"] = float(held.mean()) if held.size else None
             value = (
                 score(task_type, y0[rows], w[rows], predictions.value[rows])
                 if rows.any()
