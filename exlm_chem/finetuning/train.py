@@ -190,7 +190,7 @@ def _check_data(train, valid, task_type: str, tasks: list[str]) -> None:
 
 def _training_targets(predictor, train, task_type: str, balance_classes: bool) -> tuple:
     """(targets, loss weights, labelled) for every training row. Regression targets are
-    standardized per task, and the predictor learns the scale to undo it."""
+    standardized per task, and the predictor is given the scale to undo it."""
     w = train.w
     y = np.nan_to_num(train.y)
     if task_type == "regression":

@@ -294,6 +294,7 @@ def _distributed(model: ExLMModel, config: PretrainConfig, dist: Distributed):
 
 
 def _autocast(precision: str, device: torch.device):
+    """The autocast context of the run's precision; on a GPU, TF32 matrix products enabled too."""
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
