@@ -159,6 +159,22 @@ def summarize(out: Path, command: str) -> str:
                 f"{np.mean([r['test_score'] for r in rs]):.3f} / "
                 f"{np.mean([r['single_member_test_score'] for r in rs]):.3f} |"
             )
+        lines += [
+            "",
+            "Coverage by split: the intervals are as wide as the validation errors, so a split"
+            " whose validation part is easier than its test part covers less.",
+            "",
+            "| set | seed | validation RMSE (members' mean) | test RMSE (ensemble)"
+            " | test / validation | coverage |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in regression:
+            for r in sorted(by_set[name], key=lambda r: r["seed"]):
+                valid = np.mean([m["valid_score"] for m in r["members"]])
+                lines.append(
+                    f"| {name} | {r['seed']} | {valid:.3f} | {r['test_score']:.3f} | "
+                    f"{r['test_score'] / valid:.2f} | {r['coverage']:.3f} |"
+                )
         lines.append("")
     if classification:
         lines += [
