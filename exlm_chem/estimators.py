@@ -147,7 +147,8 @@ class _FinetunedEstimator(BaseEstimator):
     coverage: of the regression intervals (`ExLMRegressor.predict_interval`), calibrated by
     conformal prediction on the validation part; classifiers' probabilities are
     temperature-scaled there. `applicability_domain` says how like the training molecules
-    each molecule is.
+    each molecule is. calibration: ``"folds"`` calibrates on scaffold folds of all the
+    molecules instead, one held out by each member (see `exlm_chem.finetuning.folds`).
     """
 
     _task_type = ""
@@ -169,6 +170,7 @@ class _FinetunedEstimator(BaseEstimator):
         random_state: int = 0,
         ensemble: int = 1,
         coverage: float = 0.9,
+        calibration: str = "validation",
     ):
         self.model = model
         self.head = head
@@ -185,6 +187,7 @@ class _FinetunedEstimator(BaseEstimator):
         self.random_state = random_state
         self.ensemble = ensemble
         self.coverage = coverage
+        self.calibration = calibration
 
     def _fit(self, X, targets: np.ndarray):
         from .finetune_settings import UncertaintySettings
@@ -203,7 +206,9 @@ class _FinetunedEstimator(BaseEstimator):
             precision=self.precision,
             seed=self.random_state,
         )
-        uncertainty = UncertaintySettings(members=self.ensemble, coverage=self.coverage)
+        uncertainty = UncertaintySettings(
+            members=self.ensemble, coverage=self.coverage, calibration=self.calibration
+        )
         rates = np.atleast_1d(np.asarray(self.learning_rate, dtype=float)).tolist()
         base = load_model(self.model, self.device)
         encoded = EncodedMolecules.from_smiles(smiles, base.tokenizer)
@@ -218,6 +223,7 @@ class _FinetunedEstimator(BaseEstimator):
         fitted, best, runs, _ = finetune_ensemble(
             base, train, valid, self._task_type, settings, uncertainty, rates, tasks,
             self.device, effective_n_jobs(self.n_jobs), train_ids=train_rows.tolist(),
+            valid_ids=valid_rows.tolist(),
         )  # fmt: skip
         self.finetuned_ = fitted
         self.learning_rate_ = best.settings.learning_rate

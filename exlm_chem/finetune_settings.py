@@ -11,6 +11,7 @@ from .errors import InputError
 HEADS = ("cls", "mean", "layers")  # the fine-tuning heads (see exlm_chem.finetuning.predictor)
 LEARNING_RATES = (3e-5, 1e-4, 3e-4, 1e-3)  # the default grid, chosen on validation
 SCHEDULES = ("linear", "constant")
+CALIBRATIONS = ("validation", "folds")  # where a model's uncertainty is calibrated
 
 
 @dataclass
@@ -56,11 +57,14 @@ class UncertaintySettings:
     """How a fine-tuned model says how sure it is: an ensemble of ``members`` runs (seeds
     seed, seed + 1, ...), regression intervals at ``coverage``, and an applicability domain
     whose threshold leaves out ``domain_quantile`` of the validation molecules (those least
-    like the training molecules)."""
+    like the training molecules). ``calibration``: on the validation part, or on ``folds``
+    (each member holds out a fold of the training and validation molecules and scores it; see
+    `exlm_chem.finetuning.folds`)."""
 
     members: int = 1
     coverage: float = 0.9
     domain_quantile: float = 0.1
+    calibration: str = "validation"
 
     def __post_init__(self):
         if not (isinstance(self.members, int) and self.members >= 1):
@@ -68,6 +72,12 @@ class UncertaintySettings:
         check_coverage(self.coverage)
         if not 0 <= self.domain_quantile < 1:
             raise InputError(f"domain quantile must be in [0, 1), not {self.domain_quantile}")
+        if self.calibration not in CALIBRATIONS:
+            raise InputError(
+                f"calibration must be one of {', '.join(CALIBRATIONS)}, not {self.calibration!r}"
+            )
+        if self.calibration == "folds" and self.members < 2:
+            raise InputError("calibration on folds needs an ensemble of at least 2 members")
 
 
 def check_coverage(coverage: float) -> float:

@@ -10,6 +10,9 @@ applicability domain on the validation part, and measured on the test part:
 - classification: the expected calibration error before and after temperature scaling;
 - both: the error (RMSE, or 1 - ROC-AUC) of in-domain and out-of-domain molecules, and the
   ensemble's score beside its first member's (a single run at the same rate).
+With --calibration folds, the members are trained and calibrated on scaffold folds of the
+training and validation parts instead (`exlm_chem.finetuning.folds`); write those runs to
+another --out.
 
 Each (set, seed) is one line of OUT/runs.jsonl with its test predictions in
 OUT/predictions/SET-SEED.npz; a finished one is skipped when the script runs again, a run under
@@ -63,7 +66,8 @@ def run_one(name, seed, model, featurizer, args) -> dict:
     checkpoints = args.checkpoints / f"{name}-{seed}"
     fitted, best, runs, members = finetune_ensemble(
         model, train, valid, task_type, FinetuneSettings(seed=seed),
-        UncertaintySettings(members=args.members), args.lr, jobs=args.jobs,
+        UncertaintySettings(members=args.members, calibration=args.calibration), args.lr,
+        jobs=args.jobs,
         checkpoint_dir=checkpoints,
     )  # fmt: skip
     predictions = fitted.predict(test.molecules, test.smiles)
@@ -265,6 +269,9 @@ def main() -> None:
     parser.add_argument("--lr", default="1e-4,3e-4", help="rates chosen among on validation")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped one)")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument(
+        "--calibration", default="validation", help="validation or folds (`finetune --calibration`)"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/uncertainty"))
     parser.add_argument("--cache", type=Path, default=Path("runs/moleculenet-cache"))
     parser.add_argument(

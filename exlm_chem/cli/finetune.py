@@ -71,6 +71,12 @@ def finetune(
     coverage: float = typer.Option(
         0.9, help="Coverage of the regression intervals, calibrated on the validation part."
     ),
+    calibration: str = typer.Option(
+        "validation",
+        help="Where the uncertainty is calibrated: validation (the validation part) or folds "
+        "(each ensemble member holds out a scaffold fold of the training and validation "
+        "molecules and scores it: more molecules, steadier intervals).",
+    ),
     jobs: int = typer.Option(
         1,
         help="Learning rates (or ensemble members) trained at a time, in worker processes "
@@ -100,7 +106,7 @@ def finetune(
         precision=precision,
         seed=seed,
     )
-    uncertainty = UncertaintySettings(members=ensemble, coverage=coverage)
+    uncertainty = UncertaintySettings(members=ensemble, coverage=coverage, calibration=calibration)
     if task not in ("auto", "classification", "regression"):
         raise InputError(f"--task must be auto, classification or regression, not {task!r}")
     report = finetune_table(

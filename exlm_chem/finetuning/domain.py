@@ -5,8 +5,9 @@ vector the fine-tuned model's head reads), its highest Tanimoto similarity on EC
 training molecule with that Tanimoto, and ``in_domain``: Tanimoto at least the threshold set on
 the validation part (the validation molecules' ``domain_quantile`` quantile of the same
 similarity, so that about that share of molecules as unlike the training set as the validation
-ones falls outside). Tanimoto on ECFP4 decides, as the measure chemists read and the one whose
-link to prediction error is best documented; the cosine is reported beside it.
+ones falls outside; calibrated on folds, each fold's molecules against the other folds').
+Tanimoto on ECFP4 decides, as the measure chemists read and the one whose link to prediction
+error is best documented; the cosine is reported beside it.
 
 The training set's vectors are kept as float16 and its bits packed (256 bytes a molecule); both
 searches are matrix products over chunks of queries and of training molecules, so memory stays
@@ -99,20 +100,48 @@ def fit_domain(
     quantile: float,
 ) -> DomainReference:
     """The training molecules' reference, with its threshold from the validation molecules."""
-    bits = ecfp4_bits(train_smiles)
-    bits[np.isnan(bits[:, 0])] = 0  # valid for the model, not for RDKit: matches nothing
-    reference = DomainReference(
-        _unit(train_vectors).astype(np.float16),
+    reference = _reference(
+        train_vectors, ecfp4_bits(train_smiles), train_smiles, train_ids, quantile
+    )
+    valid = reference.similarities(valid_vectors, valid_smiles).max_tanimoto
+    reference.threshold = _threshold(valid, quantile)
+    return reference
+
+
+def fit_domain_on_folds(
+    vectors: np.ndarray, smiles: list[str], ids: list, folds: list[np.ndarray], quantile: float
+) -> DomainReference:
+    """Every molecule as the reference, with its threshold from each fold's molecules against
+    the molecules of the other folds (what each ensemble member was trained on)."""
+    bits = ecfp4_bits(smiles)
+    missing = np.isnan(bits[:, 0])
+    reference = _reference(vectors, bits, smiles, ids, quantile)
+    held_out = np.full(len(smiles), np.nan, dtype=np.float32)  # in no fold: not scored
+    for fold in folds:
+        others = np.setdiff1d(np.arange(len(smiles)), fold)
+        held_out[fold] = _chunked_max(bits[fold], bits[others], _tanimoto_block)[0]
+    held_out[missing] = np.nan
+    reference.threshold = _threshold(held_out, quantile)
+    return reference
+
+
+def _reference(vectors, bits: np.ndarray, smiles: list[str], ids: list, quantile: float):
+    """The reference of molecules with their ECFP4 ``bits`` (NaN rows, molecules RDKit cannot
+    read, are set to 0 in place: valid for the model, they match nothing)."""
+    bits[np.isnan(bits[:, 0])] = 0
+    return DomainReference(
+        _unit(vectors).astype(np.float16),
         np.packbits(bits.astype(np.uint8), axis=1),
-        list(train_ids),
-        list(train_smiles),
+        list(ids),
+        list(smiles),
         threshold=0.0,
         quantile=quantile,
     )
-    valid = reference.similarities(valid_vectors, valid_smiles).max_tanimoto
-    valid = valid[~np.isnan(valid)]
-    reference.threshold = float(np.quantile(valid, quantile)) if len(valid) else 0.0
-    return reference
+
+
+def _threshold(similarities: np.ndarray, quantile: float) -> float:
+    similarities = similarities[~np.isnan(similarities)]
+    return float(np.quantile(similarities, quantile)) if len(similarities) else 0.0
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

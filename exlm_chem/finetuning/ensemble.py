@@ -34,6 +34,7 @@ from ..preparation import prepare_smiles
 from .calibration import Calibration, fit_calibration, sigmoid
 from .data import EncodedMolecules, LabelledMolecules
 from .domain import DOMAIN_CONFIG_FILE, DomainReference, Similarities, fit_domain
+from .folds import finetune_fold_members
 from .grid import finetune_best_rate, finetune_each
 from .predictor import (
     HEAD_CONFIG_FILE,
@@ -198,17 +199,37 @@ def finetune_ensemble(
     jobs: int = 1,
     checkpoint_dir: Path | None = None,
     train_ids: list | None = None,
+    valid_ids: list | None = None,
 ) -> tuple[FinetunedModel, FinetuneResult, dict[float, dict], list[dict]]:
     """The grid's best run and ``uncertainty.members - 1`` more at its rate, calibrated on
     ``valid``; with the training and validation SMILES (``train.smiles``, ``valid.smiles``),
-    the applicability domain too. Returns the model, the grid's best run, every grid run's
-    summary by rate and each member's summary."""
+    the applicability domain too (``train_ids`` name its molecules). With calibration on
+    folds, the members are trained on folds instead (`folds`) and the domain holds the
+    validation molecules too (``valid_ids``). Returns the model, the grid's best run, every
+    grid run's summary by rate and each member's summary."""
     settings, uncertainty = settings or FinetuneSettings(), uncertainty or UncertaintySettings()
+    folds = uncertainty.calibration == "folds"
+    if folds and (train.smiles is None or valid.smiles is None):
+        raise InputError(
+            "calibration on folds needs the molecules' SMILES (folds follow scaffolds)"
+        )
     best, runs = finetune_best_rate(
         model, train, valid, task_type, settings, learning_rates, tasks, device, jobs,
         checkpoint_dir,
     )  # fmt: skip
     chosen = best.settings
+    if folds:
+        ids = list(range(len(train.y))) if train_ids is None else list(train_ids)
+        ids += list(
+            range(len(train.y), len(train.y) + len(valid.y)) if valid_ids is None else valid_ids
+        )
+        results, calibration, domain = finetune_fold_members(
+            model, train, valid, task_type, chosen, uncertainty, tasks, device, jobs,
+            checkpoint_dir, ids,
+        )  # fmt: skip
+        members = [r.predictor for r in results if not r.diverged]
+        fitted = FinetunedModel(members, calibration, domain)
+        return fitted, best, runs, [dict(seed=r.settings.seed, **r.summary()) for r in results]
     more = [
         (model, train, valid, replace(chosen, seed=chosen.seed + k))
         for k in range(1, uncertainty.members)

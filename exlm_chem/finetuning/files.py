@@ -134,11 +134,13 @@ def finetune_table(
         fitted, best, runs, members = finetune_ensemble(
             base, train, valid, task_type, settings, uncertainty, learning_rates, targets,
             device, jobs, checkpoints, train_ids=[f"line {kept[i] + 2}" for i in parts[0]],
+            valid_ids=[f"line {kept[i] + 2}" for i in parts[1]],
         )  # fmt: skip
     except TrainingFailed:
         shutil.rmtree(checkpoints, ignore_errors=True)  # nothing to resume: no rate trains
         raise
-    # Scored on the test part, or (without one) the validation part the calibration saw.
+    # Scored on the test part, or (without one) the validation part the calibration saw
+    # (and, calibrated on folds, the members trained on).
     held_out, held_out_name = (test, "test") if len(test.molecules) else (valid, "validation")
     predictions = fitted.predict(held_out.molecules, held_out.smiles, settings.precision)
     test_score, single_test_score = scores_on_test(fitted.task_type, test, predictions)
@@ -165,6 +167,7 @@ def finetune_table(
             members=members,
             single_member_test_score=single_test_score,
             coverage=uncertainty.coverage,
+            calibration=uncertainty.calibration,
             domain_threshold=fitted.domain.threshold if fitted.domain else None,
         ),
         uncertainty=dict(
