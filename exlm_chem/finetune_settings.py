@@ -22,6 +22,9 @@ class FinetuneSettings:
     learning_rate: float = 1e-4
     epochs: int = 60
     patience: int = 10  # epochs without a better validation metric before stopping
+    # Train exactly this many of the planned epochs and keep the last weights: no early
+    # stopping, so the validation molecules' errors are not chosen on (None: stop early).
+    stop_epoch: int | None = None
     batch_size: int = 32
     warmup: float = 0.06  # fraction of the planned run
     schedule: str = "linear"  # after warm-up: linear decay to 0 over the run, or constant
@@ -40,6 +43,8 @@ class FinetuneSettings:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.stop_epoch is not None and not 1 <= self.stop_epoch <= self.epochs:
+            raise InputError(f"stop epoch must be in [1, {self.epochs}], not {self.stop_epoch}")
         if self.patience < 1:
             raise InputError(f"patience must be at least 1, not {self.patience}")
         if not (0 <= self.warmup < 1 and 0 <= self.dropout < 1):

@@ -1,5 +1,7 @@
 """Calibration on scaffold folds: each ensemble member holds out a fold and scores it."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,8 @@ def test_an_ensemble_calibrated_on_folds_scores_every_held_out_molecule(model, t
         valid_ids=[f"v{i}" for i in range(len(valid.y))],
     )  # fmt: skip
     assert [m["seed"] for m in members] == [0, 1, 2] and len(fitted.members) == 3
+    # each member trains the epochs the grid's run chose, whatever its fold says
+    assert [(m["best_epoch"], m["epochs_run"]) for m in members] == [(best.best_epoch,) * 2] * 3
     assert all(m is not best.predictor for m in fitted.members)  # the grid's run only chose
     # every molecule is in a fold (no group is larger than half a fold); one score each
     assert len(fitted.calibration.tasks[0].scores) == len(train.y) + len(valid.y)
@@ -129,3 +133,21 @@ def test_finetune_command_calibrates_on_folds(run_cli, model_dir, tmp_path):
     )  # fmt: skip
     assert code == 2 and "at least 2 members" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_of_fixed_length_keeps_its_last_epoch_and_the_planned_schedule(model):
+    from exlm_chem.finetuning import finetune
+
+    train = LabelledMolecules.from_smiles(*ring_alcohols(range(3, 9)), model.tokenizer)
+    valid = LabelledMolecules.from_smiles(*ring_alcohols(range(9, 11)), model.tokenizer)
+    settings = FinetuneSettings(**{**FAST, "epochs": 5, "patience": 1})
+    stopped = finetune(model, train, valid, "regression", replace(settings, stop_epoch=3))
+    assert stopped.best_epoch == stopped.epochs_run == 3
+    assert stopped.valid_score == stopped.history[-1]["valid"]
+    # the same first three epochs as the full run: the schedule is still planned over 5
+    full = finetune(model, train, valid, "regression", replace(settings, patience=5))
+    assert [h["train_loss"] for h in full.history[:3]] == pytest.approx(
+        [h["train_loss"] for h in stopped.history]
+    )
+    with pytest.raises(InputError, match="stop epoch must be in"):
+        FinetuneSettings(epochs=5, stop_epoch=6)

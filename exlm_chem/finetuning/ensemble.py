@@ -224,8 +224,8 @@ def finetune_ensemble(
             range(len(train.y), len(train.y) + len(valid.y)) if valid_ids is None else valid_ids
         )
         results, calibration, domain = finetune_fold_members(
-            model, train, valid, task_type, chosen, uncertainty, tasks, device, jobs,
-            checkpoint_dir, ids,
+            model, train, valid, task_type, replace(chosen, stop_epoch=best.best_epoch),
+            uncertainty, tasks, device, jobs, checkpoint_dir, ids,
         )  # fmt: skip
         members = [r.predictor for r in results if not r.diverged]
         fitted = FinetunedModel(members, calibration, domain)

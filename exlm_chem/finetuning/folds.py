@@ -8,7 +8,9 @@ less than asked (`benchmarks/results/uncertainty`). On folds, the calibration sc
 all the training and validation molecules at no extra training: the K members are trained
 anyway. The folds are drawn as the scaffold split draws its validation and test parts (whole
 small scaffold groups; a large group stays in every member's training data), so that a held-out
-molecule is as new to its member as a test molecule is to the ensemble. The prediction is
+molecule is as new to its member as a test molecule is to the ensemble. Each member trains
+for the epochs the grid's run chose on the validation part, not stopping early on its fold:
+errors on the molecules that chose the epoch are too small. The prediction is
 still the members' mean, more accurate than the single member that scored each held-out
 molecule, so the intervals err on the wide side. Regression scores are absolute errors only:
 a held-out molecule has one prediction, no spread.
@@ -73,9 +75,11 @@ def finetune_fold_members(
     model, train, valid, task_type, chosen, uncertainty, tasks, device, jobs, checkpoint_dir, ids,
 ):  # fmt: skip
     """Members trained at the ``chosen`` settings (seeds seed, seed + 1, ...), member k on
-    the training and validation molecules outside fold k, stopped early on fold k; calibrated
-    on every member's fold. ``ids`` name the training then the validation molecules. Returns
-    the members' results, the calibration and the domain."""
+    the training and validation molecules outside fold k, for the epochs the grid's run chose
+    on validation (``chosen.stop_epoch``; stopped early on fold k, fold k's errors would be
+    chosen on and so too small); calibrated on every member's fold. ``ids`` name the training
+    then the validation molecules. Returns the members' results, the calibration and the
+    domain."""
     pooled = join(train, valid)
     folds = scaffold_folds(pooled.smiles, uncertainty.members, chosen.seed)
     runs = []

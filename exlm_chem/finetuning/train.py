@@ -140,8 +140,15 @@ def finetune(
         # the outputs are still near-constant; on a tie the lower validation loss wins, so the
         # run does not keep its earliest, least trained epoch. Patience counts from the last
         # gain in the metric itself.
-        _keep_if_best(run, predictor, epoch, value, valid_loss, selection)
-        run.finished = epoch - run.improved_epoch >= settings.patience or epoch == settings.epochs
+        if settings.stop_epoch is None:
+            _keep_if_best(run, predictor, epoch, value, valid_loss, selection)
+            run.finished = (
+                epoch - run.improved_epoch >= settings.patience or epoch == settings.epochs
+            )
+        else:  # a length fixed in advance: the validation part is watched, not chosen on
+            run.finished = epoch == settings.stop_epoch
+            if run.finished:
+                _keep(run, predictor, epoch, value, valid_loss)
         run.seconds = earlier_seconds + time.perf_counter() - start
         # A line per epoch on a terminal; in a log the first, then one every 30 s.
         if sys.stderr.isatty() or epoch == 1 or time.perf_counter() - last_line >= 30:
@@ -243,9 +250,13 @@ def _keep_if_best(run, predictor, epoch: int, value: float, valid_loss: float, s
     """Keeps the epoch's weights if its validation metric is the best so far."""
     improved = is_better(value, run.best_value, selection)
     if improved or (value == run.best_value and valid_loss < run.best_loss):
-        run.best_value, run.best_loss, run.best_epoch = value, valid_loss, epoch
-        run.best_state = {k: v.detach().clone() for k, v in predictor.state_dict().items()}
+        _keep(run, predictor, epoch, value, valid_loss)
     run.improved_epoch = epoch if improved else run.improved_epoch
+
+
+def _keep(run, predictor, epoch: int, value: float, valid_loss: float) -> None:
+    run.best_value, run.best_loss, run.best_epoch = value, valid_loss, epoch
+    run.best_state = {k: v.detach().clone() for k, v in predictor.state_dict().items()}
 
 
 def length_bucketed_batches(
