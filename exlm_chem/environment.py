@@ -32,7 +32,7 @@ def import_deepchem_quietly() -> None:
 
 
 PACKAGED_MODELS_DIR = Path(__file__).parent / "weights"  # one folder per shipped model
-DEFAULT_MODEL = "exlm-chem-v2"
+DEFAULT_MODEL = "exlm-chem-v3"
 DEFAULT_MODEL_DIR = PACKAGED_MODELS_DIR / DEFAULT_MODEL
 
 

@@ -220,7 +220,10 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
             "Its vocabulary has no stereo tokens, so the canonical SMILES is written without "
             "stereochemistry: stereoisomers share a vector."
         )
-    if config["objective"] == "mlm":
+    if config["objective"] == "mlm" and config.get("descriptors"):
+        title, encoder = "exlm-chem model", "A masked-language-model encoder"
+        objective = "mlm (one prediction per `<mask>`, no expansion)"
+    elif config["objective"] == "mlm":
         title, encoder = "exlm-chem plain-MLM model", "A plain masked-language-model encoder"
         objective = "mlm (one prediction per `<mask>`, no expansion)"
     elif config["objective"] == "descriptors":
@@ -236,6 +239,19 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
         objective += (
             f", plus regression of {config['descriptors']} RDKit 2D descriptors from the "
             f"molecule vector, weight {config['descriptor_weight']:g}"
+        )
+    descriptor_row = ""
+    if config.get("descriptors"):
+        descriptor_row = (
+            "| final validation descriptor error | "
+            f"{_number(final_val.get('val_descriptor_loss'))} (mean squared, robust-scaled) |\n"
+        )
+    exlm_accuracy_note = ""
+    if config["objective"] == "exlm":
+        exlm_accuracy_note = (
+            "\nMasked-token accuracy for ExLM counts the tokens on the best path through the "
+            "DAG of\nexpanded states, decoded without looking at the targets (see "
+            "`exlm_chem.training.validation.validate`).\n"
         )
     return f"""# {title}
 
@@ -258,11 +274,8 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
 | training time | {_duration(last["elapsed"])} (the steps alone, without validation) |
 | final validation masked-token accuracy | {final_val.get("val_accuracy", float("nan")):.4f} (step {final_val.get("step", "-")}) |
 | final validation loss | {_number(final_val.get("val_loss"))} |
-| stored as | {facts["dtype"]} safetensors; embeddings within {facts["embedding_max_abs_difference"]:.1e} of float32 |
-
-Masked-token accuracy for ExLM counts the tokens on the best path through the DAG of
-expanded states, decoded without looking at the targets (see `exlm_chem.training.validation.validate`).
-
+{descriptor_row}| stored as | {facts["dtype"]} safetensors; embeddings within {facts["embedding_max_abs_difference"]:.1e} of float32 |
+{exlm_accuracy_note}
 ![training curves](curves.png)
 
 ## Intended use

@@ -120,7 +120,7 @@ def pretrain(
     init_from: str | None = typer.Option(
         _default("init_from"),
         help="Start from this model's weights (a folder or a shipped model's name, e.g. "
-        "exlm-chem-v2): same preset; new tokens start from the atom it reads them as.",
+        "exlm-chem-v3): same preset; new tokens start from the atom it reads them as.",
     ),
     seed: int = typer.Option(_default("seed")),
     precision: str = typer.Option(
