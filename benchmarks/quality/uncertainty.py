@@ -90,6 +90,7 @@ def run_one(name, seed, model, featurizer, args) -> dict:
     return dict(
         dataset=name,
         seed=seed,
+        model=model.name,
         task_type=task_type,
         learning_rate=best.settings.learning_rate,
         members=members,
@@ -299,6 +300,12 @@ def main() -> None:
         from exlm_chem.outputs import atomic_write_text
 
         model = load_model(args.model)
+        made_with = {r.get("model") for r in map(json.loads, runs_path.open())} if done else set()
+        if made_with - {model.name}:
+            sys.exit(
+                f"{runs_path} holds runs of {', '.join(sorted(map(str, made_with)))}, not "
+                f"{model.name}: pass --model with that model, or another --out"
+            )
         featurizer = ExLMFeaturizer(model)
         for name in args.sets.split(","):
             for seed in map(int, args.seeds.split(",")):
