@@ -3,7 +3,8 @@ validation part (`calibration`), with an applicability domain (`domain`).
 
 The learning rate is chosen once, on validation, by the grid (`finetune_best_rate`); its best
 run is the first member and the others train at that rate with seeds seed + 1, seed + 2, ...
-(the same split). The prediction is the members' mean (for classification, the sigmoid of the
+(the same split); calibrated on folds, the members are trained on folds instead (`folds`).
+The prediction is the members' mean (for classification, the sigmoid of the
 mean logit, temperature-scaled); the spread is the standard deviation over members.
 
 A folder holds the first member as any fine-tuned model folder (loadable by `load_model` for
