@@ -115,7 +115,8 @@ def describe_hardware(device) -> str:
         (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
         "unknown CPU",
     )
-    return f"{model}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"{model}, {threads} thread{'s' if threads > 1 else ''}"
 
 
 @functools.cache
