@@ -166,11 +166,12 @@ def summarize(out: Path, command: str) -> str:
             )
         lines += [
             "",
-            "Coverage by split: the intervals are as wide as the validation errors, so a split"
-            " whose validation part is easier than its test part covers less.",
+            "Coverage by split: the intervals are as wide as the errors they were calibrated"
+            " on (the validation part's, or with --calibration folds each member's fold's), so"
+            " a split whose calibration molecules are easier than its test part covers less.",
             "",
-            "| set | seed | validation RMSE (members' mean) | test RMSE (ensemble)"
-            " | test / validation | coverage |",
+            "| set | seed | calibration RMSE (members' mean) | test RMSE (ensemble)"
+            " | test / calibration | coverage |",
             "|---|---|---|---|---|---|",
         ]
         for name in regression:
