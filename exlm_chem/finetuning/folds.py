@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, TrainingFailed
+from ..model.exlm import PAD_ID
 from ..splits import scaffold_groups
 from .calibration import fit_calibration
 from .data import EncodedMolecules, LabelledMolecules
@@ -56,8 +57,8 @@ def scaffold_folds(smiles: list[str], k: int, seed: int) -> list[np.ndarray]:
 def join(first: LabelledMolecules, second: LabelledMolecules) -> LabelledMolecules:
     """The molecules of both parts, in that order (padded ids widened to the longer)."""
     width = max(first.molecules.ids.shape[1], second.molecules.ids.shape[1])
-    ids = [torch.nn.functional.pad(m.molecules.ids, (0, width - m.molecules.ids.shape[1]))
-           for m in (first, second)]  # fmt: skip
+    ids = [torch.nn.functional.pad(m.molecules.ids, (0, width - m.molecules.ids.shape[1]),
+                                   value=PAD_ID) for m in (first, second)]  # fmt: skip
     smiles = None
     if first.smiles is not None and second.smiles is not None:
         smiles = list(first.smiles) + list(second.smiles)
