@@ -215,10 +215,8 @@ class _FinetunedEstimator(BaseEstimator):
         train_rows, valid_rows, _ = split_rows(
             smiles, self.split, self.random_state, self.validation_fraction, 0.0
         )
-        train, valid = (
-            LabelledMolecules(encoded.subset(rows), targets[rows], [smiles[i] for i in rows])
-            for rows in (train_rows, valid_rows)
-        )
+        whole = LabelledMolecules(encoded, targets, smiles)
+        train, valid = whole.subset(train_rows), whole.subset(valid_rows)
         tasks = [f"task_{t}" for t in range(targets.shape[1])]
         fitted, best, runs, _ = finetune_ensemble(
             base, train, valid, self._task_type, settings, uncertainty, rates, tasks,

@@ -76,6 +76,10 @@ class LabelledMolecules:
         smiles = list(smiles)
         return cls(EncodedMolecules.from_smiles(smiles, tokenizer, canonicalize, label), y, smiles)
 
+    def subset(self, rows) -> LabelledMolecules:
+        smiles = None if self.smiles is None else [self.smiles[i] for i in rows]
+        return LabelledMolecules(self.molecules.subset(rows), self.y[rows], smiles)
+
 
 def check_targets(y: np.ndarray, task_type: str, tasks: list[str], where: str = "") -> None:
     """InputError unless every task has labels and, for classification, 0/1 labels of both

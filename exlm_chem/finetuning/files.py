@@ -111,10 +111,8 @@ def finetune_table(
     encoded, kept = encode_rows(path, smiles, base.tokenizer, invalid)
     smiles, y = [smiles[i] for i in kept], y[kept]
     parts = split_rows(smiles, split, settings.seed, valid_fraction, test_fraction)
-    train, valid, test = (
-        LabelledMolecules(encoded.subset(rows), y[rows], [smiles[i] for i in rows])
-        for rows in parts
-    )
+    whole = LabelledMolecules(encoded, y, smiles)
+    train, valid, test = (whole.subset(rows) for rows in parts)
     if len(train.molecules) == 0 or len(valid.molecules) == 0:
         raise InputError(f"{path}: too few molecules ({len(smiles)}) to split off validation data")
     check_targets(train.y, task_type, targets, f"{path} (training part of the split)")

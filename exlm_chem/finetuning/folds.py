@@ -67,11 +67,6 @@ def join(first: LabelledMolecules, second: LabelledMolecules) -> LabelledMolecul
     )
 
 
-def part(molecules: LabelledMolecules, rows: np.ndarray) -> LabelledMolecules:
-    smiles = None if molecules.smiles is None else [molecules.smiles[i] for i in rows]
-    return LabelledMolecules(molecules.molecules.subset(rows), molecules.y[rows], smiles)
-
-
 def finetune_fold_members(
     model, train, valid, task_type, chosen, uncertainty, tasks, device, jobs, checkpoint_dir, ids,
 ):  # fmt: skip
@@ -87,7 +82,7 @@ def finetune_fold_members(
     for k, fold in enumerate(folds):
         rest = np.setdiff1d(np.arange(len(pooled.y)), fold)
         runs.append(
-            (model, part(pooled, rest), part(pooled, fold), replace(chosen, seed=chosen.seed + k))
+            (model, pooled.subset(rest), pooled.subset(fold), replace(chosen, seed=chosen.seed + k))
         )
     checkpoints = None
     if checkpoint_dir is not None:
