@@ -18,25 +18,26 @@
 # The `baselines` part adds what a chemist would use instead: Morgan counts, fingerprints joined
 # with descriptors, the model joined with them, and chemprop trained from scratch on every split
 # (its results, like every fixed baseline's, are kept in the cache and reused by later runs).
-# PROFILE=quick runs the README's headline table only ($OUT: benchmarks/results/moleculenet_quick):
-# the model's default read-out (layers), its hybrid with ECFP4 and the same network untrained,
-# each with logistic regression (the probe validation chose for every ExLM read-out of the v2
-# suite), beside the baselines (ECFP4 bits and counts, RDKit 2D descriptors, counts joined with
-# descriptors: logistic regression and 500-tree forests; chemprop) on the eight sets without
-# ToxCast, 5 seeded scaffold splits, no fine-tuning. The baselines are computed once and then
-# read from the cache, so later models pay for their own three feature sets only.
+# PROFILE=quick runs the README's headline table only ($OUT: benchmarks/results/
+# moleculenet_quick_$MODEL): the model's default read-out (layers), its hybrid with ECFP4, the
+# same network untrained and the previous model's layers read-out, each with logistic
+# regression (the probe validation chose for every ExLM read-out of the v2 suite), beside the
+# baselines (ECFP4 bits and counts, RDKit 2D descriptors, counts joined with descriptors:
+# logistic regression and 500-tree forests; chemprop) on the eight sets without ToxCast, 5
+# seeded scaffold splits, no fine-tuning. The baselines are computed once and then read from
+# the cache, so later models pay for their own feature sets only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${EXLM_DATA_DIR:-../shared/data}
 PROFILE=${PROFILE:-full}
 if [ "$PROFILE" = quick ]; then
-    OUT=${OUT:-benchmarks/results/moleculenet_quick}
+    OUT=${OUT:-benchmarks/results/moleculenet_quick_${MODEL:-exlm-chem-v3}}
     PARTS=quick
 fi
 OUT=${OUT:-benchmarks/results/moleculenet_v2protocol}
 MODEL=${MODEL:-}
 MLM=${MLM:-}
-PREVIOUS=${PREVIOUS-exlm-chem-v1}
+PREVIOUS=${PREVIOUS-exlm-chem-v2}
 SEEDS=${SEEDS:-0,1,2,3,4}
 FROZEN_FIRST=${FROZEN_FIRST:-bbbp,bace,clintox,tox21,sider}
 FROZEN_LATER=${FROZEN_LATER:-esol,freesolv,lipo}
@@ -55,8 +56,10 @@ random=random${MODEL:+:$MODEL}
 models="$exlm,$random"
 frozen="$exlm[mean],$exlm[cls],$exlm[mean+cls],$exlm[layers],$exlm[$HYBRID_READOUT]&ecfp,ecfp"
 frozen+=",rdkit2d,$random[mean],$random[cls],$random[layers]"
+quick="$exlm[layers],$exlm[layers]&ecfp,$random[layers]"
 if [ -n "$PREVIOUS" ] && [ "$PREVIOUS" != "$MODEL" ]; then
     frozen+=",exlm:$PREVIOUS[mean],exlm:$PREVIOUS[cls],exlm:$PREVIOUS[layers]"
+    quick+=",exlm:$PREVIOUS[layers]"
 fi
 if [ -n "$MLM" ] && [ -f "$MLM/config.json" ]; then
     models+=",mlm:$MLM"
@@ -89,8 +92,7 @@ if part baselines; then
         "${common[@]}"
 fi
 if part quick; then
-    exlm-chem benchmark --datasets "$DATASETS" --features "$exlm[layers],$exlm[layers]&ecfp,$random[layers]" \
-        --probe logreg "${common[@]}"
+    exlm-chem benchmark --datasets "$DATASETS" --features "$quick" --probe logreg "${common[@]}"
     exlm-chem benchmark --datasets "$DATASETS" --features "ecfp,ecfp-count,rdkit2d,ecfp-count&rdkit2d" \
         --probe logreg,rf "${common[@]}"
     exlm-chem benchmark --datasets "$DATASETS" --features chemprop --probe none "${common[@]}"
