@@ -905,3 +905,17 @@ def test_the_report_leads_with_each_family_against_the_strongest_baseline():
     assert rows[0].startswith("| exlm | frozen | mean ROC-AUC | +0.030 | [+0.020, +0.040] | yes |")
     assert rows[1].startswith("| exlm | frozen | esol RMSE | -0.300 |")
     assert not any(line.startswith("| rdkit2d |") for line in table.splitlines())
+
+
+def test_each_datasets_reading_line_counts_its_own_molecules(caplog):
+    from collections import Counter
+
+    from exlm_chem.moleculenet.suite import _report_reading
+
+    counts = Counter(molecules=600, invalid=0, unknown_atoms=0, truncated=0)  # nothing to say
+    with caplog.at_level("WARNING", logger="exlm_chem.moleculenet.suite"):
+        _report_reading("esol", "exlm", [], counts, set())
+        counts.update(molecules=4200, truncated=3)
+        _report_reading("lipo", "exlm", [], counts, set())
+    assert "lipo / exlm: of 4200 molecules, 0 have atoms outside" in caplog.text
+    assert "esol" not in caplog.text

@@ -304,4 +304,5 @@ def _report_reading(name: str, features: str, dropped: list[int], counts, report
             counts["unknown_atoms"],
             counts["truncated"],
         )
+    if counts:  # each dataset's line counts its own molecules
         counts.clear()
