@@ -164,7 +164,7 @@ def choose_regularization(value, patience: int | None = PATH_PATIENCE) -> float:
     The grid is walked from the strongest regularization up and left once ``patience`` values
     past the best have not beaten it (None: the whole grid): the weakest regularizations are
     the slowest fits, and past a peak validation rarely rises again (at the default of 3, on
-    seven MoleculeNet sets every validation score moved by under 0.3 of the spread between
+    eight MoleculeNet sets every validation score moved by under 0.3 of the spread between
     splits: `benchmarks/results/linear_path_stop/`). The grid is then extended by factors of 10
     past whichever end holds the best value, so that the choice never rests on the grid's
     edge (a strong baseline is not understated)."""
