@@ -8,8 +8,8 @@ features as they are), logistic regression (ridge for regression) along C = 1e-4
 keeps the C with the best validation value. The weakest regularizations are the slowest
 fits. This script walks the whole grid once per task and input, on the **validation** parts
 of the seeded scaffold splits only (test parts are not read), records every C's validation
-value and fit time (paths.jsonl, one line per dataset, features, seed, task and input; a
-stopped run continues after the last line written), and reports for each patience (grid
+value and fit time (paths.jsonl: one line per dataset, features and seed, with every task's
+paths; a stopped run continues after the last line written), and reports for each patience (grid
 values past the best that do not beat it before the walk stops):
 - how often it chooses the same C as the whole grid, and the same (input, C) per task;
 - the validation score of what it chooses (best input per task, averaged over the tasks)
@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: com
 from common import shared_data_dir
 
 PATIENCES = (1, 2, 3)
-INPUTS = ("standardized", "as given")
 
 
 def task_paths(task_type: str, train, valid, blocks) -> list[list[dict]]:
