@@ -220,12 +220,12 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
             "Its vocabulary has no stereo tokens, so the canonical SMILES is written without "
             "stereochemistry: stereoisomers share a vector."
         )
-    if config["objective"] == "mlm" and config.get("descriptors"):
-        title, encoder = "exlm-chem model", "A masked-language-model encoder"
+    if config["objective"] == "mlm":
         objective = "mlm (one prediction per `<mask>`, no expansion)"
-    elif config["objective"] == "mlm":
-        title, encoder = "exlm-chem plain-MLM model", "A plain masked-language-model encoder"
-        objective = "mlm (one prediction per `<mask>`, no expansion)"
+        if config.get("descriptors"):  # not the plain twin: a model of its own
+            title, encoder = "exlm-chem model", "A masked-language-model encoder"
+        else:
+            title, encoder = "exlm-chem plain-MLM model", "A plain masked-language-model encoder"
     elif config["objective"] == "descriptors":
         title, encoder = "exlm-chem descriptor model", "An encoder of ExLM's shape"
         objective = "descriptors only (no masks): regression of RDKit's 2D descriptors"

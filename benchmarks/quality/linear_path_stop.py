@@ -22,18 +22,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy.linalg import LinAlgWarning
-from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from exlm_chem.metrics import metric_name
 from exlm_chem.moleculenet.datasets import DATASETS, load_features, split_dataset
 from exlm_chem.moleculenet.features import feature_blocks, make_featurizer, parse_features
-from exlm_chem.moleculenet.probes import LinearPath, _BlockScaler, _task_rows, choose_regularization
+from exlm_chem.moleculenet.probes import (
+    LinearPath,
+    _BlockScaler,
+    _task_rows,
+    choose_regularization,
+    quiet_linear_fits,
+)
 from exlm_chem.outputs import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common
@@ -103,13 +106,7 @@ def measure(args) -> None:
             _, dataset = load_features(name, featurizer, data, args.cache_dir)
             for seed in seeds:
                 train, valid, _ = split_dataset(dataset, "random_scaffold", seed)
-                with (
-                    threadpool_limits(limits=1, user_api="blas"),
-                    warnings.catch_warnings(),
-                ):
-                    warnings.simplefilter("ignore", LinAlgWarning)
-                    warnings.filterwarnings("ignore", "Singular matrix in solving dual problem")
-                    warnings.simplefilter("ignore", ConvergenceWarning)
+                with threadpool_limits(limits=1, user_api="blas"), quiet_linear_fits():
                     tasks = task_paths(task_type, train, valid, feature_blocks(featurizer))
                 row = {"dataset": name, "features": spec.name, "seed": seed, "tasks": tasks}
                 with open(lines_file, "a") as handle:  # one whole line per split

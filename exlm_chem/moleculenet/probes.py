@@ -3,6 +3,7 @@ multitask network; one per task on its labelled rows."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -70,16 +71,7 @@ def probe_predictions(
 
     tasks = range(train.y.shape[1])
     jobs = 1 if probe != "logreg" else jobs or default_workers()
-    with warnings.catch_warnings():  # here, not per fit: the filters are global, not per thread
-        # At the path's weakest alphas ridge warns of an ill-conditioned system (collinear
-        # features: concatenated layers, descriptors) or a singular one (more fingerprint bits
-        # than molecules, some molecules alike); that fit is scored on validation like every
-        # other, so the warnings only fill the suite's log.
-        warnings.simplefilter("ignore", LinAlgWarning)
-        warnings.filterwarnings("ignore", "Singular matrix in solving dual problem")
-        # Likewise lbfgs at weak regularization on unscaled descriptors: it stops at max_iter,
-        # and that fit too is kept only if it scores best on validation.
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with quiet_linear_fits():  # here, not per fit: the filters are global, not per thread
         if jobs > 1 and len(tasks) > 1:
             # Threads: no start-up, nothing to pickle; the GIL holds the gain to 1.2x on 2
             # cores (`benchmarks/speed/bench_probe_tasks.py`; worker processes 1.5x once started).
@@ -88,6 +80,20 @@ def probe_predictions(
         else:
             columns = [fit_task(t) for t in tasks]
     return np.stack([c[0] for c in columns], 1), np.stack([c[1] for c in columns], 1)
+
+
+@contextlib.contextmanager
+def quiet_linear_fits():
+    """Silence what the linear path's weakest regularizations warn of. Ridge: an
+    ill-conditioned system (collinear features: concatenated layers, descriptors) or a singular
+    one (more fingerprint bits than molecules, some molecules alike); lbfgs: stopping at
+    max_iter on unscaled descriptors. Each such fit is scored on validation like every other,
+    so the warnings would only fill the suite's log."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinAlgWarning)
+        warnings.filterwarnings("ignore", "Singular matrix in solving dual problem")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
 
 
 def _task_predictions(probe, task_type, train, valid, inputs, t, seed):
