@@ -26,13 +26,25 @@
 # logistic regression and 500-tree forests; chemprop) on the eight sets without ToxCast, 5
 # seeded scaffold splits, no fine-tuning. The baselines are computed once and then read from
 # the cache, so later models pay for their own feature sets only.
+# PROFILE=standard is the quick profile plus the model fine-tuned at one learning rate, 3e-4
+# (no grid: on the v2 suite's validation parts that rate costs less than the spread between
+# splits on all 27 set-model pairs, ../results/finetune_choice_cut.md), all 5 seeds, on the
+# eight sets without ToxCast (whose 617-task fine-tuning alone takes about 6 hours of this CPU),
+# two runs at a time ($OUT: benchmarks/results/moleculenet_standard_$MODEL).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${EXLM_DATA_DIR:-../shared/data}
 PROFILE=${PROFILE:-full}
+if [ "$PROFILE" = quick ] || [ "$PROFILE" = standard ]; then
+    OUT=${OUT:-benchmarks/results/moleculenet_${PROFILE}_${MODEL:-exlm-chem-v3}}
+fi
 if [ "$PROFILE" = quick ]; then
-    OUT=${OUT:-benchmarks/results/moleculenet_quick_${MODEL:-exlm-chem-v3}}
-    PARTS=quick
+    PARTS=${PARTS:-quick}
+elif [ "$PROFILE" = standard ]; then
+    PARTS=${PARTS:-quick,finetune_model}
+    FINETUNE_LR=${FINETUNE_LR:-3e-4}
+    FINETUNE_JOBS=${FINETUNE_JOBS:-2}
+    FINETUNE_DATASETS=${FINETUNE_DATASETS:-freesolv,esol,bace,clintox,sider,bbbp,tox21,lipo}
 fi
 OUT=${OUT:-benchmarks/results/moleculenet_v2protocol}
 MODEL=${MODEL:-}
@@ -47,7 +59,8 @@ HYBRID_READOUT=${HYBRID_READOUT:-layers}
 FINETUNE_HEAD=${FINETUNE_HEAD:-cls}  # cls, mean or layers; several (cls,layers): chosen on validation
 CHOICE_SEEDS=${CHOICE_SEEDS:-$SEEDS}  # the seeds whose validation chooses head and learning rate
 PARTS=${PARTS:-classification,toxcast,finetune,regression,baselines,deepchem_split}
-FINETUNE_JOBS=${FINETUNE_JOBS:-1}  # fine-tuning runs at a time (CPU: 2 on 2 cores is 1.2x faster)
+FINETUNE_JOBS=${FINETUNE_JOBS:-1}
+FINETUNE_LR=${FINETUNE_LR:-3e-5,1e-4,3e-4,1e-3}  # several: chosen on validation  # fine-tuning runs at a time (CPU: 2 on 2 cores is 1.2x faster)
 # Smallest sets first: on a CPU the whole fine-tuning part takes days, and what is done is kept;
 # Lipophilicity after Tox21 and ToxCast, whose runs the six-set classification means wait for.
 FINETUNE_DATASETS=${FINETUNE_DATASETS:-freesolv,esol,bace,clintox,sider,bbbp,tox21,toxcast,lipo}
@@ -78,7 +91,8 @@ if part toxcast; then
 fi
 if part finetune; then
     exlm-chem benchmark --datasets "$FINETUNE_DATASETS" --features "$models" --probe none \
-        --finetune --finetune-head "$FINETUNE_HEAD" --finetune-choice-seeds "$CHOICE_SEEDS" \
+        --finetune --finetune-lr "$FINETUNE_LR" --finetune-head "$FINETUNE_HEAD" \
+        --finetune-choice-seeds "$CHOICE_SEEDS" \
         --finetune-jobs "$FINETUNE_JOBS" --device "$DEVICE" "${common[@]}"
 fi
 if part regression; then
@@ -96,6 +110,11 @@ if part quick; then
     exlm-chem benchmark --datasets "$DATASETS" --features "ecfp,ecfp-count,rdkit2d,ecfp-count&rdkit2d" \
         --probe logreg,rf "${common[@]}"
     exlm-chem benchmark --datasets "$DATASETS" --features chemprop --probe none "${common[@]}"
+fi
+if part finetune_model; then  # the model alone at the rates given (standard profile)
+    exlm-chem benchmark --datasets "$FINETUNE_DATASETS" --features "$exlm" --probe none \
+        --finetune --finetune-lr "$FINETUNE_LR" --finetune-head "$FINETUNE_HEAD" \
+        --finetune-jobs "$FINETUNE_JOBS" --device "$DEVICE" "${common[@]}"
 fi
 # The secondary view: DeepChem's deterministic scaffold split (one split, so no spread),
 # last: the 5 seeded splits, fine-tuning included, are the primary results.
