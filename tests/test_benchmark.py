@@ -691,6 +691,38 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_consistent_differenc
     assert "| frozen | exlm vs ecfp | mean ROC-AUC (2 of 3 sets: bbbp, bace) | +0.030 |" in partial
 
 
+def test_report_compares_each_hybrid_with_what_it_joins_and_counts_with_bits():
+    from exlm_chem.moleculenet.compare import chosen_on_validation, comparison_table
+
+    scores = {  # test values, the same on every split; joining descriptors adds 0.02
+        "exlm[layers]": 0.75,
+        "ecfp": 0.80,
+        "ecfp-count": 0.81,
+        "rdkit2d": 0.84,
+        "ecfp-count&rdkit2d": 0.86,
+        "exlm[layers]&rdkit2d": 0.86,
+        "exlm[layers]&ecfp-count&rdkit2d": 0.85,
+    }
+    records = [
+        _record(dataset, features, "rf", seed, value, value)
+        for dataset in ("bbbp", "bace")
+        for seed in range(3)
+        for features, value in scores.items()
+    ]
+    table = comparison_table(chosen_on_validation(records))
+    for row in (
+        "| frozen | ecfp-count vs ecfp | mean ROC-AUC | +0.010 |",
+        "| frozen | ecfp-count&rdkit2d vs rdkit2d | mean ROC-AUC | +0.020 |",
+        "| frozen | ecfp-count&rdkit2d vs ecfp-count | mean ROC-AUC | +0.050 |",
+        "| frozen | exlm&rdkit2d vs rdkit2d | mean ROC-AUC | +0.020 |",
+        "| frozen | exlm&ecfp-count&rdkit2d vs ecfp-count&rdkit2d | mean ROC-AUC | -0.010 |",
+    ):
+        assert row in table
+    # Each pair once, whichever way it first came up.
+    assert "| frozen | rdkit2d vs ecfp-count&rdkit2d |" not in table
+    assert "exlm&ecfp-count&rdkit2d vs rdkit2d |" not in table
+
+
 def test_one_split_gives_no_interval_and_no_spread():
     from exlm_chem.moleculenet.compare import (
         chosen_on_validation,

@@ -118,8 +118,8 @@ def _seed_values(cells: pd.DataFrame, family_name: str, mode: str) -> pd.Series:
 
 def comparison_table(chosen: pd.DataFrame) -> str:
     """Markdown from `chosen_on_validation`'s frame: the chosen (features, probe) and its test
-    mean +- std per dataset, family and mode; then, per mode, the first family against each
-    other one and each hybrid against ECFP4, on the mean ROC-AUC over the classification sets
+    mean +- std per dataset, family and mode; then, per mode, the pairs of `family_pairs`, on
+    the mean ROC-AUC over the classification sets
     (those where both have run) and on each regression set."""
     if chosen.empty:
         return ""
@@ -135,13 +135,7 @@ def comparison_table(chosen: pd.DataFrame) -> str:
         lines.append(
             f"| {dataset} | {mode} | {fam} | {choice} | {part['value'].mean():.3f}{spread} |"
         )
-    families = list(dict.fromkeys(chosen["family"]))
-    reference = families[0]
-    pairs = [(reference, other) for other in families[1:]] + [
-        (hybrid, "ecfp")
-        for hybrid in families
-        if hybrid.endswith("&ecfp") and hybrid != reference and "ecfp" in families
-    ]
+    pairs = family_pairs(list(dict.fromkeys(chosen["family"])))
     lines += [
         "",
         "### Paired bootstrap over the seeded splits",
@@ -159,6 +153,24 @@ def comparison_table(chosen: pd.DataFrame) -> str:
                 if cells is not None:
                     lines.append(f"| {mode} | {a} vs {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def family_pairs(families: list[str]) -> list[tuple[str, str]]:
+    """The pairs the report compares: the first family against every other one; each hybrid
+    against what it joins, where that ran too (what joining adds: ``ecfp-count&rdkit2d`` vs
+    ``rdkit2d``, ``exlm&ecfp-count&rdkit2d`` vs ``ecfp-count&rdkit2d``); ECFP counts against
+    bits."""
+    reference = families[0]
+    pairs = [(reference, other) for other in families[1:]]
+    for hybrid in families:
+        parts = hybrid.split("&")
+        for i in range(len(parts) if len(parts) > 1 else 0):
+            rest = "&".join(parts[:i] + parts[i + 1 :])  # the hybrid without one of its parts
+            if rest in families and {hybrid, rest} not in [set(pair) for pair in pairs]:
+                pairs.append((hybrid, rest))
+    if "ecfp-count" in families and "ecfp" in families and "ecfp-count" != reference:
+        pairs.append(("ecfp-count", "ecfp"))
+    return pairs
 
 
 def _comparisons(chosen: pd.DataFrame, datasets=None) -> list[tuple[str, list[str]]]:
