@@ -904,6 +904,29 @@ def test_suite_cost_projects_the_parts_not_run_from_the_sets_done(benchmark_scri
     assert bace["total"] == pytest.approx(7.0 + 15.0 + 440.0)
 
 
+def test_baseline_cost_sums_each_cached_baseline_over_its_seeds(benchmark_script, tmp_path):
+    script = benchmark_script("baseline_cost")
+
+    def keep(dataset, features, probe, seed, seconds, split="random_scaffold"):
+        folder = tmp_path / "baselines" / dataset
+        folder.mkdir(parents=True, exist_ok=True)
+        record = dict(dataset=dataset, features=features, probe=probe, seed=seed, split=split,
+                      fit_seconds=seconds, predictions=[0.1, 0.2])  # fmt: skip
+        (folder / f"{features}-{probe}-{split}-{seed}.json").write_text(json.dumps(record))
+
+    for seed in range(3):
+        keep("bbbp", "rdkit2d", "rf", seed, 10.0)
+        keep("bbbp", "chemprop", "scratch", seed, 100.0)
+    keep("bbbp", "rdkit2d", "rf", 0, 999.0, split="scaffold")  # another split: not counted
+    rows = script.baseline_cost(script.read_baselines(tmp_path))
+    assert {(r["features"], r["seeds"], r["fit"]) for r in rows} == {
+        ("rdkit2d", 3, 30.0),
+        ("chemprop", 3, 300.0),
+    }
+    text = script.markdown(rows)
+    assert "chemprop: 300 s = 0.1 h" in text and "fingerprints and descriptors: 30 s" in text
+
+
 def test_the_report_leads_with_each_family_against_the_strongest_baseline():
     from exlm_chem.moleculenet.compare import (
         STRONGEST,
