@@ -26,11 +26,13 @@
 # logistic regression and 500-tree forests; chemprop) on the eight sets without ToxCast, 5
 # seeded scaffold splits, no fine-tuning. The baselines are computed once and then read from
 # the cache, so later models pay for their own feature sets only.
-# PROFILE=standard is the quick profile plus the model fine-tuned at one learning rate, 3e-4
-# (no grid: on the v2 suite's validation parts that rate costs less than the spread between
-# splits on all 27 set-model pairs, ../results/finetune_choice_cut.md), all 5 seeds, on the
-# eight sets without ToxCast (whose 617-task fine-tuning alone takes about 6 hours of this CPU),
-# two runs at a time ($OUT: benchmarks/results/moleculenet_standard_$MODEL).
+# PROFILE=standard is the nine-set suite cut to fit 6 hours of a 2-core CPU: the quick profile,
+# ToxCast's frozen features with DeepChem's multitask network (and its baselines, chemprop
+# included), and the model fine-tuned at one learning rate, 3e-4 (no grid: on the v2 suite's
+# validation parts that rate costs less than the spread between splits on all 27 set-model
+# pairs, ../results/finetune_choice_cut.md), all 5 seeds, on the eight sets without ToxCast
+# (whose 617-task fine-tuning alone takes about 6 hours of this CPU), two runs at a time
+# ($OUT: benchmarks/results/moleculenet_standard_$MODEL).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${EXLM_DATA_DIR:-../shared/data}
@@ -41,7 +43,7 @@ fi
 if [ "$PROFILE" = quick ]; then
     PARTS=${PARTS:-quick}
 elif [ "$PROFILE" = standard ]; then
-    PARTS=${PARTS:-quick,finetune_model}
+    PARTS=${PARTS:-quick,toxcast_quick,finetune_model}
     FINETUNE_LR=${FINETUNE_LR:-3e-4}
     FINETUNE_JOBS=${FINETUNE_JOBS:-2}
     FINETUNE_DATASETS=${FINETUNE_DATASETS:-freesolv,esol,bace,clintox,sider,bbbp,tox21,lipo}
@@ -110,6 +112,11 @@ if part quick; then
     exlm-chem benchmark --datasets "$DATASETS" --features "ecfp,ecfp-count,rdkit2d,ecfp-count&rdkit2d" \
         --probe logreg,rf "${common[@]}"
     exlm-chem benchmark --datasets "$DATASETS" --features chemprop --probe none "${common[@]}"
+fi
+if part toxcast_quick; then
+    exlm-chem benchmark --datasets toxcast --features "$quick,ecfp,ecfp-count,rdkit2d,ecfp-count&rdkit2d" \
+        --probe deepchem "${common[@]}"
+    exlm-chem benchmark --datasets toxcast --features chemprop --probe none "${common[@]}"
 fi
 if part finetune_model; then  # the model alone at the rates given (standard profile)
     exlm-chem benchmark --datasets "$FINETUNE_DATASETS" --features "$exlm" --probe none \
