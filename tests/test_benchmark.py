@@ -100,6 +100,28 @@ def test_random_scaffold_split_is_seeded_and_disjoint():
     assert not (scaffolds[0] & scaffolds[1]) and not (scaffolds[0] & scaffolds[2])
 
 
+def test_selection_split_leaves_out_every_reported_test_molecule():
+    import deepchem as dc
+
+    from exlm_chem.moleculenet.datasets import selection_split
+
+    # 40 scaffolds (benzene, a linker of n carbons, cyclopentane), 3 molecules each.
+    smiles = [f"c1ccccc1{'C' * n}C1CCCC1{tail}" for n in range(1, 41) for tail in ("", "O", "N")]
+    dataset = dc.data.NumpyDataset(
+        np.zeros((len(smiles), 1)), np.zeros(len(smiles)), ids=np.array(smiles)
+    )
+    tested = set()
+    for seed in (0, 1, 2):
+        tested.update(split_dataset(dataset, "random_scaffold", seed)[2].ids)
+    for seed in (0, 7):  # a reported seed, and one that is not
+        train, valid = selection_split(dataset, seed, reported_seeds=(0, 1, 2))
+        full_train, full_valid, _ = split_dataset(dataset, "random_scaffold", seed)
+        assert not (set(train.ids) | set(valid.ids)) & tested
+        assert set(valid.ids) == set(full_valid.ids) - tested and len(valid) > 0
+        assert set(train.ids) == set(full_train.ids) - tested
+    assert len(tested) > len(split_dataset(dataset, "random_scaffold", 0)[2])  # seeds differ
+
+
 def test_markdown_table_puts_features_side_by_side():
     frame = pd.DataFrame(
         [

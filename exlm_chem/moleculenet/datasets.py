@@ -258,10 +258,35 @@ def cached_split(splits: dict, dataset, split: str, seed: int):
 def split_dataset(dataset, split: str, seed: int):
     """Train/valid/test 80/10/10: DeepChem's deterministic scaffold split, or a seeded
     random-scaffold split (see `random_scaffold_split`)."""
-    with quiet_rdkit():
-        if split == "scaffold":
+    if split == "scaffold":
+        with quiet_rdkit():
             return dc.splits.ScaffoldSplitter().train_valid_test_split(
                 dataset, frac_train=0.8, frac_valid=0.1, frac_test=0.1
             )
-        groups = dc.splits.ScaffoldSplitter().generate_scaffolds(dataset)
-    return tuple(dataset.select(rows) for rows in random_scaffold_split(groups, seed))
+    return tuple(dataset.select(rows) for rows in random_scaffold_split(_groups(dataset), seed))
+
+
+REPORTED_SEEDS = (0, 1, 2, 3, 4)  # the seeded scaffold splits whose test parts are reported
+
+
+def selection_split(dataset, seed: int, reported_seeds=REPORTED_SEEDS):
+    """Train and validation parts of ``seed``'s random-scaffold split with every molecule of
+    any reported seed's test part left out: for choosing between models (pretraining recipes,
+    lengths, read-outs) on molecules that no reported test score is measured on. A seed's
+    own validation part holds other seeds' test molecules, so choosing on it leaks the choice
+    into their test scores."""
+    groups = _groups(dataset)
+    tested = set()
+    for reported in reported_seeds:
+        tested.update(random_scaffold_split(groups, reported)[2].tolist())
+    train, valid, _ = random_scaffold_split(groups, seed)
+    return tuple(
+        dataset.select(np.array([r for r in rows if r not in tested], dtype=np.int64))
+        for rows in (train, valid)
+    )
+
+
+def _groups(dataset) -> list[list[int]]:
+    """Row indices grouped by Murcko scaffold, DeepChem's way (the ids are the SMILES)."""
+    with quiet_rdkit():
+        return dc.splits.ScaffoldSplitter().generate_scaffolds(dataset)
