@@ -954,6 +954,7 @@ def test_the_report_leads_with_each_family_against_the_strongest_baseline():
         STRONGEST,
         baseline_table,
         chosen_on_validation,
+        headline_table,
         with_strongest_baseline,
     )
 
@@ -982,6 +983,17 @@ def test_the_report_leads_with_each_family_against_the_strongest_baseline():
     assert rows[0].startswith("| exlm | frozen | mean ROC-AUC | +0.030 | [+0.020, +0.040] | yes |")
     assert rows[1].startswith("| exlm | frozen | esol RMSE | -0.300 |")
     assert not any(line.startswith("| rdkit2d |") for line in table.splitlines())
+    # The summary: one row per family, its test means, and ExLM against the bar.
+    summary = headline_table(chosen)
+    assert "| family | mode | mean ROC-AUC, 1 set | esol RMSE | minus the strongest" in summary
+    assert "| exlm | frozen | 0.780 | 1.000 | +0.030 [+0.020, +0.040] |" in summary
+    assert "| chemprop | scratch | 0.850 | 0.700 |  |" in summary
+    assert "| strongest baseline | baseline | 0.750 | 0.700 |  |" in summary
+    # A family that has not reached every classification set says how many it has.
+    partial = headline_table(
+        chosen_on_validation(records + [_record("bace", "exlm", "logreg", 0, 0.9, 0.9)])
+    )
+    assert "| rdkit2d | frozen | 0.750 (1 of them) | 0.900 |" in partial
 
 
 def test_each_datasets_reading_line_counts_its_own_molecules(caplog):

@@ -277,5 +277,57 @@ def baseline_table(chosen: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def headline_table(chosen: pd.DataFrame) -> str:
+    """Markdown: one row per family and mode (each read-out and probe chosen on validation),
+    its test mean ROC-AUC over the classification sets and its test RMSE on each regression
+    set, and, where the strongest baseline is known, its difference from it on the
+    classification mean with the 95% interval. A family that has not run every set yet shows
+    the sets it has."""
+    if chosen.empty:
+        return ""
+    frame, picks = with_strongest_baseline(chosen)
+    (_, classification), *regression = _comparisons(chosen)
+    regression_sets = [datasets[0] for _, datasets in regression]
+    header = f"mean ROC-AUC, {_sets(len(classification))}" if classification else None
+    columns = [c for c in [header] if c] + [f"{d} RMSE" for d in regression_sets]
+    against = bool(picks) and bool(classification)
+    if against:
+        columns.append("minus the strongest baseline")
+    lines = [
+        "### Summary",
+        "",
+        "Test, mean over the splits; each family's read-out and probe chosen on validation.",
+        "",
+        "| family | mode | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for (fam, mode), rows in frame.groupby(["family", "mode"], sort=False):
+        cells = []
+        if classification:
+            means = rows[rows["dataset"].isin(classification)].groupby("dataset")["value"].mean()
+            cells.append(
+                ""
+                if means.empty
+                else f"{means.mean():.3f}"
+                + ("" if len(means) == len(classification) else f" ({len(means)} of them)")
+            )
+        for dataset in regression_sets:
+            values = rows[rows["dataset"] == dataset]["value"]
+            cells.append(f"{values.mean():.3f}" if len(values) else "")
+        if against:
+            found = None
+            if fam != STRONGEST and fam not in BASELINES:
+                found = _bootstrap_cells(
+                    frame, mode, fam, STRONGEST, "", classification, "baseline"
+                )
+            cells.append("" if found is None else f"{found[1]} {found[2]}{found[0]}")
+        lines.append(f"| {fam} | {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _sets(count: int) -> str:
+    return f"{count} set" + ("s" if count != 1 else "")
+
+
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and np.isfinite(value)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..outputs import atomic_path, atomic_write_text
-from .compare import baseline_table, chosen_on_validation, comparison_table
+from .compare import baseline_table, chosen_on_validation, comparison_table, headline_table
 
 
 def read_records(path: Path, what: str = "results") -> list[dict]:
@@ -43,8 +43,9 @@ def merge_runs(runs: list[dict], other: list[dict]) -> list[dict]:
 
 
 def write_reports(records: list[dict], out: Path) -> None:
-    """results.csv, results.md (mean +- std over seeds; each family's read-out and probe chosen
-    on validation, compared by paired bootstrap; wall time per dataset) and a chart per metric
+    """results.csv, results.md (a summary per family; mean +- std over seeds; each family's
+    read-out and probe chosen on validation, compared by paired bootstrap; wall time per
+    dataset) and a chart per metric
     of the families chosen on validation."""
     frame = pd.DataFrame(records)
     chosen = chosen_on_validation(records)
@@ -53,6 +54,7 @@ def write_reports(records: list[dict], out: Path) -> None:
         out / "results.md",
         "\n".join(
             [
+                headline_table(chosen),
                 baseline_table(chosen),
                 markdown_table(frame),
                 comparison_table(chosen),
