@@ -18,6 +18,7 @@ an L2 penalty each block also gets the same share of the prior.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,6 +67,53 @@ def _morgan(molecules: Sequence, counts: bool) -> np.ndarray:
             mol = molecule if isinstance(molecule, Chem.Mol) else parse_smiles(molecule)
             if mol is not None:
                 out[i] = compute(mol)
+    return out
+
+
+def morgan_environments(molecules: Sequence) -> list[dict[int, int] | None]:
+    """Each molecule's Morgan environments of radius 0 to 2 (ECFP4's, not folded): identifier
+    -> how many times it occurs; None where RDKit cannot parse a SMILES."""
+    from rdkit import Chem
+    from rdkit.Chem import rdFingerprintGenerator
+
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2)
+    found = []
+    with quiet_rdkit():
+        for molecule in molecules:
+            mol = molecule if isinstance(molecule, Chem.Mol) else parse_smiles(molecule)
+            found.append(
+                None
+                if mol is None
+                else generator.GetSparseCountFingerprint(mol).GetNonzeroElements()
+            )
+    return found
+
+
+def substructure_vocabulary(molecules: Sequence, size: int, most: float = 0.95) -> list[int]:
+    """The ``size`` Morgan environments found in the most of ``molecules``, leaving out those
+    in more than ``most`` of them (present nearly everywhere, they say nothing), most common
+    first: the substructures a pretraining head learns to count."""
+    environments = [e for e in morgan_environments(molecules) if e is not None]
+    molecules_with = Counter(identifier for e in environments for identifier in e)
+    common = [
+        identifier
+        for identifier, count in molecules_with.most_common()
+        if count <= most * len(environments)
+    ]
+    return common[:size]
+
+
+def substructure_counts(molecules: Sequence, vocabulary: Sequence[int]) -> np.ndarray:
+    """(n, len(vocabulary)) float32: how many times each environment of ``vocabulary`` occurs
+    in each molecule; NaN rows where RDKit cannot parse a SMILES."""
+    column = {identifier: j for j, identifier in enumerate(vocabulary)}
+    out = np.full((len(molecules), len(vocabulary)), np.nan, dtype=np.float32)
+    for i, environments in enumerate(morgan_environments(molecules)):
+        if environments is not None:
+            out[i] = 0.0
+            for identifier, count in environments.items():
+                if identifier in column:
+                    out[i, column[identifier]] = count
     return out
 
 

@@ -98,6 +98,60 @@ def test_descriptors_resume_where_they_stopped(corpus, tmp_path):
     add_descriptors(tmp_path / "stopped")  # complete: nothing to do
 
 
+def test_substructure_counts_are_the_morgan_environments_of_each_molecule():
+    from rdkit import Chem
+    from rdkit.Chem import rdFingerprintGenerator
+
+    from exlm_chem.fingerprints import substructure_counts, substructure_vocabulary
+
+    molecules = SMILES[:6]
+    vocabulary = substructure_vocabulary(molecules, 5, most=0.9)
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2)
+    found = [
+        generator.GetSparseCountFingerprint(Chem.MolFromSmiles(s)).GetNonzeroElements()
+        for s in molecules
+    ]
+    in_how_many = {i: sum(i in f for f in found) for f in found for i in f}
+    # The most common environments, short of those in more than 90% of the molecules.
+    assert len(vocabulary) == 5 and all(in_how_many[i] <= 0.9 * 6 for i in vocabulary)
+    rest = [n for i, n in in_how_many.items() if i not in vocabulary and n <= 0.9 * 6]
+    assert min(in_how_many[i] for i in vocabulary) >= max(rest)
+    counts = substructure_counts(molecules + ["not a smiles"], vocabulary)
+    expected = [[f.get(i, 0) for i in vocabulary] for f in found]
+    np.testing.assert_array_equal(counts[:6], expected)
+    assert np.isnan(counts[6]).all()
+
+
+def test_substructures_are_added_to_a_corpus_with_descriptors(corpus, tmp_path):
+    from exlm_chem.errors import InputError
+    from exlm_chem.fingerprints import substructure_counts
+
+    prepare_corpus([corpus], tmp_path / "p", descriptors=True)
+    before = np.load(tmp_path / "p" / DESCRIPTORS)
+    scaling_before = PackedCorpus.load(tmp_path / "p").scaling
+    prepare_corpus([corpus], tmp_path / "p", descriptors=True, substructures=8, workers=0)
+    packed = PackedCorpus.load(tmp_path / "p")
+    width = len(descriptor_names())
+    assert packed.descriptors.shape == (len(packed), width + 8)
+    np.testing.assert_array_equal(np.asarray(packed.descriptors[:, :width]), before)
+    names = packed.scaling.names[width:]
+    assert all(name.startswith("morgan2:") for name in names)
+    vocabulary = [int(name.split(":")[1]) for name in names]
+    expected = substructure_counts(packed.smiles(range(len(packed))), vocabulary)
+    np.testing.assert_array_equal(np.asarray(packed.descriptors[:, width:]), expected)
+    # Their targets are scaled like the descriptors; the descriptors' scaling is unchanged.
+    targets = packed.descriptor_targets(range(len(packed)))
+    assert targets.shape[1] == width + 8 and np.nanmax(np.abs(targets)) <= packed.scaling.clip
+    assert packed.scaling.median[:width] == scaling_before.median
+    assert packed.scaling.scale[:width] == scaling_before.scale
+    with pytest.raises(InputError, match="--substructures needs --descriptors"):
+        prepare_corpus([corpus], tmp_path / "q", substructures=8)
+    # The head regresses them beside the descriptors.
+    pretrain(tiny(tmp_path / "p", tmp_path / "run", objective="mlm", descriptor_weight=1.0,
+                  max_steps=2, val_every=2))  # fmt: skip
+    assert load_model_directory(tmp_path / "run" / "model").config.descriptors == width + 8
+
+
 def test_descriptor_loss_is_the_mean_squared_error_over_known_targets():
     torch.manual_seed(0)
     config = ExLMConfig.from_preset("tiny", vocab_size=40, descriptors=3, descriptor_weight=0.5)

@@ -183,6 +183,12 @@ def prepare_corpus(
         help="Add each molecule's RDKit 2D descriptors, the targets of pretrain "
         "--descriptor-weight (about 7 ms a molecule per core); run again to resume them.",
     ),
+    substructures: int = typer.Option(
+        0,
+        help="With --descriptors: also count this many Morgan environments (radius 0-2, the "
+        "most common in the corpus) in each molecule, as more descriptor targets; asked of a "
+        "corpus prepared with descriptors, adds them.",
+    ),
 ) -> None:
     """Check a corpus with RDKit and tokenize it once, for `pretrain --corpus` without RDKit."""
     from ..parallel import default_workers
@@ -199,6 +205,7 @@ def prepare_corpus(
         sample=sample,
         seed=seed,
         descriptors=descriptors,
+        substructures=substructures,
     )
     typer.echo(
         f"{out}: {stats.kept:,} molecules kept of {stats.read:,} read ({stats.invalid_rdkit:,} "
