@@ -119,8 +119,8 @@ def _seed_values(cells: pd.DataFrame, family_name: str, mode: str) -> pd.Series:
 def comparison_table(chosen: pd.DataFrame) -> str:
     """Markdown from `chosen_on_validation`'s frame: the chosen (features, probe) and its test
     mean +- std per dataset, family and mode; then, per mode, the pairs of `family_pairs`, on
-    the mean ROC-AUC over the classification sets
-    (those where both have run) and on each regression set."""
+    the mean ROC-AUC over the classification sets (those where both have run) and on each
+    regression set."""
     if chosen.empty:
         return ""
     lines = [

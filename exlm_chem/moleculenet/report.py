@@ -45,8 +45,7 @@ def merge_runs(runs: list[dict], other: list[dict]) -> list[dict]:
 def write_reports(records: list[dict], out: Path) -> None:
     """results.csv, results.md (a summary per family; mean +- std over seeds; each family's
     read-out and probe chosen on validation, compared by paired bootstrap; wall time per
-    dataset) and a chart per metric
-    of the families chosen on validation."""
+    dataset) and a chart per metric of the families chosen on validation."""
     frame = pd.DataFrame(records)
     chosen = chosen_on_validation(records)
     atomic_write_text(out / "results.csv", frame.to_csv(index=False))

@@ -67,7 +67,7 @@ def prepare_corpus(
         raise InputError("--substructures needs --descriptors and a count of at least 1")
     if descriptors and is_prepared_corpus(out) and not overwrite:
         if not has_descriptors(out) or (substructures and not has_substructures(out)):
-            add_descriptors(out, workers)  # a preparation stopped while adding them
+            add_descriptors(out, workers)  # finishes what a stop left (nothing if complete)
             if substructures:
                 add_substructures(out, substructures, workers)
             return load_stats(out)
@@ -173,6 +173,7 @@ def substructure_block(job: tuple[int, list[str], list[int]]) -> tuple[int, np.n
 
 
 def has_substructures(directory: Path) -> bool:
+    """Whether a corpus's descriptor targets include substructure counts."""
     scaling = DescriptorScaling.from_json((Path(directory) / SCALING).read_text())
     return any(name.startswith(SUBSTRUCTURE) for name in scaling.names)
 
