@@ -228,7 +228,7 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
             title, encoder = "exlm-chem plain-MLM model", "A plain masked-language-model encoder"
     elif config["objective"] == "descriptors":
         title, encoder = "exlm-chem descriptor model", "An encoder of ExLM's shape"
-        objective = "descriptors only (no masks): regression of RDKit's 2D descriptors"
+        objective = f"descriptors only (no masks): regression of {_targets(config['descriptors'])}"
     else:
         title, encoder = "exlm-chem model", "An ExLM encoder (Zheng et al., ICML 2025)"
         objective = f"exlm (k = {config['k']} states per mask, `<s>` and `</s>`)"
@@ -237,8 +237,8 @@ def model_card(run: dict, rows: list[dict], model: ExLMModel, facts: dict) -> st
         masking = "none"
     if config.get("descriptors") and config["objective"] != "descriptors":
         objective += (
-            f", plus regression of {config['descriptors']} RDKit 2D descriptors from the "
-            f"molecule vector, weight {config['descriptor_weight']:g}"
+            f", plus regression of {_targets(config['descriptors'])} from the molecule vector, "
+            f"weight {config['descriptor_weight']:g}"
         )
     descriptor_row = ""
     if config.get("descriptors"):
@@ -327,3 +327,14 @@ def coverage_section(coverage: dict | None) -> str:
         "| set | molecules | with `<unk>` | with a fallback | stereo read |\n"
         "|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
+
+
+def _targets(count: int) -> str:
+    """What a descriptor head of ``count`` outputs regresses: RDKit's 2D descriptors, then
+    counts of common Morgan environments (`prepare-corpus --substructures`)."""
+    from .descriptors import descriptor_names
+
+    described = len(descriptor_names())
+    if count <= described:
+        return f"{count} RDKit 2D descriptors"
+    return f"{described} RDKit 2D descriptors and {count - described} substructure counts"

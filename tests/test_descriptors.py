@@ -150,6 +150,11 @@ def test_substructures_are_added_to_a_corpus_with_descriptors(corpus, tmp_path):
     pretrain(tiny(tmp_path / "p", tmp_path / "run", objective="mlm", descriptor_weight=1.0,
                   max_steps=2, val_every=2))  # fmt: skip
     assert load_model_directory(tmp_path / "run" / "model").config.descriptors == width + 8
+    from exlm_chem.model_card import export_model
+
+    export_model(tmp_path / "run", tmp_path / "exported")
+    card = (tmp_path / "exported" / "MODEL_CARD.md").read_text()
+    assert f"regression of {width} RDKit 2D descriptors and 8 substructure counts from" in card
 
 
 def test_descriptor_loss_is_the_mean_squared_error_over_known_targets():
