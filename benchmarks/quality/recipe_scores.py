@@ -145,7 +145,7 @@ def paired_differences(frame, baselines: list[str]) -> list[str]:
         runs = [m for m in models if m.startswith(objective)]
         pairs += [(m, runs[0]) for m in runs[1:]]
     rows = []
-    for a, b in pairs:
+    for a, b in dict.fromkeys(pairs):  # a pair named by two rules is shown once
         for readout in dict.fromkeys(scores.readout):
             result = paired_bootstrap(
                 scores, "frozen", f"{a}[{readout}]", f"{b}[{readout}]", datasets
