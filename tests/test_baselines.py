@@ -5,6 +5,7 @@ import sys
 
 import deepchem as dc
 import numpy as np
+import pytest
 
 from exlm_chem.moleculenet import suite
 from exlm_chem.moleculenet.datasets import load_features
@@ -142,3 +143,18 @@ def test_records_of_an_older_forest_are_redone_only_for_the_features_run(shared_
     assert len(again) == 2
     assert by_features["ecfp"]["value"] != 99.0 and by_features["ecfp"]["probe_settings"]
     assert by_features["rdkit2d"]["value"] == 99.0  # not run this time: kept as it was
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused(shared_data, tmp_path):
+    from exlm_chem.errors import InputError
+
+    common = dict(data_dir=shared_data / "moleculenet", split="random_scaffold", seeds=[0])
+    out = tmp_path / "out"
+    out.mkdir()
+    writer = suite._only_writer(out)  # as if another run were writing there
+    with pytest.raises(InputError, match="another exlm-chem benchmark is writing"):
+        suite.run_benchmark(["freesolv"], parse_features("ecfp"), ["logreg"], out, **common)
+    assert not (out / "results.json").exists()
+    writer.close()  # that run ended: this one goes ahead
+    (record,) = suite.run_benchmark(["freesolv"], parse_features("ecfp"), ["logreg"], out, **common)
+    assert record["features"] == "ecfp" and (out / "results.json").exists()

@@ -92,7 +92,6 @@ def run_benchmark(
     """
     out = Path(out)
     _check_places(split, out, data_dir, resume, overwrite)
-    records = read_records(out / "results.json") if resume else []
     finetune_settings = finetune_settings or FinetuneSettings()
     # A model trained from scratch is named by its version where features name their weights.
     trained = {
@@ -104,117 +103,140 @@ def run_benchmark(
         spec.name: trained.get(spec.name) or make_featurizer(spec) for spec in features
     }  # a bad model folder fails here
     out.mkdir(parents=True, exist_ok=True)
-    cache_dir = Path(cache_dir) if cache_dir else out / "cache"
-    # A record made with other probe settings (a random forest of 200 trees, not 500) is not
-    # done: it is made again, and replaced when it is.
-    done = {result_key(r) for r in records if _current_settings(r)}
-    reported: set = set()
-    for name in datasets:
-        before = list(records)
-        task_type = DATASETS[name].task_type
-        metric = metric_name(task_type)
-        to_tune: list[ModelToTune] = []
-        for spec in features:
-            featurizer = featurizers[spec.name]
-            records = _without_other_weights(records, name, spec.name, str(featurizer))
-            if spec.kind in TRAINED:
-                made = scratch_records(
-                    name, spec, featurizer, split, seeds, done, data_dir, cache_dir
-                )
-                records += made
-                if made:
-                    atomic_write_text(out / "results.json", json.dumps(records, indent=1))
-                continue
-            spec_probes = [*probes, *(["finetune"] if finetune and tunable(spec) else [])]
-            todo = [
-                (seed, probe)
-                for seed in seeds
-                for probe in spec_probes
-                if result_key(record_key(name, spec.name, str(featurizer), probe, seed, split))
-                not in done
-            ]
-            if not todo:
-                continue
-            start = time.perf_counter()
-            # Fine-tuning alone needs the rows, not the vectors.
-            only_finetune = all(probe == "finetune" for _, probe in todo)
-            loading = ReadableRows(featurizer) if only_finetune else featurizer
-            _, dataset = load_features(name, loading, data_dir, cache_dir)
-            featurize_seconds = round(time.perf_counter() - start, 1)
-            logger.info(
-                "%s / %s: %d molecules featurized (or read from the cache) in %.0f s",
-                name,
-                spec.name,
-                len(dataset),
-                featurize_seconds,
-            )
-            _report_reading(
-                name,
-                spec.name,
-                dropped_rows(name, data_dir, dataset.ids),
-                getattr(loading, "counts", None),
-                reported,
-            )
-            splits, seed_free = {}, {}
-            for seed, probe in todo:
-                if probe == "finetune":
-                    continue  # after the probes: the learning rate is chosen over every seed
-                key = record_key(name, spec.name, str(featurizer), probe, seed, split)
-                baseline = is_baseline(spec)
-                record = cached_baseline(cache_dir, key) if baseline else None
-                if record is None:
-                    record = _probe_record(
-                        key, task_type, dataset, splits, seed_free, feature_blocks(featurizer)
+    writer = _only_writer(out)  # another run writing here would overwrite what this one adds
+    try:
+        records = read_records(out / "results.json") if resume else []
+        cache_dir = Path(cache_dir) if cache_dir else out / "cache"
+        # A record made with other probe settings (a random forest of 200 trees, not 500) is not
+        # done: it is made again, and replaced when it is.
+        done = {result_key(r) for r in records if _current_settings(r)}
+        reported: set = set()
+        for name in datasets:
+            before = list(records)
+            task_type = DATASETS[name].task_type
+            metric = metric_name(task_type)
+            to_tune: list[ModelToTune] = []
+            for spec in features:
+                featurizer = featurizers[spec.name]
+                records = _without_other_weights(records, name, spec.name, str(featurizer))
+                if spec.kind in TRAINED:
+                    made = scratch_records(
+                        name, spec, featurizer, split, seeds, done, data_dir, cache_dir
                     )
-                    record["featurize_seconds"] = featurize_seconds
-                    if baseline:
-                        keep_baseline(cache_dir, record)
-                value = record["value"]
+                    records += made
+                    if made:
+                        atomic_write_text(out / "results.json", json.dumps(records, indent=1))
+                    continue
+                spec_probes = [*probes, *(["finetune"] if finetune and tunable(spec) else [])]
+                todo = [
+                    (seed, probe)
+                    for seed in seeds
+                    for probe in spec_probes
+                    if result_key(record_key(name, spec.name, str(featurizer), probe, seed, split))
+                    not in done
+                ]
+                if not todo:
+                    continue
+                start = time.perf_counter()
+                # Fine-tuning alone needs the rows, not the vectors.
+                only_finetune = all(probe == "finetune" for _, probe in todo)
+                loading = ReadableRows(featurizer) if only_finetune else featurizer
+                _, dataset = load_features(name, loading, data_dir, cache_dir)
+                featurize_seconds = round(time.perf_counter() - start, 1)
                 logger.info(
-                    "%s  %s  %s  seed %d: %s %.4f (fit %.0f s)",
+                    "%s / %s: %d molecules featurized (or read from the cache) in %.0f s",
                     name,
                     spec.name,
-                    probe,
-                    seed,
-                    metric,
-                    value,
-                    record["fit_seconds"],
+                    len(dataset),
+                    featurize_seconds,
                 )
-                records = [r for r in records if result_key(r) != result_key(record)]
-                records.append(record)
-                atomic_write_text(out / "results.json", json.dumps(records, indent=1))
-            finetune_seeds = [seed for seed, probe in todo if probe == "finetune"]
-            if finetune_seeds:
-                to_tune.append(
-                    ModelToTune(
-                        spec,
-                        featurizer.model,  # loaded (and for `random`, reinitialized) once
-                        str(featurizer),
-                        dataset,
-                        splits,
-                        finetune_seeds,
+                _report_reading(
+                    name,
+                    spec.name,
+                    dropped_rows(name, data_dir, dataset.ids),
+                    getattr(loading, "counts", None),
+                    reported,
+                )
+                splits, seed_free = {}, {}
+                for seed, probe in todo:
+                    if probe == "finetune":
+                        continue  # after the probes: the learning rate is chosen over every seed
+                    key = record_key(name, spec.name, str(featurizer), probe, seed, split)
+                    baseline = is_baseline(spec)
+                    record = cached_baseline(cache_dir, key) if baseline else None
+                    if record is None:
+                        record = _probe_record(
+                            key, task_type, dataset, splits, seed_free, feature_blocks(featurizer)
+                        )
+                        record["featurize_seconds"] = featurize_seconds
+                        if baseline:
+                            keep_baseline(cache_dir, record)
+                    value = record["value"]
+                    logger.info(
+                        "%s  %s  %s  seed %d: %s %.4f (fit %.0f s)",
+                        name,
+                        spec.name,
+                        probe,
+                        seed,
+                        metric,
+                        value,
+                        record["fit_seconds"],
                     )
+                    records = [r for r in records if result_key(r) != result_key(record)]
+                    records.append(record)
+                    atomic_write_text(out / "results.json", json.dumps(records, indent=1))
+                finetune_seeds = [seed for seed, probe in todo if probe == "finetune"]
+                if finetune_seeds:
+                    to_tune.append(
+                        ModelToTune(
+                            spec,
+                            featurizer.model,  # loaded (and for `random`, reinitialized) once
+                            str(featurizer),
+                            dataset,
+                            splits,
+                            finetune_seeds,
+                        )
+                    )
+            if to_tune:  # every model of this dataset together, after the probes
+                records += finetune_results(
+                    name,
+                    to_tune,
+                    split,
+                    out / "finetune_runs.json",
+                    finetune_settings,
+                    finetune_rates,
+                    device,
+                    finetune_heads,
+                    finetune_choice_seeds or seeds,
+                    finetune_jobs,
+                    cache_dir / "finetune-checkpoints" / name,
                 )
-        if to_tune:  # every model of this dataset together, after the probes
-            records += finetune_results(
-                name,
-                to_tune,
-                split,
-                out / "finetune_runs.json",
-                finetune_settings,
-                finetune_rates,
-                device,
-                finetune_heads,
-                finetune_choice_seeds or seeds,
-                finetune_jobs,
-                cache_dir / "finetune-checkpoints" / name,
-            )
-            atomic_write_text(out / "results.json", json.dumps(records, indent=1))
-        if records != before:  # after each dataset: a run of days keeps its reports current
+                atomic_write_text(out / "results.json", json.dumps(records, indent=1))
+            if records != before:  # after each dataset: a run of days keeps its reports current
+                write_reports(records, out)
+        if not (out / "results.md").exists():
             write_reports(records, out)
-    if not (out / "results.md").exists():
-        write_reports(records, out)
-    return records
+        return records
+    finally:
+        writer.close()
+
+
+def _only_writer(out: Path):
+    """An exclusive lock on ``out`` for as long as the returned file is open: two benchmark
+    runs writing one folder would each rewrite results.json from what they read at their
+    start, and the later write would drop the other's results."""
+    import fcntl
+
+    handle = open(out / ".writing", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise InputError(
+            f"{out}: another exlm-chem benchmark is writing its results there; wait for it to "
+            "finish or choose another --out"
+        ) from None
+    return handle
 
 
 def _probe_record(key: dict, task_type: str, dataset, splits, seed_free, blocks) -> dict:
