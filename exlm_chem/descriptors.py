@@ -21,7 +21,7 @@ from functools import cache
 
 import numpy as np
 
-from .smiles import parse_smiles, quiet_rdkit
+from .smiles import as_molecule, quiet_rdkit
 
 OVERFLOW = 1e30  # beyond float32's range in practice: treated as not computable
 CLIP = 6.0  # scaled targets are clipped to [-CLIP, CLIP]
@@ -54,14 +54,12 @@ def molecule_descriptors(mol) -> np.ndarray:
 def compute_descriptors(molecules: Sequence) -> np.ndarray:
     """(n, D) float32 descriptors of SMILES or RDKit molecules; a NaN row for a SMILES RDKit
     cannot parse, NaN values for descriptors it cannot compute."""
-    from rdkit import Chem
-
     out = np.full((len(molecules), len(descriptor_names())), np.nan, dtype=np.float32)
     # A few descriptors overflow in numpy on odd molecules: that value is NaN, not a warning.
     with quiet_rdkit(), np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for i, molecule in enumerate(molecules):
-            mol = molecule if isinstance(molecule, Chem.Mol) else parse_smiles(molecule)
+            mol = as_molecule(molecule)
             if mol is not None:
                 out[i] = molecule_descriptors(mol)
     return out

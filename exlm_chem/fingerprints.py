@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .errors import InputError
-from .smiles import parse_smiles, quiet_rdkit
+from .smiles import as_molecule, quiet_rdkit
 
 FINGERPRINTS = ("ecfp4", "ecfp4-count")
 ECFP_BITS = 2048
@@ -56,7 +56,6 @@ def fingerprint_block(fingerprint: str, molecules: Sequence) -> np.ndarray:
 
 
 def _morgan(molecules: Sequence, counts: bool) -> np.ndarray:
-    from rdkit import Chem
     from rdkit.Chem import rdFingerprintGenerator
 
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=ECFP_BITS)
@@ -64,7 +63,7 @@ def _morgan(molecules: Sequence, counts: bool) -> np.ndarray:
     out = np.full((len(molecules), ECFP_BITS), np.nan, dtype=np.float32)
     with quiet_rdkit():
         for i, molecule in enumerate(molecules):
-            mol = molecule if isinstance(molecule, Chem.Mol) else parse_smiles(molecule)
+            mol = as_molecule(molecule)
             if mol is not None:
                 out[i] = compute(mol)
     return out
@@ -73,14 +72,13 @@ def _morgan(molecules: Sequence, counts: bool) -> np.ndarray:
 def morgan_environments(molecules: Sequence) -> list[dict[int, int] | None]:
     """Each molecule's Morgan environments of radius 0 to 2 (ECFP4's, not folded): identifier
     -> how many times it occurs; None where RDKit cannot parse a SMILES."""
-    from rdkit import Chem
     from rdkit.Chem import rdFingerprintGenerator
 
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=2)
     found = []
     with quiet_rdkit():
         for molecule in molecules:
-            mol = molecule if isinstance(molecule, Chem.Mol) else parse_smiles(molecule)
+            mol = as_molecule(molecule)
             found.append(
                 None
                 if mol is None

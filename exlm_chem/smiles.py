@@ -91,6 +91,14 @@ def parse_smiles(smiles: str):
     return Chem.MolFromSmiles(smiles.strip())
 
 
+def as_molecule(molecule):
+    """An RDKit molecule as it is, or a SMILES parsed (`parse_smiles`: None when RDKit cannot):
+    for functions that take either."""
+    from rdkit import Chem
+
+    return molecule if isinstance(molecule, Chem.Mol) else parse_smiles(molecule)
+
+
 def canonicalize_smiles(smiles: str) -> str:
     """RDKit canonical SMILES; ValueError when RDKit cannot parse the input."""
     from rdkit import Chem
