@@ -151,10 +151,10 @@ def test_a_second_run_into_a_folder_being_written_is_refused(shared_data, tmp_pa
     common = dict(data_dir=shared_data / "moleculenet", split="random_scaffold", seeds=[0])
     out = tmp_path / "out"
     out.mkdir()
-    writer = suite._only_writer(out)  # as if another run were writing there
-    with pytest.raises(InputError, match="another exlm-chem benchmark is writing"):
-        suite.run_benchmark(["freesolv"], parse_features("ecfp"), ["logreg"], out, **common)
+    with suite._only_writer(out):  # as if another run were writing there
+        with pytest.raises(InputError, match="another exlm-chem benchmark is writing"):
+            suite.run_benchmark(["freesolv"], parse_features("ecfp"), ["logreg"], out, **common)
     assert not (out / "results.json").exists()
-    writer.close()  # that run ended: this one goes ahead
+    # That run ended: this one goes ahead.
     (record,) = suite.run_benchmark(["freesolv"], parse_features("ecfp"), ["logreg"], out, **common)
     assert record["features"] == "ecfp" and (out / "results.json").exists()

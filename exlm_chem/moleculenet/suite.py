@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -103,8 +104,7 @@ def run_benchmark(
         spec.name: trained.get(spec.name) or make_featurizer(spec) for spec in features
     }  # a bad model folder fails here
     out.mkdir(parents=True, exist_ok=True)
-    writer = _only_writer(out)  # another run writing here would overwrite what this one adds
-    try:
+    with _only_writer(out):  # another run writing here would overwrite what this one adds
         records = read_records(out / "results.json") if resume else []
         cache_dir = Path(cache_dir) if cache_dir else out / "cache"
         # A record made with other probe settings (a random forest of 200 trees, not 500) is not
@@ -217,26 +217,24 @@ def run_benchmark(
         if not (out / "results.md").exists():
             write_reports(records, out)
         return records
-    finally:
-        writer.close()
 
 
+@contextlib.contextmanager
 def _only_writer(out: Path):
-    """An exclusive lock on ``out`` for as long as the returned file is open: two benchmark
-    runs writing one folder would each rewrite results.json from what they read at their
-    start, and the later write would drop the other's results."""
+    """An exclusive lock on ``out`` while inside: two benchmark runs writing one folder would
+    each rewrite results.json from what they read at their start, and the later write would
+    drop the other's results."""
     import fcntl
 
-    handle = open(out / ".writing", "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise InputError(
-            f"{out}: another exlm-chem benchmark is writing its results there; wait for it to "
-            "finish or choose another --out"
-        ) from None
-    return handle
+    with open(out / ".writing", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{out}: another exlm-chem benchmark is writing its results there; wait for it "
+                "to finish or choose another --out"
+            ) from None
+        yield
 
 
 def _probe_record(key: dict, task_type: str, dataset, splits, seed_free, blocks) -> dict:
