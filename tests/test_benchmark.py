@@ -713,6 +713,27 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_consistent_differenc
     assert "| frozen | exlm vs ecfp | mean ROC-AUC (2 of 3 sets: bbbp, bace) | +0.030 |" in partial
 
 
+def test_report_shows_each_difference_on_validation_beside_test():
+    """A family chosen for its lead on validation that does not hold on test: both show."""
+    from exlm_chem.moleculenet.compare import baseline_table, chosen_on_validation, comparison_table
+
+    records = []
+    for dataset in ("bbbp", "bace"):
+        for seed in range(3):
+            records += [
+                _record(dataset, "exlm[layers]", "logreg", seed, 0.78, 0.86),
+                _record(dataset, "ecfp", "rf", seed, 0.80, 0.82),
+            ]
+    records += [_record("esol", "exlm[layers]", "rf", s, 1.2, 0.9, "rmse") for s in range(3)]
+    records += [_record("esol", "ecfp", "rf", s, 1.0, 1.0, "rmse") for s in range(3)]
+    chosen = chosen_on_validation(records)
+    table = comparison_table(chosen)
+    assert "| exlm vs ecfp | mean ROC-AUC | -0.020 | [-0.020, -0.020] | yes | +0.040 |" in table
+    assert "| exlm vs ecfp | esol RMSE | -0.200 | [-0.200, -0.200] | yes | +0.100 |" in table
+    against = baseline_table(chosen)
+    assert "| exlm | frozen | mean ROC-AUC | -0.020 | [-0.020, -0.020] | yes | +0.040 |" in against
+
+
 def test_report_compares_each_hybrid_with_what_it_joins_and_counts_with_bits():
     from exlm_chem.moleculenet.compare import chosen_on_validation, comparison_table
 
