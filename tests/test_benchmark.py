@@ -257,6 +257,11 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
             if (p["dataset"], p["features"], p["seed"]) == (r["dataset"], "ecfp", 0)
         )
         assert r["value"] == first["value"]
+    # A run with nothing left to compute still rewrites the report (say, in a newer form).
+    (out / "results.md").write_text("stale")
+    args = ["--data-dir", shared_data / "moleculenet", "--features", "ecfp", "--probe", "logreg"]
+    code, _, err = run_cli("benchmark", "--datasets", "bbbp", *args, "--out", out, "--resume")
+    assert code == 0 and "| bbbp | logreg |" in (out / "results.md").read_text(), err
     (out / "results.json").write_text("{not json")
     code, _, err = run_cli(
         "benchmark",

@@ -111,6 +111,7 @@ def run_benchmark(
         # done: it is made again, and replaced when it is.
         done = {result_key(r) for r in records if _current_settings(r)}
         reported: set = set()
+        reports_written = False
         for name in datasets:
             before = list(records)
             task_type = DATASETS[name].task_type
@@ -214,7 +215,8 @@ def run_benchmark(
                 atomic_write_text(out / "results.json", json.dumps(records, indent=1))
             if records != before:  # after each dataset: a run of days keeps its reports current
                 write_reports(records, out)
-        if not (out / "results.md").exists():
+                reports_written = True
+        if not reports_written:  # nothing new: the report is still rewritten, in today's form
             write_reports(records, out)
         return records
 
