@@ -191,6 +191,9 @@ def test_benchmark_command_on_bbbp_and_esol(run_cli, tiny_model_dir, shared_data
     )
     assert code == 0, err
     records = json.loads((out / "results.json").read_text())
+    bbbp_ecfp = next(r for r in records if r["features"] == "ecfp" and r["dataset"] == "bbbp")
+    line = f"bbbp  ecfp  logreg  seed 0: validation roc_auc {bbbp_ecfp['valid_value']:.4f}, test"
+    assert line in err  # the log leads with the value choices are made on
     assert {(r["dataset"], r["features"]) for r in records} == {
         (d, f)
         for d in ("bbbp", "esol")

@@ -86,12 +86,19 @@ def scratch_records(name, spec, trainer, split, seeds, done, data_dir, cache_dir
             )  # fmt: skip
             record["featurize_seconds"] = 0.0
             keep_baseline(cache_dir, record)
-        logger.info(
-            "%s  chemprop  seed %d: %s %.4f (trained in %.0f s)",
-            name, key["seed"], record["metric"], record["value"], record["fit_seconds"],
-        )  # fmt: skip
+        log_result(record, "trained in")
         made.append(record)
     return made
+
+
+def log_result(record: dict, timing: str = "fit") -> None:
+    """One line per result, validation first: it is what every choice is made on."""
+    logger.info(
+        "%s  %s  %s  seed %d: validation %s %.4f, test %s %.4f (%s %.0f s)",
+        record["dataset"], record["features"], record["probe"], record["seed"],
+        record["metric"], record["valid_value"], record["metric"], record["value"],
+        timing, record["fit_seconds"],
+    )  # fmt: skip
 
 
 def record_key(dataset, features, featurizer, probe, seed, split) -> dict:

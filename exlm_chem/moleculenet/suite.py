@@ -16,6 +16,7 @@ from .baselines import (
     cached_baseline,
     is_baseline,
     keep_baseline,
+    log_result,
     make_record,
     record_key,
     result_key,
@@ -115,7 +116,6 @@ def run_benchmark(
         for name in datasets:
             before = list(records)
             task_type = DATASETS[name].task_type
-            metric = metric_name(task_type)
             to_tune: list[ModelToTune] = []
             for spec in features:
                 featurizer = featurizers[spec.name]
@@ -172,17 +172,7 @@ def run_benchmark(
                         record["featurize_seconds"] = featurize_seconds
                         if baseline:
                             keep_baseline(cache_dir, record)
-                    value = record["value"]
-                    logger.info(
-                        "%s  %s  %s  seed %d: %s %.4f (fit %.0f s)",
-                        name,
-                        spec.name,
-                        probe,
-                        seed,
-                        metric,
-                        value,
-                        record["fit_seconds"],
-                    )
+                    log_result(record)
                     records = [r for r in records if result_key(r) != result_key(record)]
                     records.append(record)
                     atomic_write_text(out / "results.json", json.dumps(records, indent=1))
