@@ -96,8 +96,8 @@ def log_result(record: dict, timing: str = "fit") -> None:
     logger.info(
         "%s  %s  %s  seed %d: validation %s %.4f, test %s %.4f (%s %.0f s)",
         record["dataset"], record["features"], record["probe"], record["seed"],
-        record["metric"], record["valid_value"], record["metric"], record["value"],
-        timing, record["fit_seconds"],
+        record["metric"], record.get("valid_value", float("nan")),
+        record["metric"], record["value"], timing, record["fit_seconds"],
     )  # fmt: skip
 
 
