@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: com
 from common import REPO, shared_data_dir  # noqa: E402
 
 CLASSIFICATION_SETS = "bbbp,bace,clintox,tox21,sider"
-BOOTSTRAP = 10_000
 
 
 def halves(dataset, seed: int):
@@ -127,8 +126,10 @@ def compare(features: str, datasets: list[str], seeds: list[int], data_dir, cach
 def summary(records: list[dict]) -> str:
     """Markdown: per feature set, each rule's mean over sets and seeds and the paired
     difference (cross-validation minus the benchmark's rule) with a 95% interval from
-    resampling each set's seeds."""
+    resampling each set's seeds (`exlm_chem.moleculenet.compare.paired_bootstrap`)."""
     import pandas as pd
+
+    from exlm_chem.moleculenet.compare import paired_bootstrap
 
     frame = pd.DataFrame(records)
     lines = [
@@ -136,23 +137,19 @@ def summary(records: list[dict]) -> str:
         "| C by cross-validation in training | cross-validation minus benchmark [95%] |",
         "|---|---|---|---|---|---|",
     ]
-    rng = np.random.default_rng(0)
     for features, part in frame.groupby("features", sort=False):
-        per_set = [
-            g["cross-validation"].to_numpy() - g["benchmark"].to_numpy()
-            for _, g in part.groupby("dataset")
-        ]
-        draws = np.mean(
-            [d[rng.integers(0, len(d), (BOOTSTRAP, len(d)))].mean(1) for d in per_set], axis=0
+        rules = part.melt(["dataset", "seed"], ["benchmark", "cross-validation"], "family")
+        rules = rules.assign(mode="frozen", metric="roc_auc")
+        result = paired_bootstrap(
+            rules, "frozen", "cross-validation", "benchmark", sorted(set(part["dataset"]))
         )
-        low, high = np.percentile(draws, [2.5, 97.5])
         means = (
             part.groupby("dataset")[["benchmark", "chosen-on", "cross-validation"]].mean().mean()
         )
         lines.append(
             f"| {features} | {means['benchmark']:.4f} | {means['chosen-on']:.4f} | "
             f"{means['chosen-on'] - means['benchmark']:+.4f} | {means['cross-validation']:.4f} | "
-            f"{np.mean([d.mean() for d in per_set]):+.4f} [{low:+.4f}, {high:+.4f}] |"
+            f"{result['difference']:+.4f} [{result['low']:+.4f}, {result['high']:+.4f}] |"
         )
     return "\n".join(lines) + "\n"
 
