@@ -56,6 +56,11 @@ def test_bad_feature_requests_stop_before_anything_is_written(run_cli, tmp_path,
         "benchmark", "--datasets", "bbbp", "--features", "chemprop", "--out", out
     )
     assert code == 2 and "pip install 'exlm-chem[bench]'" in err, err
+    code, _, err = run_cli(
+        "benchmark", "--datasets", "bbbp", "--features", "ecfp", "--out", out,
+        "--baselines-from", tmp_path / "nowhere",
+    )  # fmt: skip
+    assert code == 2 and "--baselines-from" in err and "no results.json" in err, err
     assert not out.exists()
 
 
@@ -91,6 +96,12 @@ def test_baselines_are_computed_once_and_reused_by_later_runs(shared_data, tmp_p
     assert [(r["features"], r["value"]) for r in again] == [
         (r["features"], r["value"]) for r in first
     ]
+    # On another machine, with an empty cache: the records of a committed folder are reused.
+    common["cache_dir"] = tmp_path / "empty-cache"
+    elsewhere = suite.run_benchmark(
+        ["freesolv"], features, ["rf"], tmp_path / "c", baselines_from=[tmp_path / "a"], **common
+    )
+    assert elsewhere == first
 
 
 def test_chemprop_runs_on_the_suites_splits_once(shared_data, tmp_path, monkeypatch):

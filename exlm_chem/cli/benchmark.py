@@ -73,6 +73,12 @@ def benchmark(
     seeds: str = typer.Option("0", help="Comma-separated seeds."),
     out: Path = typer.Option(..., help="Output folder: results.json/.csv/.md and plots."),
     cache_dir: Path | None = typer.Option(None, help="Featurized-data cache (default: OUT/cache)."),
+    baselines_from: str | None = typer.Option(
+        None,
+        help="Benchmark folders (comma-separated) whose baseline results (fingerprints, "
+        "descriptors, chemprop) are reused instead of computed again, e.g. "
+        "benchmarks/results/moleculenet_quick_exlm-chem-v3; made on the same MoleculeNet files.",
+    ),
     resume: bool = typer.Option(
         False, help="Keep the results already in OUT/results.json; compute only the missing ones."
     ),
@@ -114,6 +120,7 @@ def benchmark(
         finetune_heads=parse_list(finetune_head, HEADS, "fine-tuning heads"),
         finetune_choice_seeds=parse_seeds(finetune_choice_seeds, "--finetune-choice-seeds"),
         finetune_jobs=finetune_jobs,
+        baselines_from=[Path(p) for p in (baselines_from or "").split(",") if p.strip()],
     )
     typer.echo(f"results in {out / 'results.md'}", err=True)
 

@@ -10,11 +10,12 @@ import logging
 import time
 from pathlib import Path
 
+from ..errors import InputError
 from ..metrics import metric_name, score
 from ..outputs import atomic_write_text
 from .chemprop import chemprop_predictions
 from .datasets import DATASETS, cached_split, load_dataset
-from .features import FIXED, TRAINED, FeatureSpec, MorganCounts
+from .features import FIXED, TRAINED, FeatureSpec, MorganCounts, parse_features
 from .probes import PROBE_SETTINGS
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,46 @@ def keep_baseline(cache_dir: Path, record: dict) -> None:
     atomic_write_text(path, json.dumps(record, indent=1))
 
 
+def baseline_records(folders) -> list[dict]:
+    """The baseline records (fingerprints, descriptors, chemprop; today's probe settings) of
+    earlier benchmark folders, read from their results.json. The records name their features,
+    probe, split and seed, not the data files: take them only from runs on the same
+    MoleculeNet files."""
+    found = []
+    for folder in map(Path, folders):
+        path = folder / "results.json"
+        if not path.is_file():
+            raise InputError(f"--baselines-from {folder}: no results.json there")
+        try:
+            records = json.loads(path.read_text())
+        except ValueError as exc:
+            raise InputError(f"--baselines-from {path}: not a results file ({exc})") from None
+        if not isinstance(records, list):
+            raise InputError(f"--baselines-from {path}: not a results file (not a list)")
+        found += [r for r in records if isinstance(r, dict) and _is_baseline_record(r)]
+    return found
+
+
+def import_baselines(records: list[dict], cache_dir: Path) -> int:
+    """Keep ``records`` in ``cache_dir`` where it has none for the same key, so that a run
+    beside them pays for its own features only; the number kept is returned."""
+    copied = 0
+    for record in records:
+        if cached_baseline(cache_dir, {k: record[k] for k in KEY_FIELDS}) is None:
+            keep_baseline(cache_dir, record)
+            copied += 1
+    return copied
+
+
+def _is_baseline_record(record: dict) -> bool:
+    try:
+        (spec,) = parse_features(str(record.get("features")))
+    except (InputError, ValueError):
+        return False
+    current = record.get("probe_settings") == PROBE_SETTINGS.get(record.get("probe"))
+    return current and is_baseline(spec) and all(k in record for k in (*KEY_FIELDS, "value"))
+
+
 def scratch_records(name, spec, trainer, split, seeds, done, data_dir, cache_dir) -> list[dict]:
     """chemprop (``trainer``: its name and version) trained from scratch on each seed's split
     of the molecules RDKit reads (the fingerprint baselines' rows and splits), scored like
@@ -99,6 +140,9 @@ def log_result(record: dict, timing: str = "fit") -> None:
         record["metric"], record.get("valid_value", float("nan")),
         record["metric"], record["value"], timing, record["fit_seconds"],
     )  # fmt: skip
+
+
+KEY_FIELDS = ("dataset", "features", "featurizer", "probe", "seed", "split", "probe_settings")
 
 
 def record_key(dataset, features, featurizer, probe, seed, split) -> dict:

@@ -13,7 +13,9 @@ from ..finetuning import LEARNING_RATES, FinetuneSettings
 from ..metrics import metric_name
 from ..outputs import atomic_write_text
 from .baselines import (
+    baseline_records,
     cached_baseline,
+    import_baselines,
     is_baseline,
     keep_baseline,
     log_result,
@@ -72,6 +74,7 @@ def run_benchmark(
     finetune_heads: list[str] | None = None,
     finetune_choice_seeds: list[int] | None = None,
     finetune_jobs: int = 1,
+    baselines_from: list[Path] = (),
 ) -> list[dict]:
     """Run every (dataset, features, probe, seed); write results.json/.csv/.md and plots to
     ``out``.
@@ -91,6 +94,8 @@ def run_benchmark(
     and a run stopped part-way continues from its checkpoint in ``cache_dir``; runs there made
     with other ``finetune_settings`` are refused, not taken up.
     ``finetune_jobs`` runs go at a time (see `exlm_chem.finetuning.finetune_each`).
+    The baselines' records of the folders ``baselines_from`` are taken into the cache first
+    (`import_baselines`).
     """
     out = Path(out)
     _check_places(split, out, data_dir, resume, overwrite)
@@ -104,10 +109,14 @@ def run_benchmark(
     featurizers = {
         spec.name: trained.get(spec.name) or make_featurizer(spec) for spec in features
     }  # a bad model folder fails here
+    reused = baseline_records(baselines_from)
     out.mkdir(parents=True, exist_ok=True)
     with _only_writer(out):  # another run writing here would overwrite what this one adds
         records = read_records(out / "results.json") if resume else []
         cache_dir = Path(cache_dir) if cache_dir else out / "cache"
+        if reused:
+            copied = import_baselines(reused, cache_dir)
+            logger.info("%d baseline results taken into the cache from --baselines-from", copied)
         # A record made with other probe settings (a random forest of 200 trees, not 500) is not
         # done: it is made again, and replaced when it is.
         done = {result_key(r) for r in records if _current_settings(r)}
