@@ -25,7 +25,8 @@
 # baselines (ECFP4 bits and counts, RDKit 2D descriptors, counts joined with descriptors:
 # logistic regression and 500-tree forests; chemprop) on the eight sets without ToxCast, 5
 # seeded scaffold splits, no fine-tuning. The baselines are computed once and then read from
-# the cache, so later models pay for their own feature sets only.
+# the cache (or the committed folder, $BASELINES_FROM), so later models pay for their own
+# feature sets only.
 # PROFILE=standard is the nine-set suite cut to fit 6 hours of a 2-core CPU: the quick profile,
 # the model joined with RDKit descriptors under the random forest (what it adds to the
 # strongest frozen baseline), ToxCast's frozen features with DeepChem's multitask network (and its baselines, chemprop
@@ -62,8 +63,11 @@ HYBRID_READOUT=${HYBRID_READOUT:-layers}
 FINETUNE_HEAD=${FINETUNE_HEAD:-cls}  # cls, mean or layers; several (cls,layers): chosen on validation
 CHOICE_SEEDS=${CHOICE_SEEDS:-$SEEDS}  # the seeds whose validation chooses head and learning rate
 PARTS=${PARTS:-classification,toxcast,finetune,regression,baselines,deepchem_split}
-FINETUNE_JOBS=${FINETUNE_JOBS:-1}
-FINETUNE_LR=${FINETUNE_LR:-3e-5,1e-4,3e-4,1e-3}  # several: chosen on validation  # fine-tuning runs at a time (CPU: 2 on 2 cores is 1.2x faster)
+FINETUNE_JOBS=${FINETUNE_JOBS:-1}  # fine-tuning runs at a time (CPU: 2 on 2 cores is 1.2x faster)
+FINETUNE_LR=${FINETUNE_LR:-3e-5,1e-4,3e-4,1e-3}  # several: chosen on validation
+# The committed baselines (fingerprints, descriptors, chemprop on these splits) are reused, not
+# computed again: a new model, or a new machine, pays for its own features only. Empty: none.
+BASELINES_FROM=${BASELINES_FROM-benchmarks/results/moleculenet_quick_exlm-chem-v3}
 # Smallest sets first: on a CPU the whole fine-tuning part takes days, and what is done is kept;
 # Lipophilicity after Tox21 and ToxCast, whose runs the six-set classification means wait for.
 FINETUNE_DATASETS=${FINETUNE_DATASETS:-freesolv,esol,bace,clintox,sider,bbbp,tox21,toxcast,lipo}
@@ -84,7 +88,7 @@ fi
 baselines="ecfp-count,ecfp&rdkit2d,ecfp-count&rdkit2d,$exlm[$HYBRID_READOUT]&rdkit2d"
 baselines+=",$exlm[$HYBRID_READOUT]&ecfp-count&rdkit2d,ecfp,rdkit2d"
 common=(--data-dir "$DATA/moleculenet" --split random_scaffold --seeds "$SEEDS" --out "$OUT"
-    --cache-dir runs/moleculenet-cache --resume)
+    --cache-dir runs/moleculenet-cache --resume ${BASELINES_FROM:+--baselines-from "$BASELINES_FROM"})
 part() { [[ ",$PARTS," == *",$1,"* ]]; }
 if part classification; then
     exlm-chem benchmark --datasets "$FROZEN_FIRST" --features "$frozen" --probe logreg,rf "${common[@]}"
