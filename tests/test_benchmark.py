@@ -969,13 +969,32 @@ def test_baseline_cost_sums_each_cached_baseline_over_its_seeds(benchmark_script
         keep("bbbp", "rdkit2d", "rf", seed, 10.0)
         keep("bbbp", "chemprop", "scratch", seed, 100.0)
     keep("bbbp", "rdkit2d", "rf", 0, 999.0, split="scaffold")  # another split: not counted
-    rows = script.baseline_cost(script.read_baselines(tmp_path))
+    rows = script.baseline_cost(script.read_baselines([tmp_path]))
     assert {(r["features"], r["seeds"], r["fit"]) for r in rows} == {
         ("rdkit2d", 3, 30.0),
         ("chemprop", 3, 300.0),
     }
+    # A benchmark folder's results.json: its baselines, once each, beside the cache's.
+    from exlm_chem.moleculenet.baselines import record_key
+
+    def result(features, probe, seed, seconds):
+        key = record_key("bbbp", features, features, probe, seed, "random_scaffold")
+        return dict(key, value=0.8, fit_seconds=seconds)
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps([
+        result("ecfp-count", "rf", 0, 5.0), result("ecfp-count", "rf", 0, 5.0),
+        result("exlm", "logreg", 0, 7.0),  # a model's result: not a baseline
+    ]))  # fmt: skip
+    rows = script.baseline_cost(script.read_baselines([tmp_path, folder]))
+    assert {(r["features"], r["seeds"], r["fit"]) for r in rows} == {
+        ("rdkit2d", 3, 30.0),
+        ("chemprop", 3, 300.0),
+        ("ecfp-count", 1, 5.0),
+    }
     text = script.markdown(rows)
-    assert "chemprop: 300 s = 0.1 h" in text and "fingerprints and descriptors: 30 s" in text
+    assert "chemprop: 300 s = 0.1 h" in text and "fingerprints and descriptors: 35 s" in text
 
 
 def test_the_report_leads_with_each_family_against_the_strongest_baseline():

@@ -1,6 +1,7 @@
 """What the baselines cost once: the seconds of every fixed baseline (fingerprints, descriptors,
-their hybrids, chemprop trained from scratch) kept in the suite's cache, per dataset, feature
-set and probe, and how many of the seeds are done. These are paid once per dataset, split and
+their hybrids, chemprop trained from scratch) kept in the suite's cache or in benchmark folders'
+results.json, per dataset, feature set and probe, and how many of the seeds are done (a result
+in several places counts once). These are paid once per dataset, split and
 seed and then read from the cache by every later run and model, so they are reported apart
 from a model's own cost (`suite_cost.py`).
 
@@ -10,6 +11,7 @@ one core); chemprop's featurization is inside its training. Times are summed as 
 they are the seconds of the machine and load the runs had.
 
     python benchmarks/quality/baseline_cost.py runs/moleculenet-cache
+    python benchmarks/quality/baseline_cost.py benchmarks/results/moleculenet_quick_exlm-chem-v3
 """
 
 from __future__ import annotations
@@ -19,15 +21,23 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from exlm_chem.moleculenet.baselines import KEY_FIELDS, baseline_records
 
-def read_baselines(cache_dir: Path, split: str = "random_scaffold") -> list[dict]:
-    """Every cached baseline record of ``split`` (prediction arrays left out)."""
-    records = []
-    for path in sorted((cache_dir / "baselines").glob("*/*.json")):
-        record = json.loads(path.read_text())
-        if record.get("split") == split:
-            records.append({k: v for k, v in record.items() if not isinstance(v, list)})
-    return records
+
+def read_baselines(folders: list[Path], split: str = "random_scaffold") -> list[dict]:
+    """Every baseline record of ``split`` in the cache folders (their ``baselines/``) and
+    benchmark folders (their results.json) given, once each (prediction arrays left out)."""
+    records = {}
+    for folder in folders:
+        if (folder / "results.json").is_file():
+            found = baseline_records([folder])
+        else:
+            found = [json.loads(p.read_text()) for p in sorted(folder.glob("baselines/*/*.json"))]
+        for record in found:
+            if record.get("split") == split:
+                key = tuple(str(record.get(k)) for k in KEY_FIELDS)
+                records[key] = {k: v for k, v in record.items() if not isinstance(v, list)}
+    return list(records.values())
 
 
 def baseline_cost(records: list[dict]) -> list[dict]:
@@ -65,10 +75,12 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("cache_dir", type=Path, help="the suite's --cache-dir")
+    parser.add_argument(
+        "folders", type=Path, nargs="+", help="the suite's --cache-dir or benchmark folders"
+    )
     parser.add_argument("--split", default="random_scaffold")
     args = parser.parse_args()
-    print(markdown(baseline_cost(read_baselines(args.cache_dir, args.split))))
+    print(markdown(baseline_cost(read_baselines(args.folders, args.split))))
 
 
 if __name__ == "__main__":
