@@ -102,6 +102,8 @@ def test_baselines_are_computed_once_and_reused_by_later_runs(shared_data, tmp_p
         ["freesolv"], features, ["rf"], tmp_path / "c", baselines_from=[tmp_path / "a"], **common
     )
     assert elsewhere == first
+    # ... without featurizing anything: only the results are in the new cache.
+    assert [p.name for p in (tmp_path / "empty-cache").iterdir()] == ["baselines"]
 
 
 def test_chemprop_runs_on_the_suites_splits_once(shared_data, tmp_path, monkeypatch):

@@ -111,11 +111,12 @@ def scratch_records(name, spec, trainer, split, seeds, done, data_dir, cache_dir
     keys = [key for key in keys if result_key(key) not in done]
     if not keys:
         return []
-    _, dataset = load_dataset(name, MorganCounts(), data_dir, cache_dir)
-    splits, made = {}, []
+    splits, made, dataset = {}, [], None
     for key in keys:
         record = cached_baseline(cache_dir, key)
         if record is None:
+            if dataset is None:  # read only when something is to be trained
+                _, dataset = load_dataset(name, MorganCounts(), data_dir, cache_dir)
             train, valid, test = cached_split(splits, dataset, split, key["seed"])
             start = time.perf_counter()
             valid_prediction, prediction = chemprop_predictions(

@@ -147,6 +147,18 @@ def run_benchmark(
                 ]
                 if not todo:
                     continue
+                baseline = is_baseline(spec)
+                kept = {
+                    (seed, probe): cached_baseline(
+                        cache_dir, record_key(name, spec.name, str(featurizer), probe, seed, split)
+                    )
+                    for seed, probe in todo
+                    if baseline
+                }
+                if baseline and all(kept.values()):  # every result is kept: no features needed
+                    for record in kept.values():
+                        records = _add_record(records, record, out)
+                    continue
                 start = time.perf_counter()
                 # Fine-tuning alone needs the rows, not the vectors.
                 only_finetune = all(probe == "finetune" for _, probe in todo)
@@ -171,20 +183,16 @@ def run_benchmark(
                 for seed, probe in todo:
                     if probe == "finetune":
                         continue  # after the probes: the learning rate is chosen over every seed
-                    key = record_key(name, spec.name, str(featurizer), probe, seed, split)
-                    baseline = is_baseline(spec)
-                    record = cached_baseline(cache_dir, key) if baseline else None
+                    record = kept.get((seed, probe))
                     if record is None:
+                        key = record_key(name, spec.name, str(featurizer), probe, seed, split)
                         record = _probe_record(
                             key, task_type, dataset, splits, seed_free, feature_blocks(featurizer)
                         )
                         record["featurize_seconds"] = featurize_seconds
                         if baseline:
                             keep_baseline(cache_dir, record)
-                    log_result(record)
-                    records = [r for r in records if result_key(r) != result_key(record)]
-                    records.append(record)
-                    atomic_write_text(out / "results.json", json.dumps(records, indent=1))
+                    records = _add_record(records, record, out)
                 finetune_seeds = [seed for seed, probe in todo if probe == "finetune"]
                 if finetune_seeds:
                     to_tune.append(
@@ -218,6 +226,15 @@ def run_benchmark(
         if not reports_written:  # nothing new: the report is still rewritten, in today's form
             write_reports(records, out)
         return records
+
+
+def _add_record(records: list[dict], record: dict, out: Path) -> list[dict]:
+    """``records`` with ``record`` in place of any earlier one of the same key, logged and
+    written to ``out``/results.json at once (a stopped run keeps it)."""
+    log_result(record)
+    records = [r for r in records if result_key(r) != result_key(record)] + [record]
+    atomic_write_text(out / "results.json", json.dumps(records, indent=1))
+    return records
 
 
 @contextlib.contextmanager
