@@ -67,7 +67,7 @@ FINETUNE_JOBS=${FINETUNE_JOBS:-1}  # fine-tuning runs at a time (CPU: 2 on 2 cor
 FINETUNE_LR=${FINETUNE_LR:-3e-5,1e-4,3e-4,1e-3}  # several: chosen on validation
 # The committed baselines (fingerprints, descriptors, chemprop on these splits) are reused, not
 # computed again: a new model, or a new machine, pays for its own features only. Empty: none.
-BASELINES_FROM=${BASELINES_FROM-benchmarks/results/moleculenet_quick_exlm-chem-v3}
+BASELINES_FROM=${BASELINES_FROM-benchmarks/results/moleculenet_baselines}
 # Smallest sets first: on a CPU the whole fine-tuning part takes days, and what is done is kept;
 # Lipophilicity after Tox21 and ToxCast, whose runs the six-set classification means wait for.
 FINETUNE_DATASETS=${FINETUNE_DATASETS:-freesolv,esol,bace,clintox,sider,bbbp,tox21,toxcast,lipo}
