@@ -1,9 +1,9 @@
 """What the baselines cost once: the seconds of every fixed baseline (fingerprints, descriptors,
 their hybrids, chemprop trained from scratch) kept in the suite's cache or in benchmark folders'
 results.json, per dataset, feature set and probe, and how many of the seeds are done (a result
-in several places counts once). These are paid once per dataset, split and
-seed and then read from the cache by every later run and model, so they are reported apart
-from a model's own cost (`suite_cost.py`).
+in several places counts once). These are paid once per dataset, split and seed and then
+reused by every later run and model, so they are reported apart from a model's own cost
+(`suite_cost.py`).
 
 Fits only: the features themselves are kept in the feature cache, so most records read them
 back rather than compute them (RDKit's descriptors, the slowest, take about 13 ms a molecule on
@@ -11,7 +11,7 @@ one core); chemprop's featurization is inside its training. Times are summed as 
 they are the seconds of the machine and load the runs had.
 
     python benchmarks/quality/baseline_cost.py runs/moleculenet-cache
-    python benchmarks/quality/baseline_cost.py benchmarks/results/moleculenet_quick_exlm-chem-v3
+    python benchmarks/quality/baseline_cost.py benchmarks/results/moleculenet_baselines
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def benchmark(
         None,
         help="Benchmark folders (comma-separated) whose baseline results (fingerprints, "
         "descriptors, chemprop) are reused instead of computed again, e.g. "
-        "benchmarks/results/moleculenet_quick_exlm-chem-v3; made on the same MoleculeNet files.",
+        "benchmarks/results/moleculenet_baselines; made on the same MoleculeNet files.",
     ),
     resume: bool = typer.Option(
         False, help="Keep the results already in OUT/results.json; compute only the missing ones."

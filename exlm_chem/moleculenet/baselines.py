@@ -21,6 +21,8 @@ from .probes import PROBE_SETTINGS
 logger = logging.getLogger(__name__)
 
 SCRATCH = "scratch"  # the probe name of a model trained from scratch (chemprop)
+# The fields that name a result (`record_key`).
+KEY_FIELDS = ("dataset", "features", "featurizer", "probe", "seed", "split", "probe_settings")
 
 
 def make_record(key, metric, task_type, valid, test, valid_prediction, prediction, start) -> dict:
@@ -141,9 +143,6 @@ def log_result(record: dict, timing: str = "fit") -> None:
         record["metric"], record.get("valid_value", float("nan")),
         record["metric"], record["value"], timing, record["fit_seconds"],
     )  # fmt: skip
-
-
-KEY_FIELDS = ("dataset", "features", "featurizer", "probe", "seed", "split", "probe_settings")
 
 
 def record_key(dataset, features, featurizer, probe, seed, split) -> dict:
