@@ -17,12 +17,21 @@ def score(task_type: str, y, w, prediction) -> float:
     if task_type == "regression":
         mask = w > 0
         return float(np.sqrt(np.mean((prediction[mask] - y[mask]) ** 2)))
-    aucs = []
+    aucs = roc_auc_per_task(y, w, prediction)
+    aucs = aucs[~np.isnan(aucs)]
+    return float(np.mean(aucs)) if aucs.size else float("nan")
+
+
+def roc_auc_per_task(y, w, prediction) -> np.ndarray:
+    """ROC-AUC of each task (column) over its labelled rows (``w`` > 0); NaN for a task
+    without both classes there."""
+    y, w, prediction = (np.asarray(a).reshape(len(y), -1) for a in (y, w, prediction))
+    aucs = np.full(y.shape[1], np.nan)
     for t in range(y.shape[1]):
         mask = w[:, t] > 0
         if len(np.unique(y[mask, t])) == 2:
-            aucs.append(roc_auc(y[mask, t], prediction[mask, t]))
-    return float(np.mean(aucs)) if aucs else float("nan")
+            aucs[t] = roc_auc(y[mask, t], prediction[mask, t])
+    return aucs
 
 
 def roc_auc(labels, scores) -> float:

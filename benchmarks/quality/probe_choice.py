@@ -57,7 +57,7 @@ def cv_probe_scores(train, held_out, seed: int) -> np.ndarray:
     from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import StandardScaler
 
-    from exlm_chem.metrics import score
+    from exlm_chem.metrics import roc_auc
     from exlm_chem.moleculenet.probes import REGULARIZATION, quiet_linear_fits
 
     scaler = StandardScaler().fit(train.X)
@@ -76,25 +76,12 @@ def cv_probe_scores(train, held_out, seed: int) -> np.ndarray:
                 Cs=list(REGULARIZATION), cv=folds, scoring="roc_auc", max_iter=2000
             ).fit(X_train[tr], y_train)
         predicted = model.predict_proba(X_held[ho])[:, 1]
-        scores.append(score("classification", y_held, np.ones_like(y_held), predicted))
+        scores.append(roc_auc(y_held, predicted))
     return np.array(scores)
 
 
-def task_scores(dataset, prediction) -> np.ndarray:
-    from exlm_chem.metrics import score
-
-    values = []
-    for t in range(dataset.y.shape[1]):
-        rows = dataset.w[:, t] > 0
-        y = dataset.y[rows, t]
-        ok = len(set(y)) == 2
-        values.append(
-            score("classification", y, np.ones_like(y), prediction[rows, t]) if ok else np.nan
-        )
-    return np.array(values)
-
-
 def compare(features: str, datasets: list[str], seeds: list[int], data_dir, cache_dir) -> list:
+    from exlm_chem.metrics import roc_auc_per_task
     from exlm_chem.moleculenet.datasets import load_features, split_dataset
     from exlm_chem.moleculenet.features import feature_blocks, make_featurizer, parse_feature
     from exlm_chem.moleculenet.probes import probe_predictions
@@ -112,8 +99,8 @@ def compare(features: str, datasets: list[str], seeds: list[int], data_dir, cach
                 chosen, held = probe_predictions(
                     "logreg", "classification", train, choose, score_on, seed, blocks
                 )
-                rows["benchmark"].append(task_scores(score_on, held))
-                rows["chosen-on"].append(task_scores(choose, chosen))
+                rows["benchmark"].append(roc_auc_per_task(score_on.y, score_on.w, held))
+                rows["chosen-on"].append(roc_auc_per_task(choose.y, choose.w, chosen))
                 rows["cross-validation"].append(cv_probe_scores(train, score_on, seed))
             record = dict(features=features, dataset=name, seed=seed)
             for rule, values in rows.items():
