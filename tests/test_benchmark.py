@@ -955,6 +955,45 @@ def test_suite_cost_projects_the_parts_not_run_from_the_sets_done(benchmark_scri
     assert bace["total"] == pytest.approx(7.0 + 15.0 + 440.0)
 
 
+def test_suite_cost_counts_every_hybrid_and_the_sets_a_profile_fine_tunes(benchmark_script):
+    suite_cost = benchmark_script("suite_cost").suite_cost
+
+    def frozen(dataset, features, probe, seconds):
+        return [
+            dict(
+                dataset=dataset,
+                features=features,
+                probe=probe,
+                seed=seed,
+                fit_seconds=seconds,
+                featurize_seconds=1.0,
+            )
+            for seed in range(5)
+        ]
+
+    model = "exlm:v3"
+    records = []
+    for features in (f"{model}[layers]", f"{model}[layers]&ecfp", f"{model}[layers]&rdkit2d"):
+        records += frozen("bbbp", features, "logreg", 2.0)
+    records += frozen("bbbp", "rdkit2d", "rf", 50.0)  # a baseline: not the model's cost
+    # ToxCast: the multitask network reads two of the three feature sets, and is complete.
+    records += frozen("toxcast", f"{model}[layers]", "deepchem", 4.0)
+    records += frozen("toxcast", f"{model}[layers]&ecfp", "deepchem", 4.0)
+    runs = [dict(dataset="bbbp", features=model, fit_seconds=10.0, epochs_run=5)] * 5
+    bbbp, toxcast = suite_cost(
+        records,
+        runs,
+        {"bbbp": 100, "toxcast": 100},
+        model,
+        runs_per_set=5,
+        datasets=["bbbp", "toxcast"],
+        finetune_datasets=["bbbp"],
+    )
+    assert bbbp["frozen_fit"] == 30.0 and bbbp["finetune"] == 50.0
+    assert toxcast["projected"] == []  # nothing projected: not fine-tuned in this profile
+    assert toxcast["frozen_fit"] == 40.0 and toxcast["finetune"] == 0
+
+
 def test_baseline_cost_sums_each_cached_baseline_over_its_seeds(benchmark_script, tmp_path):
     script = benchmark_script("baseline_cost")
 
