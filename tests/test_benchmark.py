@@ -916,22 +916,27 @@ def test_descriptors_beside_the_model_join_the_molecules_both_hold(benchmark_scr
     np.testing.assert_array_equal(both.y.ravel(), [0, 0])  # first's labels
 
 
+def _probe_records(dataset, features, probes, fit_seconds, featurize_seconds=7.0):
+    """A frozen probe's records on 5 seeds, as `exlm-chem benchmark` writes them."""
+    return [
+        dict(
+            dataset=dataset,
+            features=features,
+            probe=probe,
+            seed=seed,
+            fit_seconds=fit_seconds,
+            featurize_seconds=featurize_seconds,
+        )
+        for probe in probes
+        for seed in range(5)
+    ]
+
+
 def test_suite_cost_projects_the_parts_not_run_from_the_sets_done(benchmark_script):
     suite_cost = benchmark_script("suite_cost").suite_cost
 
     def frozen(dataset, features, seconds):
-        return [
-            dict(
-                dataset=dataset,
-                features=features,
-                probe=probe,
-                seed=seed,
-                fit_seconds=seconds,
-                featurize_seconds=7.0,
-            )
-            for probe in ("logreg", "rf")
-            for seed in range(5)
-        ]
+        return _probe_records(dataset, features, ("logreg", "rf"), seconds)
 
     records = frozen("bbbp", "exlm[mean]", 2.0) + frozen("bbbp", "exlm[mean]&ecfp", 1.0)
     records += frozen("bbbp", "ecfp", 100.0)  # another family: not the model's cost
@@ -959,17 +964,7 @@ def test_suite_cost_counts_every_hybrid_and_the_sets_a_profile_fine_tunes(benchm
     suite_cost = benchmark_script("suite_cost").suite_cost
 
     def frozen(dataset, features, probe, seconds):
-        return [
-            dict(
-                dataset=dataset,
-                features=features,
-                probe=probe,
-                seed=seed,
-                fit_seconds=seconds,
-                featurize_seconds=1.0,
-            )
-            for seed in range(5)
-        ]
+        return _probe_records(dataset, features, (probe,), seconds)
 
     model = "exlm:v3"
     records = []
