@@ -824,6 +824,33 @@ def test_model_card_section_shows_each_family_as_chosen_on_validation_and_replac
     assert "3 seeded scaffold splits" in section
     with pytest.raises(InputError, match="mlm"):
         evaluation_section(records, "results.json", "mlm")
+    # A named model: its own untrained network, its twin and chemprop have rows of their own.
+    named = [
+        dict(r, features=r["features"].replace("exlm", "exlm:v3"))
+        for r in records
+        if r["features"].startswith("exlm")
+    ]
+    for seed in range(3):
+        named += [
+            _record("bbbp", "random:v3[cls]", "logreg", seed, 0.65, 0.66),
+            _record("bbbp", "random:v2[cls]", "logreg", seed, 0.10, 0.10),  # another network's
+            _record("bbbp", "mlm:runs/twin[cls]", "logreg", seed, 0.68, 0.67),
+            _record("bbbp", "chemprop", "scratch", seed, 0.77, 0.76),
+        ]
+    named = [dict(r, split="random_scaffold") for r in named]
+    rows = {
+        line.split(" | ")[0]: line
+        for line in evaluation_section(named, "results.json", "exlm:v3").splitlines()
+        if line.startswith("| ")
+    }
+    assert rows["| this model, frozen"].startswith("| this model, frozen | 0.730 |")
+    assert rows["| same network, untrained, frozen"].startswith(
+        "| same network, untrained, frozen | 0.650 |"
+    )
+    assert rows["| plain-MLM twin, frozen"].startswith("| plain-MLM twin, frozen | 0.680 |")
+    assert rows["| chemprop, trained from scratch"].startswith(
+        "| chemprop, trained from scratch | 0.770 |"
+    )
 
     card = "# model\n\n## Limits\n\n- small\n\n## Licence\n\nMIT\n"
     once = with_section(card, section)

@@ -13,15 +13,20 @@ from .datasets import DATASETS
 
 SECTION_TITLE = "## MoleculeNet"
 
-# The suite's families a card shows, in this order; the model's own is named by the caller.
+# The suite's families a card shows, in this order: "&..." joins the model's own family (named
+# by the caller), "random" is its network untrained, "mlm" any plain-MLM twin.
 BASELINES = {
     "&ecfp": "this model + ECFP4",
+    "&rdkit2d": "this model + RDKit 2D descriptors",
     "ecfp": "ECFP4",
+    "ecfp-count": "ECFP4 counts",
     "rdkit2d": "RDKit 2D descriptors",
+    "ecfp-count&rdkit2d": "ECFP4 counts + RDKit 2D descriptors",
+    "chemprop": "chemprop",
     "random": "same network, untrained",
     "mlm": "plain-MLM twin",
 }
-MODES = {"frozen": "frozen", "finetuned": "fine-tuned"}
+MODES = {"frozen": "frozen", "finetuned": "fine-tuned", "scratch": "trained from scratch"}
 
 
 def evaluation_section(records: list[dict], source: str, model_family: str = "exlm") -> str:
@@ -43,9 +48,9 @@ def evaluation_section(records: list[dict], source: str, model_family: str = "ex
         if splits == {"random_scaffold"}
         else f"the {'/'.join(sorted(splits)) or 'unnamed'} split"
     )
-    names = {model_family: "this model"} | {
-        (model_family + f if f.startswith("&") else f): label for f, label in BASELINES.items()
-    }
+    names = {model_family: "this model"}
+    for key, label in BASELINES.items():
+        names |= {name: label for name in _families(key, model_family, set(chosen["family"]))}
     header = [*datasets] + (
         [f"mean ROC-AUC ({len(classification)} sets)"] if classification else []
     )
@@ -73,6 +78,17 @@ def evaluation_section(records: list[dict], source: str, model_family: str = "ex
                 cells.append("" if None in scores else f"{sum(scores) / len(scores):.3f}")
             lines.append(f"| {label}, {mode_label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _families(key: str, model_family: str, present: set[str]) -> list[str]:
+    """The families in the results that BASELINES' ``key`` stands for."""
+    if key.startswith("&"):
+        return [model_family + key]
+    if key == "random":  # exlm:NAME was untrained as random:NAME
+        return ["random" + model_family.removeprefix("exlm")]
+    if key == "mlm":
+        return sorted(f for f in present if f.split(":")[0] == "mlm" and "&" not in f)
+    return [key]
 
 
 def with_section(card: str, section: str) -> str:
