@@ -85,7 +85,7 @@ def _families(key: str, model_family: str, present: set[str]) -> list[str]:
     if key.startswith("&"):
         return [model_family + key]
     if key == "random":  # exlm:NAME was untrained as random:NAME
-        return ["random" + model_family.removeprefix("exlm")]
+        return ["random" + model_family.removeprefix("exlm")] if model_family[:4] == "exlm" else []
     if key == "mlm":
         return sorted(f for f in present if f.split(":")[0] == "mlm" and "&" not in f)
     return [key]
