@@ -23,6 +23,7 @@ _PUBLIC = {
     "embed_file": "embedding_files",
     "ExLMFeaturizer": "featurizer",
     "ExLMTransformer": "estimators",
+    "DescriptorTransformer": "descriptor_transformer",
     "ExLMClassifier": "estimators",
     "ExLMRegressor": "estimators",
     "finetune": "finetuning",

@@ -14,6 +14,7 @@ from .errors import InputError
 from .finetune_settings import FinetuneSettings
 from .fingerprints import check_fingerprint, fingerprint_block, fingerprint_names, hybrid
 from .model import load_model, model_fingerprint, vector_names
+from .smiles import smiles_column
 
 
 class ExLMTransformer(TransformerMixin, BaseEstimator):
@@ -71,7 +72,7 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
-        smiles = _as_smiles(X)
+        smiles = smiles_column(X)
         vectors = embed(
             smiles,
             self.model_,
@@ -106,23 +107,6 @@ class ExLMTransformer(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.requires_fit = True
         return tags
-
-
-def _as_smiles(X) -> list:
-    if isinstance(X, str):
-        return [X]
-    if hasattr(X, "columns"):  # DataFrame
-        if X.shape[1] != 1:
-            raise ValueError(
-                f"ExLMTransformer takes one column of SMILES, got {X.shape[1]} columns"
-            )
-        X = X.iloc[:, 0]
-    array = np.asarray(X, dtype=object)
-    if array.ndim == 2:
-        if array.shape[1] != 1:
-            raise ValueError(f"ExLMTransformer takes one column of SMILES, got shape {array.shape}")
-        array = array[:, 0]
-    return list(array)  # anything but a string is reported as invalid, with its row
 
 
 class _FinetunedEstimator(BaseEstimator):
@@ -194,7 +178,7 @@ class _FinetunedEstimator(BaseEstimator):
         from .finetuning import EncodedMolecules, LabelledMolecules, finetune_ensemble
         from .splits import split_rows
 
-        smiles = _as_smiles(X)
+        smiles = smiles_column(X)
         if len(targets) != len(smiles):
             raise ValueError(f"X has {len(smiles)} molecules but y has {len(targets)} rows")
         settings = FinetuneSettings(
@@ -232,7 +216,7 @@ class _FinetunedEstimator(BaseEstimator):
 
     def _predictions(self, X, coverage: float | None = None):
         check_is_fitted(self, "finetuned_")
-        smiles = _as_smiles(X)
+        smiles = smiles_column(X)
         predictions, errors = self.finetuned_.predict_smiles(smiles, self.precision, coverage)
         for i, error in enumerate(errors):
             if error is not None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import re
 
+import numpy as np
+
 from .errors import InputError
 
 SMILES_REGEX = (
@@ -183,3 +185,21 @@ def atom_fallbacks(token: str) -> list[str]:
     candidates.append(f"[{element}]")
     candidates += [s for s in (symbol, element) if s in ORGANIC_SUBSET]
     return [c for c in dict.fromkeys(candidates) if c != token]
+
+
+def smiles_column(X) -> list:
+    """The SMILES a scikit-learn estimator was given: a sequence, a pandas Series, a one-column
+    DataFrame or array, or one SMILES string (one row). Anything but a string in it is kept,
+    to be reported as invalid with its row."""
+    if isinstance(X, str):
+        return [X]
+    if hasattr(X, "columns"):  # DataFrame
+        if X.shape[1] != 1:
+            raise ValueError(f"expected one column of SMILES, got {X.shape[1]} columns")
+        X = X.iloc[:, 0]
+    array = np.asarray(X, dtype=object)
+    if array.ndim == 2:
+        if array.shape[1] != 1:
+            raise ValueError(f"expected one column of SMILES, got shape {array.shape}")
+        array = array[:, 0]
+    return list(array)

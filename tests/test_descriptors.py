@@ -35,6 +35,32 @@ def test_descriptors_are_deepchems_rdkit2d_features():
     assert "MolLogP" in descriptor_names() and "Ipc" in descriptor_names()
 
 
+def test_descriptor_transformer_drops_into_a_pipeline_and_names_bad_rows():
+    import pandas as pd
+    from sklearn.base import clone
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.pipeline import make_pipeline
+
+    from exlm_chem import DescriptorTransformer, InputError
+
+    smiles = SMILES[:12]
+    transformer = DescriptorTransformer().fit()
+    X = transformer.transform(pd.DataFrame({"smiles": smiles}))
+    np.testing.assert_array_equal(X, np.nan_to_num(compute_descriptors(smiles), nan=0.0))
+    names = transformer.get_feature_names_out()
+    assert list(names) == descriptor_names() and X.shape == (12, len(names))
+    log_p = X[:, list(names).index("MolLogP")]
+    forest = make_pipeline(clone(transformer), RandomForestRegressor(20, random_state=0))
+    assert forest.fit(smiles, log_p).predict(smiles).shape == (12,)
+
+    with pytest.raises(InputError, match=r"index 1 \(RDKit cannot parse it\): 'C1CC'"):
+        transformer.transform(["CCO", "C1CC"])
+    kept = DescriptorTransformer(invalid="keep").fit().transform(["CCO", "C1CC", 3.0])
+    assert np.isfinite(kept[0]).all() and np.isnan(kept[1:]).all()
+    with pytest.raises(InputError, match="invalid must be"):
+        DescriptorTransformer(invalid="drop").fit()
+
+
 def test_scaling_is_robust_keeps_unknown_values_and_clips():
     rng = np.random.default_rng(0)
     values = np.stack(
