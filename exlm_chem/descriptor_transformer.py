@@ -16,8 +16,9 @@ from .smiles import check_invalid_policy, parse_smiles, quiet_rdkit, smiles_colu
 
 
 class DescriptorTransformer(TransformerMixin, BaseEstimator):
-    """SMILES in, RDKit's 217 2D descriptors out (`exlm_chem.descriptors`: DeepChem's
-    ``RDKitDescriptors`` list, as the benchmark's ``rdkit2d`` and the pretraining targets).
+    """SMILES in, RDKit's 2D descriptors out (217 with current RDKit): DeepChem's
+    ``RDKitDescriptors`` list, as the benchmark's ``rdkit2d`` and the pretraining targets
+    (`exlm_chem.descriptors`).
 
     X: as `ExLMTransformer` takes it (a sequence or column of SMILES, or one string).
     An invalid SMILES raises an error naming its row (``invalid="raise"``) or gives a NaN row
@@ -41,7 +42,7 @@ class DescriptorTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "feature_names_out_")
         smiles = smiles_column(X)
         with quiet_rdkit():
-            molecules = [parse_smiles(s) if isinstance(s, str) else None for s in smiles]
+            molecules = [parse_smiles(s) for s in smiles]
         invalid = [i for i, mol in enumerate(molecules) if mol is None]
         if invalid and self.invalid == "raise":
             i = invalid[0]
