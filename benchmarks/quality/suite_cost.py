@@ -77,7 +77,7 @@ def suite_cost(
                 task_type=DATASETS[name].task_type,
                 molecules=molecules[name],
                 feature_sets=len(features),
-                probes=",".join(sorted({r["probe"] for r in mine})),
+                multitask=any(r["probe"] == "deepchem" for r in mine),
                 frozen_records=len(mine),
                 featurize=sum(
                     max(r["featurize_seconds"] for r in mine if r["features"] == f)
@@ -97,8 +97,7 @@ def suite_cost(
     # Complete parts set the rates: the most feature sets any dataset probed the same way has
     # (ToxCast's multitask network reads fewer of them), all seeds of each.
     for row in rows:
-        multitask = "deepchem" in row["probes"]
-        most = max(r["feature_sets"] for r in rows if ("deepchem" in r["probes"]) == multitask)
+        most = max(r["feature_sets"] for r in rows if r["multitask"] == row["multitask"])
         row["frozen_done"] = (
             most > 0 and row["feature_sets"] == most and row["frozen_records"] >= most * seeds
         )

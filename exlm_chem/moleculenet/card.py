@@ -49,8 +49,9 @@ def evaluation_section(records: list[dict], source: str, model_family: str = "ex
         else f"the {'/'.join(sorted(splits)) or 'unnamed'} split"
     )
     names = {model_family: "this model"}
+    present = set(chosen["family"])
     for key, label in BASELINES.items():
-        names |= {name: label for name in _families(key, model_family, set(chosen["family"]))}
+        names |= {name: label for name in _families(key, model_family, present)}
     header = [*datasets] + (
         [f"mean ROC-AUC ({len(classification)} sets)"] if classification else []
     )
