@@ -14,7 +14,7 @@ A diagnostic on test parts that chooses nothing: a change of the calibration mus
 validation outputs, which the stored runs do not keep.
 
     EXLM_DATA_DIR=../shared/data python benchmarks/quality/calibration_prior_check.py \
-        --out benchmarks/results/uncertainty
+        --out benchmarks/results/uncertainty > benchmarks/results/uncertainty/prior_shift_check.md
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ def main() -> None:
     records = [r for r in records if r["task_type"] == "classification"]
     featurizer = ReadableRows(ExLMFeaturizer(load_model(records[0]["model"])))
     lines = [
+        "# Calibration error on the test parts: before, temperature scaled, prior restored",
+        "",
+        "`EXLM_DATA_DIR=../shared/data python benchmarks/quality/calibration_prior_check.py "
+        f"--out {args.out} > {args.out}/prior_shift_check.md`",
+        "",
         "| set | seed | training positives (per task) | ECE before | ECE temperature scaled"
         " | ECE training prior restored |",
         "|---|---|---|---|---|---|",
