@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: com
 from common import shared_data_dir  # noqa: E402
 
 
-def training_log_odds(name: str, seed: int, featurizer, data_dir, cache) -> np.ndarray:
-    """Per task, log(n_positive / n_negative) of the labelled molecules of the training part."""
-    from exlm_chem.moleculenet.datasets import load_dataset, split_dataset
+def training_log_odds(dataset, seed: int) -> np.ndarray:
+    """Per task, log(n_positive / n_negative) of the labelled molecules of ``seed``'s training
+    part."""
+    from exlm_chem.moleculenet.datasets import split_dataset
 
-    _, dataset = load_dataset(name, featurizer, data_dir, cache)
     train = split_dataset(dataset, "random_scaffold", seed)[0]
     labelled = train.w > 0
     positives = ((train.y == 1) & labelled).sum(0)
@@ -48,6 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     from exlm_chem import ExLMFeaturizer, load_model
     from exlm_chem.finetuning.calibration import expected_calibration_error, sigmoid
+    from exlm_chem.moleculenet.datasets import load_dataset
     from exlm_chem.moleculenet.features import ReadableRows
 
     data_dir = shared_data_dir() / "moleculenet" if shared_data_dir() else None
@@ -65,9 +66,12 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     by_set: dict[str, list[tuple[float, float, float]]] = {}
+    datasets = {}  # each set read once, for all its seeds
     for r in sorted(records, key=lambda r: (r["dataset"], r["seed"])):
+        if r["dataset"] not in datasets:
+            datasets[r["dataset"]] = load_dataset(r["dataset"], featurizer, data_dir, args.cache)[1]
         arrays = np.load(args.out / "predictions" / f"{r['dataset']}-{r['seed']}.npz")
-        log_odds = training_log_odds(r["dataset"], r["seed"], featurizer, data_dir, args.cache)
+        log_odds = training_log_odds(datasets[r["dataset"]], r["seed"])
         p = np.clip(arrays["uncalibrated"], 1e-7, 1 - 1e-7)
         restored = sigmoid(np.log(p / (1 - p)) + log_odds)
         eces = tuple(
